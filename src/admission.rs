@@ -1,0 +1,480 @@
+//! AdmissionReview bytes in, AdmissionReview bytes out. No sockets, no clock: the server passes the
+//! body and the admission time, and gets back the response body plus what to count and log.
+//!
+//! fluxgate owns these wire types instead of using kube-core's: its `AdmissionResponse` serializes
+//! `patch` as an array of numbers (kube-rs issue 1781), and a lenient request type lets a review
+//! that lacks a field fluxgate does not need still be answered (allowed, unchanged) rather than
+//! refused.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::policy::{Mutation, Policy, Target};
+
+pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+pub const ADMISSION_KIND: &str = "AdmissionReview";
+
+/// A body that cannot be answered with an AdmissionReview at all (no uid to echo). The server
+/// answers these with HTTP 400; kube-apiserver then applies the webhook's `failurePolicy: Ignore`.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidReview {
+    #[error("request body is not a JSON AdmissionReview: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "unsupported AdmissionReview {api_version:?}/{kind:?}: only admission.k8s.io/v1 AdmissionReview is served"
+    )]
+    Version { api_version: String, kind: String },
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    #[error("AdmissionReview request has no uid")]
+    MissingUid,
+}
+
+/// How a review ended, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Allowed with a patch.
+    Patched,
+    /// A kind and operation fluxgate handles, already compliant: allowed without a patch.
+    Unchanged,
+    /// Not fluxgate's business (other kind or operation): allowed without a patch.
+    Skipped,
+    /// Something went wrong inside fluxgate: allowed without a patch, and logged.
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Patched => "patched",
+            Self::Unchanged => "unchanged",
+            Self::Skipped => "skipped",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// An answered review: the response body and what happened.
+#[derive(Debug)]
+pub struct Reviewed {
+    pub body: Vec<u8>,
+    pub uid: String,
+    pub target: Option<Target>,
+    pub operation: Operation,
+    pub outcome: Outcome,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub dry_run: bool,
+    pub warnings: Vec<String>,
+    /// Why the object was allowed unchanged when `outcome` is `Error`.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+    Other,
+}
+
+impl Operation {
+    fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("CREATE") => Self::Create,
+            Some("UPDATE") => Self::Update,
+            Some("DELETE") => Self::Delete,
+            Some("CONNECT") => Self::Connect,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "CREATE",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+            Self::Connect => "CONNECT",
+            Self::Other => "other",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    request: Option<RequestIn>,
+}
+
+/// The request fields fluxgate reads; everything is optional so a partial request is still
+/// answerable as long as it carries a uid.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn {
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    kind: Option<GroupVersionKind>,
+    #[serde(default)]
+    operation: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    object: Option<Value>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    kind: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    /// Base64 of the JSON Patch document, as the API documents it (a string, not bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+/// Answers one AdmissionReview. Never denies: every answerable review is `allowed: true`.
+pub fn review(
+    body: &[u8],
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<Reviewed, InvalidReview> {
+    let review: ReviewIn = serde_json::from_slice(body)?;
+    let api_version = review.api_version.unwrap_or_default();
+    let kind = review.kind.unwrap_or_default();
+    if api_version != ADMISSION_API_VERSION || kind != ADMISSION_KIND {
+        return Err(InvalidReview::Version { api_version, kind });
+    }
+    let request = review.request.ok_or(InvalidReview::MissingRequest)?;
+    let uid = match request.uid {
+        Some(uid) if !uid.is_empty() => uid,
+        _ => return Err(InvalidReview::MissingUid),
+    };
+
+    let operation = Operation::parse(request.operation.as_deref());
+    let target = request
+        .kind
+        .as_ref()
+        .and_then(|gvk| Target::from_group_kind(&gvk.group, &gvk.kind));
+    let mut reviewed = Reviewed {
+        body: Vec::new(),
+        uid,
+        target,
+        operation,
+        outcome: Outcome::Skipped,
+        namespace: request.namespace,
+        name: request.name,
+        dry_run: request.dry_run.unwrap_or(false),
+        warnings: Vec::new(),
+        error: None,
+    };
+
+    let mut patch = None;
+    if let (Some(target), Operation::Create) = (target, operation) {
+        match &request.object {
+            None | Some(Value::Null) => {
+                reviewed.outcome = Outcome::Error;
+                reviewed.error = Some("CREATE request carries no object".to_owned());
+            }
+            Some(object) => {
+                match policy.mutate(target, reviewed.namespace.as_deref(), object, now) {
+                    Ok(Mutation { patch: p, warnings }) => {
+                        reviewed.warnings = warnings;
+                        if p.0.is_empty() {
+                            reviewed.outcome = Outcome::Unchanged;
+                        } else {
+                            match serde_json::to_vec(&p) {
+                                Ok(bytes) => {
+                                    reviewed.outcome = Outcome::Patched;
+                                    patch = Some(
+                                        base64::engine::general_purpose::STANDARD.encode(bytes),
+                                    );
+                                }
+                                Err(err) => {
+                                    reviewed.outcome = Outcome::Error;
+                                    reviewed.error = Some(format!("encoding the patch: {err}"));
+                                    reviewed.warnings.clear();
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => {
+                        reviewed.outcome = Outcome::Error;
+                        reviewed.error = Some(err.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    let out = ReviewOut {
+        api_version: ADMISSION_API_VERSION,
+        kind: ADMISSION_KIND,
+        response: ResponseOut {
+            uid: &reviewed.uid,
+            allowed: true,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            warnings: &reviewed.warnings,
+        },
+    };
+    reviewed.body = serde_json::to_vec(&out)?;
+    Ok(reviewed)
+}
+
+/// The answer for a review that could be parsed far enough to echo its uid but then failed in a way
+/// `review` could not anticipate: allowed, no patch.
+pub fn allow_unchanged(uid: &str) -> Vec<u8> {
+    let out = ReviewOut {
+        api_version: ADMISSION_API_VERSION,
+        kind: ADMISSION_KIND,
+        response: ResponseOut {
+            uid,
+            allowed: true,
+            patch_type: None,
+            patch: None,
+            warnings: &[],
+        },
+    };
+    serde_json::to_vec(&out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-28 10:00:00 UTC);
+
+    fn gitrepository_review(operation: &str, object: Value) -> Value {
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": { "group": "source.toolkit.fluxcd.io", "version": "v1", "kind": "GitRepository" },
+                "resource": { "group": "source.toolkit.fluxcd.io", "version": "v1", "resource": "gitrepositories" },
+                "requestKind": { "group": "source.toolkit.fluxcd.io", "version": "v1", "kind": "GitRepository" },
+                "requestResource": { "group": "source.toolkit.fluxcd.io", "version": "v1", "resource": "gitrepositories" },
+                "name": "app",
+                "namespace": "team-a",
+                "operation": operation,
+                "userInfo": { "username": "platform", "groups": ["system:authenticated"] },
+                "object": object,
+                "oldObject": null,
+                "dryRun": false,
+                "options": { "apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions" }
+            }
+        })
+    }
+
+    fn repo() -> Value {
+        json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": { "name": "app", "namespace": "team-a" },
+            "spec": { "url": "https://github.com/o/r", "interval": "1m" }
+        })
+    }
+
+    fn run(review_json: &Value) -> Reviewed {
+        review(
+            &serde_json::to_vec(review_json).unwrap(),
+            &Policy::default(),
+            NOW,
+        )
+        .unwrap()
+    }
+
+    fn response(r: &Reviewed) -> Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn create_is_patched_with_a_base64_string_patch() {
+        let r = run(&gitrepository_review("CREATE", repo()));
+        assert_eq!(r.outcome, Outcome::Patched);
+        let out = response(&r);
+        assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(out["kind"], "AdmissionReview");
+        assert_eq!(
+            out["response"]["uid"],
+            "705ab4f5-6393-11e8-b7cc-42010a800002"
+        );
+        assert_eq!(out["response"]["allowed"], true);
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        // The documented wire format: a base64 string (kube-core would emit a list of numbers).
+        let encoded = out["response"]["patch"]
+            .as_str()
+            .expect("patch is a string");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
+        let patch: Value = serde_json::from_slice(&decoded).unwrap();
+        assert_eq!(
+            patch,
+            json!([
+                { "op": "add", "path": "/metadata/annotations",
+                  "value": { "reconcile.fluxcd.io/requestedAt": "2026-11-28T10:00:00Z" } },
+                { "op": "add", "path": "/spec/timeout", "value": "5m" },
+                { "op": "add", "path": "/spec/suspend", "value": false },
+            ])
+        );
+        assert!(out["response"].get("warnings").is_none());
+    }
+
+    #[test]
+    fn update_delete_connect_and_other_kinds_are_skipped() {
+        for op in ["UPDATE", "DELETE", "CONNECT"] {
+            let r = run(&gitrepository_review(op, repo()));
+            assert_eq!(r.outcome, Outcome::Skipped, "{op}");
+            let out = response(&r);
+            assert_eq!(out["response"]["allowed"], true);
+            assert!(out["response"].get("patch").is_none());
+            assert!(out["response"].get("patchType").is_none());
+        }
+        let mut other = gitrepository_review("CREATE", repo());
+        other["request"]["kind"] =
+            json!({ "group": "apps", "version": "v1", "kind": "Deployment" });
+        assert_eq!(run(&other).outcome, Outcome::Skipped);
+    }
+
+    #[test]
+    fn dry_run_gets_the_same_patch() {
+        let mut dry = gitrepository_review("CREATE", repo());
+        dry["request"]["dryRun"] = json!(true);
+        let wet = run(&gitrepository_review("CREATE", repo()));
+        let dry = run(&dry);
+        assert!(dry.dry_run);
+        assert_eq!(
+            response(&dry)["response"]["patch"],
+            response(&wet)["response"]["patch"]
+        );
+    }
+
+    #[test]
+    fn suspend_override_reaches_the_user_as_a_warning() {
+        let mut object = repo();
+        object["spec"]["suspend"] = json!(true);
+        let r = run(&gitrepository_review("CREATE", object));
+        let out = response(&r);
+        let warnings = out["response"]["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].as_str().unwrap().contains("spec.suspend"));
+    }
+
+    #[test]
+    fn compliant_object_is_unchanged() {
+        let mut object = repo();
+        object["metadata"]["annotations"] = json!({ "reconcile.fluxcd.io/requestedAt": "x" });
+        object["spec"]["timeout"] = json!("5m");
+        object["spec"]["suspend"] = json!(false);
+        let r = run(&gitrepository_review("CREATE", object));
+        assert_eq!(r.outcome, Outcome::Unchanged);
+        assert!(response(&r)["response"].get("patch").is_none());
+    }
+
+    #[test]
+    fn unusable_objects_are_allowed_unchanged_and_reported() {
+        for object in [json!(null), json!("text"), json!({ "spec": [] })] {
+            let r = run(&gitrepository_review("CREATE", object.clone()));
+            assert_eq!(r.outcome, Outcome::Error, "{object}");
+            assert!(r.error.is_some());
+            let out = response(&r);
+            assert_eq!(out["response"]["allowed"], true);
+            assert_eq!(
+                out["response"]["uid"],
+                "705ab4f5-6393-11e8-b7cc-42010a800002"
+            );
+            assert!(out["response"].get("patch").is_none());
+        }
+        let mut no_object = gitrepository_review("CREATE", json!(null));
+        no_object["request"]
+            .as_object_mut()
+            .unwrap()
+            .remove("object");
+        assert_eq!(run(&no_object).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn a_request_with_only_a_uid_is_still_answered() {
+        let r = run(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": { "uid": "u-1" }
+        }));
+        assert_eq!(r.outcome, Outcome::Skipped);
+        assert_eq!(response(&r)["response"]["uid"], "u-1");
+    }
+
+    #[test]
+    fn unanswerable_bodies_are_typed_errors() {
+        let p = Policy::default();
+        let check = |body: &[u8]| review(body, &p, NOW).unwrap_err();
+        assert!(matches!(check(b"{not json"), InvalidReview::Json(_)));
+        assert!(matches!(check(b""), InvalidReview::Json(_)));
+        assert!(matches!(check(b"[1,2]"), InvalidReview::Json(_)));
+        assert!(matches!(
+            check(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"a"}}"#),
+            InvalidReview::Version { .. }
+        ));
+        assert!(matches!(
+            check(br#"{"kind":"Pod"}"#),
+            InvalidReview::Version { .. }
+        ));
+        assert!(matches!(
+            check(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+            InvalidReview::MissingRequest
+        ));
+        assert!(matches!(
+            check(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":""}}"#),
+            InvalidReview::MissingUid
+        ));
+        assert!(matches!(
+            check(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":7}}"#),
+            InvalidReview::Json(_)
+        ));
+    }
+
+    #[test]
+    fn allow_unchanged_echoes_the_uid() {
+        let out: Value = serde_json::from_slice(&allow_unchanged("abc")).unwrap();
+        assert_eq!(
+            out,
+            json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "response": { "uid": "abc", "allowed": true } })
+        );
+    }
+}

@@ -1,0 +1,279 @@
+//! Command-line interface: every flag of `serve` also reads a `FLUXGATE_*` environment variable.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::duration::FluxDuration;
+use crate::policy::{GitRepositoryPolicy, Policy, ProxyPolicy, SuspendMode, TimeoutMode};
+use crate::report::ReportFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fluxgate",
+    version,
+    about = "Keeps Flux source-controller healthy: a GitRepository admission webhook, exporter and janitor"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log line format.
+    #[arg(long, global = true, env = "FLUXGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, in tracing's EnvFilter syntax (RUST_LOG is honoured too).
+    #[arg(long, global = true, env = "FLUXGATE_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admission webhook (HTTPS) and metrics/health (HTTP), and run the exporter.
+    Serve(Box<ServeArgs>),
+    /// Print manifests as the webhook would leave them on CREATE (no cluster needed).
+    Mutate(MutateArgs),
+    /// Summarise GitRepository health from `kubectl get gitrepositories -A -o json`.
+    Report(ReportArgs),
+    /// Write a CA and a serving certificate (ca.crt, tls.crt, tls.key) for static setups.
+    Certs(CertsArgs),
+}
+
+/// The admission policy, shared by `serve` and `mutate` so previews match the webhook.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// spec.timeout fluxgate enforces on new GitRepositories (units ms, s, m).
+    #[arg(long, env = "FLUXGATE_GITREPOSITORY_TIMEOUT", default_value = "5m")]
+    pub gitrepository_timeout: FluxDuration,
+
+    /// floor: raise missing or shorter timeouts; force: always set the timeout.
+    #[arg(long, env = "FLUXGATE_TIMEOUT_MODE", value_enum, default_value_t = TimeoutMode::Floor)]
+    pub timeout_mode: TimeoutMode,
+
+    /// force: spec.suspend is always false (with a warning when overriding true); preserve: keep
+    /// an explicit true.
+    #[arg(long, env = "FLUXGATE_SUSPEND_MODE", value_enum, default_value_t = SuspendMode::Force)]
+    pub suspend_mode: SuspendMode,
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> Policy {
+        Policy {
+            gitrepository: GitRepositoryPolicy {
+                timeout: self.gitrepository_timeout,
+                timeout_mode: self.timeout_mode,
+                suspend_mode: self.suspend_mode,
+            },
+            proxy: ProxyPolicy::default(),
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// HTTPS address of the admission webhook (POST /mutate).
+    #[arg(long, env = "FLUXGATE_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
+    pub webhook_addr: SocketAddr,
+
+    /// Plain HTTP address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "FLUXGATE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// PEM certificate chain served by the webhook; re-read when it changes.
+    #[arg(
+        long,
+        env = "FLUXGATE_TLS_CERT_FILE",
+        default_value = "/tmp/fluxgate-certs/tls.crt"
+    )]
+    pub tls_cert_file: PathBuf,
+
+    /// PEM private key of the certificate.
+    #[arg(
+        long,
+        env = "FLUXGATE_TLS_KEY_FILE",
+        default_value = "/tmp/fluxgate-certs/tls.key"
+    )]
+    pub tls_key_file: PathBuf,
+
+    /// How often the certificate files are checked for changes.
+    #[arg(long, env = "FLUXGATE_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+
+    /// Create the certificate in-cluster (CA in a Secret, caBundle patched into the webhook
+    /// configuration) and write it to --tls-cert-file/--tls-key-file.
+    #[arg(long, env = "FLUXGATE_CERT_BOOTSTRAP", default_value_t = false, action = clap::ArgAction::Set)]
+    pub cert_bootstrap: bool,
+
+    /// Secret holding the bootstrapped CA and serving pair.
+    #[arg(long, env = "FLUXGATE_CERT_SECRET", default_value = "fluxgate-tls")]
+    pub cert_secret: String,
+
+    /// MutatingWebhookConfiguration whose caBundle the bootstrap maintains.
+    #[arg(long, env = "FLUXGATE_WEBHOOK_CONFIG", default_value = "fluxgate")]
+    pub webhook_config: String,
+
+    /// Service the webhook configuration calls (names in the serving certificate).
+    #[arg(long, env = "FLUXGATE_SERVICE_NAME", default_value = "fluxgate")]
+    pub service_name: String,
+
+    /// fluxgate's own namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "fluxgate")]
+    pub namespace: String,
+
+    /// Renew the bootstrapped serving certificate when less than this is left.
+    #[arg(long, env = "FLUXGATE_CERT_RENEW_BEFORE", default_value = "30days", value_parser = parse_duration)]
+    pub cert_renew_before: Duration,
+
+    /// How often the bootstrap re-checks the Secret and caBundle.
+    #[arg(long, env = "FLUXGATE_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub cert_check_interval: Duration,
+
+    /// Run the exporter alone.
+    #[arg(long, env = "FLUXGATE_NO_WEBHOOK", conflicts_with = "no_exporter")]
+    pub no_webhook: bool,
+
+    /// Run the webhook alone (needs no cluster access at all).
+    #[arg(long, env = "FLUXGATE_NO_EXPORTER")]
+    pub no_exporter: bool,
+
+    /// Namespaces whose GitRepositories are watched (comma-separated); empty: all.
+    #[arg(long, env = "FLUXGATE_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+
+    /// Largest admission request body accepted (larger ones get 413).
+    #[arg(long, env = "FLUXGATE_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Time allowed to receive and answer one admission request.
+    #[arg(long, env = "FLUXGATE_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// After SIGTERM, how long /readyz reports not-ready before listeners stop accepting.
+    #[arg(long, env = "FLUXGATE_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// After the delay, how long in-flight requests may take to finish.
+    #[arg(long, env = "FLUXGATE_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MutateOutput {
+    Yaml,
+    Json,
+    Patch,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MutateArgs {
+    /// Manifest files (YAML, multi-document, or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", default_value = "-")]
+    pub files: Vec<PathBuf>,
+
+    /// yaml or json: the objects as admitted; patch: the JSON Patch the webhook would return.
+    #[arg(short, long, value_enum, default_value_t = MutateOutput::Yaml)]
+    pub output: MutateOutput,
+
+    /// Admission time to stamp into reconcile.fluxcd.io/requestedAt (RFC 3339; default now).
+    #[arg(long)]
+    pub now: Option<String>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A GitRepository List as `kubectl get gitrepositories -A -o json` prints it; `-` reads
+    /// standard input.
+    #[arg(short = 'f', long = "filename", default_value = "-")]
+    pub file: PathBuf,
+
+    #[arg(short, long, value_enum, default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
+
+    /// Evaluate ages as of this time (RFC 3339; default now).
+    #[arg(long)]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, default_value = "certs")]
+    pub out: PathBuf,
+
+    /// DNS names of the serving certificate (default: localhost, plus the in-cluster Service
+    /// names when --service is given).
+    #[arg(long = "dns")]
+    pub dns: Vec<String>,
+
+    /// IP addresses of the serving certificate (default: 127.0.0.1).
+    #[arg(long = "ip")]
+    pub ips: Vec<IpAddr>,
+}
+
+/// Parses an RFC 3339 time given on the command line.
+pub fn parse_now(value: Option<&str>) -> anyhow::Result<time::OffsetDateTime> {
+    match value {
+        None => Ok(time::OffsetDateTime::now_utc()),
+        Some(text) => {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| anyhow::anyhow!("--now {text:?} is not an RFC 3339 time: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_defaults_match_the_documented_ones() {
+        let cli = Cli::try_parse_from(["fluxgate", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.webhook_addr.to_string(), "0.0.0.0:8443");
+        assert_eq!(args.metrics_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.policy.gitrepository_timeout.to_string(), "5m");
+        assert_eq!(args.policy.timeout_mode, TimeoutMode::Floor);
+        assert_eq!(args.policy.suspend_mode, SuspendMode::Force);
+        assert!(!args.cert_bootstrap);
+    }
+
+    #[test]
+    fn bad_flags_are_clear_errors() {
+        let err = Cli::try_parse_from(["fluxgate", "mutate", "--gitrepository-timeout", "1h"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected numbers with units ms, s or m"),
+            "{err}"
+        );
+        assert!(
+            Cli::try_parse_from(["fluxgate", "serve", "--no-webhook", "--no-exporter"]).is_err()
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! What each subcommand does, over the library's modules.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+use crate::certs::{self, ServingNames, bootstrap};
+use crate::cli::{CertsArgs, MutateArgs, MutateOutput, ReportArgs, ServeArgs, parse_now};
+use crate::exporter::{Exporter, ExporterConfig};
+use crate::manifests;
+use crate::metrics::Metrics;
+use crate::policy::{Mutation, Target};
+use crate::server::{self, ConnectionLimits, ops, tls, webhook};
+
+/// `fluxgate serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut metrics = Metrics::new();
+    let exporter = (!args.no_exporter).then(|| {
+        Exporter::new(
+            metrics.registry_mut(),
+            ExporterConfig {
+                namespaces: args.watch_namespaces.clone(),
+            },
+        )
+    });
+    let metrics = Arc::new(metrics);
+    let readiness = ops::Readiness::new(!args.no_webhook);
+    let limits = ConnectionLimits::default();
+
+    // The webhook must work without any cluster access; only the exporter and the certificate
+    // bootstrap need a client, so its absence is fatal only for them.
+    let needs_client = exporter.is_some() || (args.cert_bootstrap && !args.no_webhook);
+    let client = if needs_client {
+        Some(kube::Client::try_default().await.context(
+            "no Kubernetes client configuration (needed by the exporter or --cert-bootstrap)",
+        )?)
+    } else {
+        None
+    };
+
+    let mut background = tokio::task::JoinSet::new();
+    let mut servers = Vec::new();
+
+    if !args.no_webhook {
+        if let (true, Some(client)) = (args.cert_bootstrap, &client) {
+            let config = bootstrap::BootstrapConfig {
+                namespace: args.namespace.clone(),
+                secret_name: args.cert_secret.clone(),
+                webhook_config_name: args.webhook_config.clone(),
+                service_name: args.service_name.clone(),
+                cert_path: args.tls_cert_file.clone(),
+                key_path: args.tls_key_file.clone(),
+                renew_before: args.cert_renew_before,
+            };
+            bootstrap::ensure(client, &config)
+                .await
+                .context("bootstrapping the webhook certificate")?;
+            background.spawn(bootstrap::keep_current(
+                client.clone(),
+                config,
+                args.cert_check_interval,
+            ));
+        }
+        let tls =
+            tls::ReloadingTls::load(&args.tls_cert_file, &args.tls_key_file, metrics.tls.clone())
+                .context("loading the webhook certificate")?;
+        let state = webhook::WebhookState::new(args.policy.policy(), metrics.clone());
+        let router = webhook::router(
+            state,
+            webhook::WebhookLimits {
+                max_body_bytes: args.max_body_bytes,
+                request_timeout: args.request_timeout,
+            },
+        );
+        let running = server::spawn_tls(args.webhook_addr, tls.rustls_config(), router, limits)
+            .await
+            .with_context(|| format!("listening on {}", args.webhook_addr))?;
+        tracing::info!(addr = %running.addr, path = webhook::MUTATE_PATH, "webhook serving HTTPS");
+        background.spawn(tls.watch(args.tls_reload_interval));
+        readiness.set_webhook_listening();
+        servers.push(running);
+    }
+
+    if let (Some(exporter), Some(client)) = (exporter, client.clone()) {
+        readiness.set_exporter(exporter.status());
+        background.spawn(async move {
+            if let Err(err) = exporter.run(client).await {
+                tracing::error!(error = %err, "exporter stopped");
+            }
+        });
+    }
+
+    let ops_server = server::spawn_plain(
+        args.metrics_addr,
+        ops::router(metrics.clone(), readiness.clone()),
+        limits,
+    )
+    .await
+    .with_context(|| format!("listening on {}", args.metrics_addr))?;
+    tracing::info!(addr = %ops_server.addr, "metrics and health serving HTTP");
+    // The operations listener goes last so /readyz stays answerable (false) during the drain.
+    servers.push(ops_server);
+
+    let result = server::drain_on(
+        server::shutdown_signal(),
+        &readiness,
+        args.shutdown_delay,
+        args.drain_timeout,
+        servers,
+    )
+    .await;
+    background.shutdown().await;
+    tracing::info!("stopped");
+    result.context("draining")
+}
+
+/// `fluxgate mutate`: writes the admitted objects (or patches) to `out`, warnings to `err`.
+pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
+    let now = parse_now(args.now.as_deref())?;
+    let policy = args.policy.policy();
+    let mut objects = Vec::new();
+    for file in &args.files {
+        let text = manifests::read_source(file)?;
+        objects
+            .extend(manifests::parse_documents(&text).with_context(|| file.display().to_string())?);
+    }
+
+    let mut results = Vec::with_capacity(objects.len());
+    for object in objects {
+        let Some(target) = target_of(&object) else {
+            results.push((object, Mutation::default()));
+            continue;
+        };
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let mutation = policy
+            .mutate(target, namespace.as_deref(), &object, now)
+            .with_context(|| format!("{} {}", target.as_str(), describe(&object)))?;
+        for warning in &mutation.warnings {
+            writeln!(err, "Warning: {}: {warning}", describe(&object))?;
+        }
+        let mut patched = object;
+        json_patch::patch(&mut patched, &mutation.patch)
+            .with_context(|| format!("applying the patch to {}", describe(&patched)))?;
+        results.push((patched, mutation));
+    }
+
+    match args.output {
+        MutateOutput::Yaml => {
+            for (i, (object, _)) in results.iter().enumerate() {
+                if i > 0 {
+                    writeln!(out, "---")?;
+                }
+                write!(out, "{}", serde_yaml_ng::to_string(object)?)?;
+            }
+        }
+        MutateOutput::Json => {
+            let value = if results.len() == 1 {
+                results[0].0.clone()
+            } else {
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": results.iter().map(|(o, _)| o.clone()).collect::<Vec<_>>(),
+                })
+            };
+            serde_json::to_writer_pretty(&mut *out, &value)?;
+            writeln!(out)?;
+        }
+        MutateOutput::Patch => {
+            // One JSON Patch document per line, in input order, ready for `kubectl patch --type=json`.
+            for (_, mutation) in &results {
+                serde_json::to_writer(&mut *out, &mutation.patch)?;
+                writeln!(out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn target_of(object: &Value) -> Option<Target> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str)?;
+    let kind = object.get("kind").and_then(Value::as_str)?;
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    Target::from_group_kind(group, kind)
+}
+
+fn describe(object: &Value) -> String {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>");
+    match object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+    {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// `fluxgate report`.
+pub fn report(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let now = parse_now(args.now.as_deref())?;
+    let text = manifests::read_source(&args.file)?;
+    let objects =
+        manifests::parse_documents(&text).with_context(|| args.file.display().to_string())?;
+    let rendered = crate::report::render(&objects, now, args.output)?;
+    out.write_all(rendered.as_bytes())?;
+    Ok(())
+}
+
+/// `fluxgate certs`.
+pub fn certs(args: &CertsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut names = ServingNames {
+        dns: args.dns.clone(),
+        ips: args.ips.clone(),
+    };
+    if names.dns.is_empty() && names.ips.is_empty() {
+        names.dns.push("localhost".to_owned());
+        names.ips.push(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let bundle = certs::generate(&names, time::OffsetDateTime::now_utc())?;
+    for path in certs::write_dir(&args.out, &bundle)? {
+        writeln!(out, "wrote {}", path.display())?;
+    }
+    Ok(())
+}

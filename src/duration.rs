@@ -1,0 +1,187 @@
+//! Flux duration strings (`60s`, `1m30s`, `500ms`), as the GitRepository CRD accepts them.
+//!
+//! `spec.timeout` must match `^([0-9]+(\.[0-9]+)?(ms|s|m))+$`: Go's duration syntax without the `h`
+//! unit (and without `us`/`ns`). Parsing follows exactly that grammar, so a value fluxgate accepts is
+//! one the API server accepts, and formatting never emits `h`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Why a duration string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error(
+        "invalid duration {0:?}: expected numbers with units ms, s or m, like 60s, 1m30s or 500ms"
+    )]
+    Syntax(String),
+    #[error("duration {0:?} is too large")]
+    Overflow(String),
+}
+
+/// A duration that fits `spec.timeout`: parsed from, and printed as, Flux's syntax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FluxDuration(Duration);
+
+impl FluxDuration {
+    pub const fn from_duration(d: Duration) -> Self {
+        Self(d)
+    }
+
+    pub const fn as_duration(self) -> Duration {
+        self.0
+    }
+}
+
+impl FromStr for FluxDuration {
+    type Err = DurationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_timeout(s).map(Self)
+    }
+}
+
+impl fmt::Display for FluxDuration {
+    /// Minutes, seconds and milliseconds, largest first, zero parts left out: `5m`, `1m30s`,
+    /// `500ms`, `90m` (never `1h30m`, which the CRD would reject).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total_ms = self.0.as_millis();
+        if total_ms == 0 {
+            return f.write_str("0s");
+        }
+        let minutes = total_ms / 60_000;
+        let seconds = (total_ms % 60_000) / 1000;
+        let millis = total_ms % 1000;
+        if minutes > 0 {
+            write!(f, "{minutes}m")?;
+        }
+        if seconds > 0 {
+            write!(f, "{seconds}s")?;
+        }
+        if millis > 0 {
+            write!(f, "{millis}ms")?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration in the CRD's `spec.timeout` grammar. Fractions are allowed (`1.5m`); sub-
+/// millisecond remainders are truncated, as they carry no meaning for a Git timeout.
+pub fn parse_timeout(input: &str) -> Result<Duration, DurationError> {
+    if input.is_empty() {
+        return Err(DurationError::Empty);
+    }
+    let syntax = || DurationError::Syntax(input.to_owned());
+    let overflow = || DurationError::Overflow(input.to_owned());
+    let bytes = input.as_bytes();
+    let mut pos = 0;
+    let mut total_nanos: u128 = 0;
+    while pos < bytes.len() {
+        let int_start = pos;
+        while pos < bytes.len() && bytes[pos].is_ascii_digit() {
+            pos += 1;
+        }
+        if pos == int_start {
+            return Err(syntax());
+        }
+        let int_part = &input[int_start..pos];
+        let mut frac_part = "";
+        if pos < bytes.len() && bytes[pos] == b'.' {
+            pos += 1;
+            let frac_start = pos;
+            while pos < bytes.len() && bytes[pos].is_ascii_digit() {
+                pos += 1;
+            }
+            if pos == frac_start {
+                return Err(syntax());
+            }
+            frac_part = &input[frac_start..pos];
+        }
+        let unit_nanos: u128 = if input[pos..].starts_with("ms") {
+            pos += 2;
+            1_000_000
+        } else if input[pos..].starts_with('s') {
+            pos += 1;
+            1_000_000_000
+        } else if input[pos..].starts_with('m') {
+            pos += 1;
+            60_000_000_000
+        } else {
+            return Err(syntax());
+        };
+        let whole: u128 = int_part.parse().map_err(|_| overflow())?;
+        let mut nanos = whole.checked_mul(unit_nanos).ok_or_else(overflow)?;
+        // Only the first 9 fractional digits can matter at nanosecond resolution.
+        let frac_digits = &frac_part[..frac_part.len().min(9)];
+        if !frac_digits.is_empty() {
+            let frac: u128 = frac_digits.parse().map_err(|_| syntax())?;
+            let scale = 10u128.pow(frac_digits.len() as u32);
+            nanos = nanos
+                .checked_add(frac * unit_nanos / scale)
+                .ok_or_else(overflow)?;
+        }
+        total_nanos = total_nanos.checked_add(nanos).ok_or_else(overflow)?;
+    }
+    let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| overflow())?;
+    let millis_nanos = (total_nanos % 1_000_000_000) / 1_000_000 * 1_000_000;
+    Ok(Duration::new(secs, millis_nanos as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn parses_the_forms_flux_documents() {
+        assert_eq!(parse_timeout("60s"), Ok(ms(60_000)));
+        assert_eq!(parse_timeout("5m"), Ok(ms(300_000)));
+        assert_eq!(parse_timeout("1m30s"), Ok(ms(90_000)));
+        assert_eq!(parse_timeout("500ms"), Ok(ms(500)));
+        assert_eq!(parse_timeout("1.5m"), Ok(ms(90_000)));
+        assert_eq!(parse_timeout("0.5s"), Ok(ms(500)));
+        assert_eq!(parse_timeout("2m2m"), Ok(ms(240_000)));
+        assert_eq!(parse_timeout("1m0s250ms"), Ok(ms(60_250)));
+    }
+
+    #[test]
+    fn refuses_what_the_crd_pattern_refuses() {
+        for bad in [
+            "", "5", "1h", "1h30m", "5 m", " 5m", "5m ", "-5m", "+5m", "m", "1.m", ".5m", "5M",
+            "1us", "1ns", "1d", "5m1", "1.2.3s", "five",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn reports_overflow_instead_of_wrapping() {
+        let huge = "99999999999999999999999999999999999999999m";
+        assert!(matches!(
+            parse_timeout(huge),
+            Err(DurationError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn formats_without_hours_and_round_trips() {
+        let cases = [
+            (ms(300_000), "5m"),
+            (ms(90_000), "1m30s"),
+            (ms(500), "500ms"),
+            (ms(7_200_000), "120m"),
+            (ms(61_001), "1m1s1ms"),
+            (ms(0), "0s"),
+        ];
+        for (d, text) in cases {
+            let flux = FluxDuration::from_duration(d);
+            assert_eq!(flux.to_string(), text);
+            assert_eq!(text.parse::<FluxDuration>().unwrap(), flux);
+        }
+    }
+}

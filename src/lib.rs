@@ -1,0 +1,19 @@
+//! fluxgate keeps Flux's source-controller healthy when many GitRepositories fail: a mutating
+//! admission webhook that makes new GitRepositories safe, an exporter that makes failures visible,
+//! and a janitor that stops endless retries.
+//!
+//! Two pure decisions sit at the centre and every surface calls them: [`policy`] (how a new object
+//! is changed) and [`health`] (how healthy a GitRepository is).
+
+pub mod admission;
+pub mod certs;
+pub mod cli;
+pub mod commands;
+pub mod duration;
+pub mod exporter;
+pub mod health;
+pub mod manifests;
+pub mod metrics;
+pub mod policy;
+pub mod report;
+pub mod server;

@@ -1,0 +1,189 @@
+//! Reading Kubernetes manifests from files or stdin for the offline commands: JSON (one value or a
+//! stream of values) or multi-document YAML, with `List` objects flattened into their items.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The most the offline commands read: far above any real `kubectl get -o json` of GitRepositories,
+/// low enough that a wrong path (a disk image, /dev/zero) fails fast instead of exhausting memory.
+pub const MAX_INPUT_BYTES: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("reading {source_name}: {error}")]
+    Read {
+        source_name: String,
+        error: std::io::Error,
+    },
+    #[error("{source_name} is larger than {MAX_INPUT_BYTES} bytes")]
+    TooLarge { source_name: String },
+    #[error("{source_name} is not UTF-8 text")]
+    NotText { source_name: String },
+    #[error("document {index} is not valid JSON: {error}")]
+    Json {
+        index: usize,
+        error: serde_json::Error,
+    },
+    #[error("document {index} is not valid YAML: {error}")]
+    Yaml {
+        index: usize,
+        error: serde_yaml_ng::Error,
+    },
+    #[error("document {index} is a {found}, expected a Kubernetes object (a mapping)")]
+    NotAnObject { index: usize, found: &'static str },
+}
+
+/// Reads a whole file, or stdin for `-`, bounded by [`MAX_INPUT_BYTES`].
+pub fn read_source(path: &Path) -> Result<String, ManifestError> {
+    let source_name = if path == Path::new("-") {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    };
+    let read_err = |error| ManifestError::Read {
+        source_name: source_name.clone(),
+        error,
+    };
+    let reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(read_err)?)
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(ManifestError::TooLarge { source_name });
+    }
+    String::from_utf8(bytes).map_err(|_| ManifestError::NotText { source_name })
+}
+
+/// Parses every object in `text`. Empty YAML documents are skipped; `List` kinds (`List`,
+/// `GitRepositoryList`, ...) contribute their items.
+pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
+    let trimmed = text.trim_start();
+    let mut documents = Vec::new();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        let stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
+        for (index, doc) in stream.enumerate() {
+            let doc = doc.map_err(|error| ManifestError::Json {
+                index: index + 1,
+                error,
+            })?;
+            documents.push((index + 1, doc));
+        }
+    } else {
+        for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let value = Value::deserialize(doc).map_err(|error| ManifestError::Yaml {
+                index: index + 1,
+                error,
+            })?;
+            if !value.is_null() {
+                documents.push((index + 1, value));
+            }
+        }
+    }
+
+    let mut objects = Vec::with_capacity(documents.len());
+    for (index, doc) in documents {
+        match doc {
+            Value::Object(mut map) => {
+                let is_list = map
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .is_some_and(|k| k.ends_with("List"))
+                    && map.get("items").is_some_and(Value::is_array);
+                if is_list {
+                    if let Some(Value::Array(items)) = map.remove("items") {
+                        for item in items {
+                            if !item.is_object() {
+                                return Err(ManifestError::NotAnObject {
+                                    index,
+                                    found: "list item that is not a mapping",
+                                });
+                            }
+                            objects.push(item);
+                        }
+                    }
+                } else {
+                    objects.push(Value::Object(map));
+                }
+            }
+            Value::Array(items) if items.iter().all(Value::is_object) => objects.extend(items),
+            other => {
+                return Err(ManifestError::NotAnObject {
+                    index,
+                    found: match other {
+                        Value::Array(_) => "list",
+                        Value::String(_) => "string",
+                        Value::Number(_) => "number",
+                        Value::Bool(_) => "boolean",
+                        _ => "null",
+                    },
+                });
+            }
+        }
+    }
+    Ok(objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn yaml_multi_document_with_empty_documents() {
+        let text = "---\napiVersion: v1\nkind: A\n---\n\n---\n# only a comment\n---\nkind: B\nmetadata:\n  name: b\n";
+        let objects = parse_documents(text).unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0]["kind"], "A");
+        assert_eq!(objects[1]["metadata"]["name"], "b");
+    }
+
+    #[test]
+    fn json_single_stream_and_list() {
+        assert_eq!(parse_documents(r#"{"kind":"A"}"#).unwrap().len(), 1);
+        assert_eq!(
+            parse_documents("{\"kind\":\"A\"}\n{\"kind\":\"B\"}")
+                .unwrap()
+                .len(),
+            2
+        );
+        let list = json!({ "apiVersion": "v1", "kind": "List",
+                           "items": [{ "kind": "GitRepository" }, { "kind": "GitRepository" }] });
+        assert_eq!(parse_documents(&list.to_string()).unwrap().len(), 2);
+        let typed = json!({ "kind": "GitRepositoryList", "items": [] });
+        assert!(parse_documents(&typed.to_string()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_documents_name_their_position() {
+        let err = parse_documents("kind: A\n---\nkind: [unclosed\n").unwrap_err();
+        assert!(matches!(err, ManifestError::Yaml { index: 2, .. }), "{err}");
+        let err = parse_documents("{\"kind\": }").unwrap_err();
+        assert!(matches!(err, ManifestError::Json { index: 1, .. }), "{err}");
+        let err = parse_documents("just a string").unwrap_err();
+        assert!(err.to_string().contains("document 1 is a string"), "{err}");
+        let err = parse_documents("[1, 2]").unwrap_err();
+        assert!(matches!(
+            err,
+            ManifestError::NotAnObject { found: "list", .. }
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let err = read_source(Path::new("/nonexistent/fluxgate.yaml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("reading /nonexistent/fluxgate.yaml"),
+            "{err}"
+        );
+    }
+}

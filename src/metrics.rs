@@ -1,0 +1,251 @@
+//! The metric registry and the families the webhook and janitor update. Every name is prefixed
+//! `fluxgate_`; the exporter registers its own GitRepository families here too.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicI64;
+
+/// Content type of `/metrics`.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    pub kind: &'static str,
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JanitorActionLabels {
+    pub rule: &'static str,
+    pub action: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: &'static str,
+}
+
+fn admission_duration_histogram() -> Histogram {
+    // Admission must stay far below the webhook's timeout; resolution matters below 10 ms.
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ])
+}
+
+/// Webhook request counters and latency.
+#[derive(Debug, Clone)]
+pub struct AdmissionMetrics {
+    pub requests: Family<AdmissionLabels, Counter>,
+    pub duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for AdmissionMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(admission_duration_histogram),
+        }
+    }
+}
+
+/// The serving certificate.
+#[derive(Debug, Clone, Default)]
+pub struct TlsMetrics {
+    pub expiry_timestamp: Gauge<i64, AtomicI64>,
+    pub reloads: Family<OutcomeLabels, Counter>,
+}
+
+/// Proxy environment injected into source-controller Pods.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyMetrics {
+    pub injections: Family<NamespaceLabels, Counter>,
+}
+
+/// The janitor's actions and leadership.
+#[derive(Debug, Clone, Default)]
+pub struct JanitorMetrics {
+    pub actions: Family<JanitorActionLabels, Counter>,
+    pub leader: Gauge,
+    pub candidates: Family<RuleLabels, Gauge>,
+}
+
+/// All of fluxgate's metrics. Built once at startup, then shared read-only (the families inside
+/// are internally synchronised).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub admission: AdmissionMetrics,
+    pub tls: TlsMetrics,
+    pub proxy: ProxyMetrics,
+    pub janitor: JanitorMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("fluxgate");
+        let admission = AdmissionMetrics::default();
+        let tls = TlsMetrics::default();
+        let proxy = ProxyMetrics::default();
+        let janitor = JanitorMetrics::default();
+
+        registry.register(
+            "build",
+            "fluxgate build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register(
+            "admission_requests",
+            "Admission reviews answered, by object kind, operation and outcome",
+            admission.requests.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission review, from body received to response encoded",
+            admission.duration.clone(),
+        );
+        registry.register(
+            "webhook_certificate_expiry_timestamp_seconds",
+            "Expiry (notAfter) of the serving certificate, in Unix seconds",
+            tls.expiry_timestamp.clone(),
+        );
+        registry.register(
+            "webhook_certificate_reloads",
+            "Serving certificate reloads from disk, by outcome",
+            tls.reloads.clone(),
+        );
+        registry.register(
+            "proxy_injections",
+            "source-controller Pods given proxy environment, by namespace",
+            proxy.injections.clone(),
+        );
+        registry.register(
+            "janitor_actions",
+            "Janitor actions on GitRepositories, by rule, action and outcome",
+            janitor.actions.clone(),
+        );
+        registry.register(
+            "janitor_leader",
+            "1 on the replica that holds the janitor Lease",
+            janitor.leader.clone(),
+        );
+        registry.register(
+            "janitor_candidates",
+            "GitRepositories matching a janitor rule at its last run",
+            janitor.candidates.clone(),
+        );
+
+        Self {
+            registry,
+            admission,
+            tls,
+            proxy,
+            janitor,
+        }
+    }
+
+    /// The registry, for components that register their own families before serving starts.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// OpenMetrics text of every registered family.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Encoding into a String only fails if a collector reports an error; what was written
+        // up to then is still served.
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %err, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable() {
+        let metrics = Metrics::new();
+        metrics
+            .admission
+            .requests
+            .get_or_create(&AdmissionLabels {
+                kind: "GitRepository",
+                operation: "CREATE",
+                outcome: "patched",
+            })
+            .inc();
+        metrics
+            .admission
+            .duration
+            .get_or_create(&KindLabels {
+                kind: "GitRepository",
+            })
+            .observe(0.001);
+        metrics
+            .tls
+            .reloads
+            .get_or_create(&OutcomeLabels { outcome: "success" })
+            .inc();
+        metrics
+            .proxy
+            .injections
+            .get_or_create(&NamespaceLabels {
+                namespace: "flux-system".into(),
+            })
+            .inc();
+        metrics
+            .janitor
+            .actions
+            .get_or_create(&JanitorActionLabels {
+                rule: "failing",
+                action: "suspend",
+                outcome: "done",
+            })
+            .inc();
+        let text = metrics.encode();
+        for line in [
+            "fluxgate_build_info{version=\"",
+            "fluxgate_admission_requests_total{kind=\"GitRepository\",operation=\"CREATE\",outcome=\"patched\"} 1",
+            "fluxgate_admission_duration_seconds_bucket{le=\"0.001\",kind=\"GitRepository\"} 1",
+            "fluxgate_webhook_certificate_expiry_timestamp_seconds 0",
+            "fluxgate_webhook_certificate_reloads_total{outcome=\"success\"} 1",
+            "fluxgate_proxy_injections_total{namespace=\"flux-system\"} 1",
+            "fluxgate_janitor_actions_total{rule=\"failing\",action=\"suspend\",outcome=\"done\"} 1",
+            "fluxgate_janitor_leader 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

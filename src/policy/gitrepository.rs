@@ -1,0 +1,517 @@
+//! What fluxgate changes on a new GitRepository: `spec.timeout`, `spec.suspend` and the
+//! `reconcile.fluxcd.io/requestedAt` annotation.
+//!
+//! Works on the raw JSON object so every served version (v1, v1beta2) and every field fluxgate does
+//! not know about pass through untouched.
+
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::{Mutation, PatchBuilder, PolicyError, rfc3339_seconds};
+use crate::duration::{FluxDuration, parse_timeout};
+
+/// Flux's annotation for "reconcile now"; a value the controller has not handled yet queues one.
+pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+
+/// How `spec.timeout` is brought to the configured value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TimeoutMode {
+    /// Raise a missing or shorter timeout; keep a longer one the user chose.
+    Floor,
+    /// Always set the configured timeout.
+    Force,
+}
+
+/// What happens to a `spec.suspend: true` written by the creator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuspendMode {
+    /// Always `suspend: false`, with an admission warning when that overrides the user.
+    Force,
+    /// Leave an explicit `true` alone.
+    Preserve,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRepositoryPolicy {
+    pub timeout: FluxDuration,
+    pub timeout_mode: TimeoutMode,
+    pub suspend_mode: SuspendMode,
+}
+
+impl Default for GitRepositoryPolicy {
+    fn default() -> Self {
+        Self {
+            timeout: FluxDuration::from_duration(std::time::Duration::from_secs(300)),
+            timeout_mode: TimeoutMode::Floor,
+            suspend_mode: SuspendMode::Force,
+        }
+    }
+}
+
+/// Decides the patch for one GitRepository being created. Pure: `now` is the admission time.
+pub fn mutate(
+    object: &Value,
+    policy: &GitRepositoryPolicy,
+    now: OffsetDateTime,
+) -> Result<Mutation, PolicyError> {
+    let object = object.as_object().ok_or(PolicyError::NotAnObject)?;
+    let mut patch = PatchBuilder::default();
+    let mut warnings = Vec::new();
+
+    plan_requested_at(object, now, &mut patch)?;
+
+    match object.get("spec") {
+        None | Some(Value::Null) => {
+            // Nothing to merge into: create the whole spec with just fluxgate's fields. The API
+            // server's schema validation still reports the user's missing url/interval.
+            let mut spec = Map::new();
+            spec.insert("timeout".into(), json!(policy.timeout.to_string()));
+            spec.insert("suspend".into(), json!(false));
+            patch.add(&["spec"], Value::Object(spec));
+        }
+        Some(Value::Object(spec)) => {
+            plan_timeout(spec, policy, &mut patch, &mut warnings);
+            plan_suspend(spec, policy, &mut patch, &mut warnings);
+        }
+        Some(other) => return Err(PolicyError::FieldNotAnObject("spec", type_name(other))),
+    }
+
+    Ok(Mutation {
+        patch: patch.finish(),
+        warnings,
+    })
+}
+
+fn plan_requested_at(
+    object: &Map<String, Value>,
+    now: OffsetDateTime,
+    patch: &mut PatchBuilder,
+) -> Result<(), PolicyError> {
+    let stamp = json!(rfc3339_seconds(now));
+    match object.get("metadata") {
+        None | Some(Value::Null) => {
+            patch.add(
+                &["metadata"],
+                json!({ "annotations": { REQUESTED_AT_ANNOTATION: stamp } }),
+            );
+        }
+        Some(Value::Object(metadata)) => match metadata.get("annotations") {
+            None | Some(Value::Null) => {
+                patch.add(
+                    &["metadata", "annotations"],
+                    json!({ REQUESTED_AT_ANNOTATION: stamp }),
+                );
+            }
+            Some(Value::Object(annotations)) => {
+                // Any existing value is kept: the user may have asked for a reconcile, and a
+                // re-invoked webhook must not produce a second patch.
+                if !annotations.contains_key(REQUESTED_AT_ANNOTATION) {
+                    patch.add(&["metadata", "annotations", REQUESTED_AT_ANNOTATION], stamp);
+                }
+            }
+            Some(other) => {
+                return Err(PolicyError::FieldNotAnObject(
+                    "metadata.annotations",
+                    type_name(other),
+                ));
+            }
+        },
+        Some(other) => return Err(PolicyError::FieldNotAnObject("metadata", type_name(other))),
+    }
+    Ok(())
+}
+
+fn plan_timeout(
+    spec: &Map<String, Value>,
+    policy: &GitRepositoryPolicy,
+    patch: &mut PatchBuilder,
+    warnings: &mut Vec<String>,
+) {
+    let wanted = policy.timeout.as_duration();
+    let wanted_text = json!(policy.timeout.to_string());
+    match spec.get("timeout") {
+        None => patch.add(&["spec", "timeout"], wanted_text),
+        Some(Value::Null) => patch.replace(&["spec", "timeout"], wanted_text),
+        Some(Value::String(text)) => match parse_timeout(text) {
+            Ok(current) => {
+                let keep = match policy.timeout_mode {
+                    TimeoutMode::Floor => current >= wanted,
+                    TimeoutMode::Force => current == wanted,
+                };
+                if !keep {
+                    patch.replace(&["spec", "timeout"], wanted_text);
+                }
+            }
+            Err(_) => {
+                warnings.push(truncate_warning(format!(
+                    "spec.timeout {text:?} is not a valid duration; fluxgate set it to {}",
+                    policy.timeout
+                )));
+                patch.replace(&["spec", "timeout"], wanted_text);
+            }
+        },
+        Some(other) => {
+            warnings.push(format!(
+                "spec.timeout was a {}, not a duration; fluxgate set it to {}",
+                type_name(other),
+                policy.timeout
+            ));
+            patch.replace(&["spec", "timeout"], wanted_text);
+        }
+    }
+}
+
+fn plan_suspend(
+    spec: &Map<String, Value>,
+    policy: &GitRepositoryPolicy,
+    patch: &mut PatchBuilder,
+    warnings: &mut Vec<String>,
+) {
+    match spec.get("suspend") {
+        None => patch.add(&["spec", "suspend"], json!(false)),
+        Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) => {
+            if policy.suspend_mode == SuspendMode::Force {
+                warnings.push(
+                    "spec.suspend: true was changed to false by fluxgate: new GitRepositories \
+                     must reconcile"
+                        .to_owned(),
+                );
+                patch.replace(&["spec", "suspend"], json!(false));
+            }
+        }
+        Some(other) => {
+            warnings.push(format!(
+                "spec.suspend was a {}, not a boolean; fluxgate set it to false",
+                type_name(other)
+            ));
+            patch.replace(&["spec", "suspend"], json!(false));
+        }
+    }
+}
+
+/// kube-apiserver truncates longer warnings; keep ours whole and readable instead.
+fn truncate_warning(mut text: String) -> String {
+    const LIMIT: usize = 120;
+    if text.len() > LIMIT {
+        let mut cut = LIMIT - 3;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-28 10:00:00.123456 UTC);
+    const STAMP: &str = "2026-11-28T10:00:00Z";
+
+    fn policy(timeout_mode: TimeoutMode, suspend_mode: SuspendMode) -> GitRepositoryPolicy {
+        GitRepositoryPolicy {
+            timeout_mode,
+            suspend_mode,
+            ..GitRepositoryPolicy::default()
+        }
+    }
+
+    fn repo(spec: Value, annotations: Option<Value>) -> Value {
+        let mut metadata = json!({ "name": "app", "namespace": "team-a" });
+        if let Some(a) = annotations {
+            metadata["annotations"] = a;
+        }
+        json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": metadata,
+            "spec": spec,
+        })
+    }
+
+    /// Applies the planned patch the way kube-apiserver would and returns the result.
+    fn apply(object: &Value, policy: &GitRepositoryPolicy) -> (Value, Mutation) {
+        let mutation = mutate(object, policy, NOW).expect("mutation");
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &mutation.patch).expect("patch applies");
+        (patched, mutation)
+    }
+
+    fn patch_json(m: &Mutation) -> Value {
+        serde_json::to_value(&m.patch).unwrap()
+    }
+
+    #[test]
+    fn bare_repository_gets_every_field_with_exact_patch() {
+        let object = repo(
+            json!({ "url": "https://github.com/o/r", "interval": "1m" }),
+            None,
+        );
+        let (patched, m) = apply(&object, &GitRepositoryPolicy::default());
+        assert_eq!(
+            patch_json(&m),
+            json!([
+                { "op": "add", "path": "/metadata/annotations",
+                  "value": { "reconcile.fluxcd.io/requestedAt": STAMP } },
+                { "op": "add", "path": "/spec/timeout", "value": "5m" },
+                { "op": "add", "path": "/spec/suspend", "value": false },
+            ])
+        );
+        assert!(m.warnings.is_empty());
+        assert_eq!(patched["spec"]["timeout"], "5m");
+        assert_eq!(patched["spec"]["suspend"], false);
+        assert_eq!(patched["spec"]["url"], "https://github.com/o/r");
+    }
+
+    #[test]
+    fn existing_annotations_get_an_escaped_pointer() {
+        let object = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": false }),
+            Some(json!({ "team": "a", "example.com/owner": "x" })),
+        );
+        let (patched, m) = apply(&object, &GitRepositoryPolicy::default());
+        assert_eq!(
+            patch_json(&m),
+            json!([{ "op": "add",
+                     "path": "/metadata/annotations/reconcile.fluxcd.io~1requestedAt",
+                     "value": STAMP }])
+        );
+        assert_eq!(patched["metadata"]["annotations"]["example.com/owner"], "x");
+        assert_eq!(
+            patched["metadata"]["annotations"][REQUESTED_AT_ANNOTATION],
+            STAMP
+        );
+    }
+
+    #[test]
+    fn null_annotations_are_replaced_by_a_map() {
+        let object = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": false }),
+            Some(Value::Null),
+        );
+        let (patched, _) = apply(&object, &GitRepositoryPolicy::default());
+        assert_eq!(
+            patched["metadata"]["annotations"],
+            json!({ REQUESTED_AT_ANNOTATION: STAMP })
+        );
+    }
+
+    #[test]
+    fn compliant_repository_gets_no_patch_and_reinvocation_is_idempotent() {
+        let object = repo(json!({ "url": "u", "interval": "1m" }), None);
+        let (patched, first) = apply(&object, &GitRepositoryPolicy::default());
+        assert!(!first.is_empty());
+        let second = mutate(&patched, &GitRepositoryPolicy::default(), NOW).unwrap();
+        assert!(second.is_empty(), "second pass patched: {:?}", second.patch);
+        assert!(second.warnings.is_empty());
+    }
+
+    #[test]
+    fn an_existing_requested_at_is_kept() {
+        let object = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": false }),
+            Some(json!({ REQUESTED_AT_ANNOTATION: "by-hand" })),
+        );
+        let m = mutate(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn floor_mode_raises_short_timeouts_and_keeps_long_ones() {
+        let p = policy(TimeoutMode::Floor, SuspendMode::Force);
+        for (given, expected) in [
+            ("60s", "5m"),
+            ("4m59s", "5m"),
+            ("500ms", "5m"),
+            ("5m", "5m"),
+            ("300s", "300s"),
+            ("10m", "10m"),
+            ("1m30s", "5m"),
+            ("7.5m", "7.5m"),
+        ] {
+            let object = repo(
+                json!({ "url": "u", "interval": "1m", "timeout": given, "suspend": false }),
+                Some(json!({ REQUESTED_AT_ANNOTATION: "x" })),
+            );
+            let (patched, m) = apply(&object, &p);
+            assert_eq!(patched["spec"]["timeout"], expected, "given {given}");
+            assert!(m.warnings.is_empty());
+            if given == expected {
+                assert!(m.is_empty(), "no patch expected for {given}");
+            } else {
+                assert_eq!(
+                    patch_json(&m),
+                    json!([{ "op": "replace", "path": "/spec/timeout", "value": "5m" }])
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn force_mode_sets_exactly_the_configured_timeout() {
+        let p = policy(TimeoutMode::Force, SuspendMode::Force);
+        for (given, expected) in [("10m", "5m"), ("60s", "5m"), ("5m", "5m"), ("300s", "300s")] {
+            let object = repo(
+                json!({ "url": "u", "interval": "1m", "timeout": given }),
+                None,
+            );
+            let (patched, _) = apply(&object, &p);
+            assert_eq!(patched["spec"]["timeout"], expected, "given {given}");
+        }
+    }
+
+    #[test]
+    fn configured_timeout_is_emitted_without_hours() {
+        let p = GitRepositoryPolicy {
+            timeout: "90m".parse().unwrap(),
+            ..GitRepositoryPolicy::default()
+        };
+        let object = repo(json!({ "url": "u", "interval": "1m" }), None);
+        let (patched, _) = apply(&object, &p);
+        assert_eq!(patched["spec"]["timeout"], "90m");
+    }
+
+    #[test]
+    fn unparsable_timeouts_are_replaced_with_a_warning() {
+        for given in [
+            json!("1h"),
+            json!("soon"),
+            json!(""),
+            json!(30),
+            json!(null),
+        ] {
+            let object = repo(
+                json!({ "url": "u", "interval": "1m", "timeout": given.clone() }),
+                None,
+            );
+            let (patched, m) = apply(&object, &GitRepositoryPolicy::default());
+            assert_eq!(patched["spec"]["timeout"], "5m", "given {given}");
+            if given.is_null() {
+                assert!(m.warnings.is_empty());
+            } else {
+                assert_eq!(m.warnings.len(), 1, "given {given}");
+                assert!(m.warnings[0].contains("spec.timeout"), "{:?}", m.warnings);
+            }
+        }
+    }
+
+    #[test]
+    fn warnings_stay_within_the_apiserver_limit() {
+        let long = "x".repeat(500);
+        let object = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": long }),
+            None,
+        );
+        let m = mutate(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
+        assert!(m.warnings[0].len() <= 120);
+        assert!(m.warnings[0].ends_with("..."));
+    }
+
+    #[test]
+    fn suspend_true_is_overridden_with_a_warning_in_force_mode() {
+        let object = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": true }),
+            Some(json!({ REQUESTED_AT_ANNOTATION: "x" })),
+        );
+        let (patched, m) = apply(&object, &GitRepositoryPolicy::default());
+        assert_eq!(patched["spec"]["suspend"], false);
+        assert_eq!(
+            patch_json(&m),
+            json!([{ "op": "replace", "path": "/spec/suspend", "value": false }])
+        );
+        assert_eq!(m.warnings.len(), 1);
+        assert!(m.warnings[0].contains("spec.suspend"));
+    }
+
+    #[test]
+    fn suspend_true_is_kept_in_preserve_mode_and_absent_is_still_set() {
+        let p = policy(TimeoutMode::Floor, SuspendMode::Preserve);
+        let suspended = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": true }),
+            Some(json!({ REQUESTED_AT_ANNOTATION: "x" })),
+        );
+        let m = mutate(&suspended, &p, NOW).unwrap();
+        assert!(m.is_empty() && m.warnings.is_empty());
+
+        let unset = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": "5m" }),
+            None,
+        );
+        let (patched, _) = apply(&unset, &p);
+        assert_eq!(patched["spec"]["suspend"], false);
+    }
+
+    #[test]
+    fn non_boolean_suspend_is_replaced() {
+        let object = repo(
+            json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": "yes" }),
+            None,
+        );
+        let (patched, m) = apply(&object, &GitRepositoryPolicy::default());
+        assert_eq!(patched["spec"]["suspend"], false);
+        assert_eq!(m.warnings.len(), 1);
+    }
+
+    #[test]
+    fn missing_spec_and_metadata_are_created() {
+        let object =
+            json!({ "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository" });
+        let (patched, _) = apply(&object, &GitRepositoryPolicy::default());
+        assert_eq!(
+            patched["spec"],
+            json!({ "timeout": "5m", "suspend": false })
+        );
+        assert_eq!(
+            patched["metadata"]["annotations"][REQUESTED_AT_ANNOTATION],
+            STAMP
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_not_panics() {
+        let p = GitRepositoryPolicy::default();
+        assert_eq!(
+            mutate(&json!([1, 2]), &p, NOW),
+            Err(PolicyError::NotAnObject)
+        );
+        assert!(matches!(
+            mutate(&json!({ "spec": "x" }), &p, NOW),
+            Err(PolicyError::FieldNotAnObject("spec", "string"))
+        ));
+        assert!(matches!(
+            mutate(&json!({ "metadata": { "annotations": [] } }), &p, NOW),
+            Err(PolicyError::FieldNotAnObject(
+                "metadata.annotations",
+                "list"
+            ))
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_and_v1beta2_pass_through() {
+        let mut object = repo(
+            json!({ "url": "u", "interval": "1m", "ref": { "branch": "main" }, "future": [1] }),
+            None,
+        );
+        object["apiVersion"] = json!("source.toolkit.fluxcd.io/v1beta2");
+        let (patched, _) = apply(&object, &GitRepositoryPolicy::default());
+        assert_eq!(patched["spec"]["ref"], json!({ "branch": "main" }));
+        assert_eq!(patched["spec"]["future"], json!([1]));
+        assert_eq!(patched["apiVersion"], "source.toolkit.fluxcd.io/v1beta2");
+    }
+}

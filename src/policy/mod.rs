@@ -1,0 +1,156 @@
+//! Pure decisions about how fluxgate changes objects on admission. No I/O and no clock: the
+//! webhook and `fluxgate mutate` both call [`Policy::mutate`], so they cannot disagree.
+
+pub mod gitrepository;
+pub mod proxy;
+
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use jsonptr::PointerBuf;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+pub use gitrepository::{GitRepositoryPolicy, SuspendMode, TimeoutMode};
+pub use proxy::ProxyPolicy;
+
+pub const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
+
+/// The kinds of object fluxgate has an opinion about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    GitRepository,
+    Pod,
+}
+
+impl Target {
+    /// Recognises a kind by API group and kind, whatever the version.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
+        match (group, kind) {
+            (FLUX_SOURCE_GROUP, "GitRepository") => Some(Self::GitRepository),
+            ("", "Pod") => Some(Self::Pod),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::GitRepository => "GitRepository",
+            Self::Pod => "Pod",
+        }
+    }
+}
+
+/// The outcome of a policy: a JSON Patch (possibly empty) and warnings for the object's creator.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Mutation {
+    pub patch: Patch,
+    pub warnings: Vec<String>,
+}
+
+impl Mutation {
+    pub fn is_empty(&self) -> bool {
+        self.patch.0.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the object is not a JSON object")]
+    NotAnObject,
+    #[error("{0} is a {1}, expected an object")]
+    FieldNotAnObject(&'static str, &'static str),
+    #[error("{0} is a {1}, expected a list")]
+    FieldNotAList(String, &'static str),
+}
+
+/// Everything fluxgate is configured to enforce.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub gitrepository: GitRepositoryPolicy,
+    pub proxy: ProxyPolicy,
+}
+
+impl Policy {
+    /// The patch for one object being created. Objects of other kinds get an empty mutation.
+    pub fn mutate(
+        &self,
+        target: Target,
+        namespace: Option<&str>,
+        object: &Value,
+        now: OffsetDateTime,
+    ) -> Result<Mutation, PolicyError> {
+        match target {
+            Target::GitRepository => gitrepository::mutate(object, &self.gitrepository, now),
+            Target::Pod => self.proxy.mutate_pod(namespace, object),
+        }
+    }
+}
+
+/// RFC 3339 in UTC at whole seconds: the shape Kubernetes itself uses for timestamps.
+pub fn rfc3339_seconds(now: OffsetDateTime) -> String {
+    let utc = now.to_offset(time::UtcOffset::UTC);
+    let (y, mo, d) = (utc.year(), u8::from(utc.month()), utc.day());
+    let (h, mi, s) = (utc.hour(), utc.minute(), utc.second());
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// Collects JSON Patch operations from path tokens, escaping `/` and `~` in keys as RFC 6901 asks.
+#[derive(Debug, Default)]
+pub(crate) struct PatchBuilder(Vec<PatchOperation>);
+
+impl PatchBuilder {
+    pub(crate) fn add<T: AsRef<str>>(&mut self, path: &[T], value: Value) {
+        self.0.push(PatchOperation::Add(AddOperation {
+            path: pointer(path),
+            value,
+        }));
+    }
+
+    pub(crate) fn replace<T: AsRef<str>>(&mut self, path: &[T], value: Value) {
+        self.0.push(PatchOperation::Replace(ReplaceOperation {
+            path: pointer(path),
+            value,
+        }));
+    }
+
+    pub(crate) fn finish(self) -> Patch {
+        Patch(self.0)
+    }
+}
+
+fn pointer<T: AsRef<str>>(path: &[T]) -> PointerBuf {
+    PointerBuf::from_tokens(path.iter().map(|t| jsonptr::Token::new(t.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn timestamps_are_utc_whole_seconds() {
+        assert_eq!(
+            rfc3339_seconds(datetime!(2026-01-02 03:04:05.999 +08:00)),
+            "2026-01-01T19:04:05Z"
+        );
+    }
+
+    #[test]
+    fn pointer_escapes_slash_and_tilde() {
+        let p = pointer(&["metadata", "annotations", "a/b~c"]);
+        assert_eq!(p.as_str(), "/metadata/annotations/a~1b~0c");
+    }
+
+    #[test]
+    fn targets_are_matched_on_group_and_kind_only() {
+        assert_eq!(
+            Target::from_group_kind("source.toolkit.fluxcd.io", "GitRepository"),
+            Some(Target::GitRepository)
+        );
+        assert_eq!(Target::from_group_kind("", "Pod"), Some(Target::Pod));
+        assert_eq!(Target::from_group_kind("apps", "Deployment"), None);
+        assert_eq!(
+            Target::from_group_kind("example.com", "GitRepository"),
+            None
+        );
+    }
+}
