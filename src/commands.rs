@@ -123,8 +123,9 @@ pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
     let mut objects = Vec::new();
     for file in &args.files {
         let text = manifests::read_source(file)?;
-        objects
-            .extend(manifests::parse_documents(&text).with_context(|| file.display().to_string())?);
+        objects.extend(
+            manifests::parse_documents(&text).with_context(|| manifests::source_name(file))?,
+        );
     }
 
     let mut results = Vec::with_capacity(objects.len());
@@ -155,7 +156,7 @@ pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
                 if i > 0 {
                     writeln!(out, "---")?;
                 }
-                write!(out, "{}", serde_yaml_ng::to_string(object)?)?;
+                write!(out, "{}", serde_saphyr::to_string(object)?)?;
             }
         }
         MutateOutput::Json => {
@@ -208,7 +209,7 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let now = parse_now(args.now.as_deref())?;
     let text = manifests::read_source(&args.file)?;
     let objects =
-        manifests::parse_documents(&text).with_context(|| args.file.display().to_string())?;
+        manifests::parse_documents(&text).with_context(|| manifests::source_name(&args.file))?;
     let rendered = crate::report::render(&objects, now, args.output)?;
     out.write_all(rendered.as_bytes())?;
     Ok(())

@@ -4,7 +4,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The most the offline commands read: far above any real `kubectl get -o json` of GitRepositories,
@@ -27,22 +26,24 @@ pub enum ManifestError {
         index: usize,
         error: serde_json::Error,
     },
-    #[error("document {index} is not valid YAML: {error}")]
-    Yaml {
-        index: usize,
-        error: serde_yaml_ng::Error,
-    },
+    #[error("not valid YAML: {0}")]
+    Yaml(serde_saphyr::Error),
     #[error("document {index} is a {found}, expected a Kubernetes object (a mapping)")]
     NotAnObject { index: usize, found: &'static str },
 }
 
-/// Reads a whole file, or stdin for `-`, bounded by [`MAX_INPUT_BYTES`].
-pub fn read_source(path: &Path) -> Result<String, ManifestError> {
-    let source_name = if path == Path::new("-") {
+/// How a source is named in messages.
+pub fn source_name(path: &Path) -> String {
+    if path == Path::new("-") {
         "standard input".to_owned()
     } else {
         path.display().to_string()
-    };
+    }
+}
+
+/// Reads a whole file, or stdin for `-`, bounded by [`MAX_INPUT_BYTES`].
+pub fn read_source(path: &Path) -> Result<String, ManifestError> {
+    let source_name = source_name(path);
     let read_err = |error| ManifestError::Read {
         source_name: source_name.clone(),
         error,
@@ -78,11 +79,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
             documents.push((index + 1, doc));
         }
     } else {
-        for (index, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            let value = Value::deserialize(doc).map_err(|error| ManifestError::Yaml {
-                index: index + 1,
-                error,
-            })?;
+        // serde-saphyr's default budget bounds aliases, depth and document size, so a hostile
+        // file fails with an error instead of exhausting memory.
+        let values: Vec<Value> = serde_saphyr::from_multiple(text).map_err(ManifestError::Yaml)?;
+        for (index, value) in values.into_iter().enumerate() {
             if !value.is_null() {
                 documents.push((index + 1, value));
             }
@@ -165,7 +165,8 @@ mod tests {
     #[test]
     fn bad_documents_name_their_position() {
         let err = parse_documents("kind: A\n---\nkind: [unclosed\n").unwrap_err();
-        assert!(matches!(err, ManifestError::Yaml { index: 2, .. }), "{err}");
+        assert!(matches!(err, ManifestError::Yaml(_)), "{err}");
+        assert!(err.to_string().contains("line 3"), "{err}");
         let err = parse_documents("{\"kind\": }").unwrap_err();
         assert!(matches!(err, ManifestError::Json { index: 1, .. }), "{err}");
         let err = parse_documents("just a string").unwrap_err();

@@ -106,6 +106,8 @@ pub struct ReloadingTls {
     key_path: PathBuf,
     config: RustlsConfig,
     metrics: TlsMetrics,
+    /// The pair being served, so a change between loading and watching is not missed.
+    loaded: KeyPairPem,
 }
 
 impl ReloadingTls {
@@ -121,6 +123,7 @@ impl ReloadingTls {
             key_path: key_path.to_owned(),
             config,
             metrics,
+            loaded: pair,
         })
     }
 
@@ -131,7 +134,7 @@ impl ReloadingTls {
     /// Polls the files every `interval` and swaps the configuration when their content changes.
     /// New handshakes use the new certificate; established connections keep theirs.
     pub async fn watch(self, interval: Duration) {
-        let mut last = KeyPairPem::read(&self.cert_path, &self.key_path).ok();
+        let mut last = Some(self.loaded.clone());
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -109,7 +110,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 async fn mutate(
     State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics.admission;
@@ -131,6 +132,16 @@ async fn mutate(
         )
             .into_response();
     }
+
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // Oversized (413) or a broken body stream: counted like any other unusable request.
+            count_invalid();
+            tracing::warn!(error = %rejection, "refused an admission request body");
+            return rejection.into_response();
+        }
+    };
 
     let policy = state.policy();
     let reviewed = match admission::review(&body, &policy, OffsetDateTime::now_utc()) {

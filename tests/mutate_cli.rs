@@ -1,0 +1,202 @@
+//! `fluxgate mutate` as a user runs it: the shipped example, every output format, bad input.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+
+const NOW: &str = "2026-11-28T12:00:00Z";
+
+fn fluxgate(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fluxgate"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fluxgate runs");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[test]
+fn example_previews_as_json_with_every_change() {
+    let out = fluxgate(
+        &[
+            "mutate",
+            "-f",
+            "examples/gitrepositories.yaml",
+            "--now",
+            NOW,
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    for item in items {
+        assert_eq!(item["spec"]["suspend"], false, "{item}");
+        assert!(item["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"].is_string());
+    }
+    assert_eq!(items[0]["spec"]["timeout"], "5m");
+    assert_eq!(items[1]["spec"]["timeout"], "5m", "60s raised to the floor");
+    assert_eq!(
+        items[2]["spec"]["timeout"], "10m",
+        "a longer timeout is kept"
+    );
+    assert_eq!(items[2]["apiVersion"], "source.toolkit.fluxcd.io/v1beta2");
+    assert_eq!(
+        items[0]["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"],
+        NOW
+    );
+    assert_eq!(
+        items[3]["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"],
+        "2026-11-01T08:00:00Z",
+        "an existing request is kept"
+    );
+    assert_eq!(
+        stderr(&out),
+        "Warning: proj-1044/project-1044: spec.suspend: true was changed to false by fluxgate: \
+         new GitRepositories must reconcile\n"
+    );
+}
+
+#[test]
+fn patch_output_is_one_json_patch_per_object() {
+    let out = fluxgate(
+        &[
+            "mutate",
+            "-f",
+            "examples/gitrepositories.yaml",
+            "--now",
+            NOW,
+            "-o",
+            "patch",
+        ],
+        None,
+    );
+    assert!(out.status.success());
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(
+        lines[1],
+        json!([
+            { "op": "add", "path": "/metadata/annotations/reconcile.fluxcd.io~1requestedAt", "value": NOW },
+            { "op": "replace", "path": "/spec/timeout", "value": "5m" },
+            { "op": "add", "path": "/spec/suspend", "value": false }
+        ])
+    );
+    assert_eq!(lines[3], json!([]), "a compliant object needs no patch");
+}
+
+#[test]
+fn yaml_output_quotes_what_yaml_would_misread() {
+    let out = fluxgate(&["mutate", "--now", NOW], Some(
+        b"apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: a\n  labels:\n    id: \"1042\"\nspec:\n  interval: 1m\n  url: https://github.com/o/a\n",
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("reconcile.fluxcd.io/requestedAt: \"2026-11-28T12:00:00Z\""),
+        "{text}"
+    );
+    assert!(text.contains("id: \"1042\""), "{text}");
+}
+
+#[test]
+fn policy_flags_change_the_preview() {
+    let out = fluxgate(
+        &[
+            "mutate",
+            "-f",
+            "examples/gitrepositories.yaml",
+            "--now",
+            NOW,
+            "-o",
+            "json",
+            "--gitrepository-timeout",
+            "2m30s",
+            "--timeout-mode",
+            "force",
+            "--suspend-mode",
+            "preserve",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert!(items.iter().all(|i| i["spec"]["timeout"] == "2m30s"));
+    assert_eq!(
+        items[2]["spec"]["suspend"], true,
+        "preserve keeps an explicit true"
+    );
+    assert!(stderr(&out).is_empty());
+}
+
+#[test]
+fn other_kinds_pass_through_untouched() {
+    let input =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"k":"v"}}"#;
+    let out = fluxgate(&["mutate", "-o", "json", "--now", NOW], Some(input));
+    assert!(out.status.success());
+    let value: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(value, serde_json::from_slice::<Value>(input).unwrap());
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_panic() {
+    for (args, input, message) in [
+        (
+            vec!["mutate"],
+            &b"kind: [\n"[..],
+            "standard input: not valid YAML",
+        ),
+        (
+            vec!["mutate"],
+            &b"{\"kind\": "[..],
+            "document 1 is not valid JSON",
+        ),
+        (vec!["mutate"], &b"- 1\n- 2\n"[..], "document 1 is a list"),
+        (
+            vec!["mutate", "-f", "examples/does-not-exist.yaml"],
+            &b""[..],
+            "reading examples/does-not-exist.yaml",
+        ),
+        (
+            vec!["mutate", "--now", "yesterday"],
+            &b""[..],
+            "not an RFC 3339 time",
+        ),
+        (
+            vec!["mutate", "--now", NOW],
+            &b"apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nspec: 3\n"[..],
+            "spec is a number, expected an object",
+        ),
+    ] {
+        let out = fluxgate(&args, Some(input));
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
