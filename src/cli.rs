@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration::FluxDuration;
+use crate::policy::proxy::ProxyValue;
 use crate::policy::{GitRepositoryPolicy, Policy, ProxyPolicy, SuspendMode, TimeoutMode};
 use crate::report::ReportFormat;
 
@@ -40,7 +41,7 @@ pub enum Command {
     /// Serve the admission webhook (HTTPS) and metrics/health (HTTP), and run the exporter.
     Serve(Box<ServeArgs>),
     /// Print manifests as the webhook would leave them on CREATE (no cluster needed).
-    Mutate(MutateArgs),
+    Mutate(Box<MutateArgs>),
     /// Summarise GitRepository health from `kubectl get gitrepositories -A -o json`.
     Report(ReportArgs),
     /// Write a CA and a serving certificate (ca.crt, tls.crt, tls.key) for static setups.
@@ -62,6 +63,63 @@ pub struct PolicyArgs {
     /// an explicit true.
     #[arg(long, env = "FLUXGATE_SUSPEND_MODE", value_enum, default_value_t = SuspendMode::Force)]
     pub suspend_mode: SuspendMode,
+
+    /// HTTPS_PROXY injected into source-controller Pods: a URL, or secret:NAME/KEY to reference a
+    /// Secret in the Pod's namespace (for URLs with credentials). Unset: Pods are left alone.
+    #[arg(long, env = "FLUXGATE_HTTPS_PROXY", hide_env_values = true, value_parser = ProxyValue::parse)]
+    pub https_proxy: Option<ProxyValue>,
+
+    /// HTTP_PROXY injected alongside (same forms as --https-proxy).
+    #[arg(long, env = "FLUXGATE_HTTP_PROXY", hide_env_values = true, value_parser = ProxyValue::parse)]
+    pub http_proxy: Option<ProxyValue>,
+
+    /// Extra NO_PROXY entries (comma-separated); loopback, .cluster.local(.), .svc and the API
+    /// server's ClusterIP are always added.
+    #[arg(long, env = "FLUXGATE_NO_PROXY", value_delimiter = ',')]
+    pub no_proxy: Vec<String>,
+
+    /// The cluster's Service and Pod CIDRs (comma-separated), added to NO_PROXY.
+    #[arg(long, env = "FLUXGATE_CLUSTER_CIDRS", value_delimiter = ',')]
+    pub cluster_cidrs: Vec<String>,
+
+    /// ClusterIP of default/kubernetes; `serve` discovers and tracks it, `mutate` uses it as given.
+    #[arg(long, env = "FLUXGATE_KUBERNETES_SERVICE_IP")]
+    pub kubernetes_service_ip: Option<String>,
+
+    /// Namespaces whose Pods may get the proxy environment (comma-separated).
+    #[arg(
+        long,
+        env = "FLUXGATE_PROXY_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "flux-system"
+    )]
+    pub proxy_namespaces: Vec<String>,
+
+    /// Labels a Pod must carry to get the proxy environment (comma-separated key=value).
+    #[arg(long, env = "FLUXGATE_PROXY_SELECTOR", value_delimiter = ',', default_value = "app=source-controller", value_parser = parse_label)]
+    pub proxy_selector: Vec<(String, String)>,
+
+    /// Containers that get the proxy environment (comma-separated); init containers never do.
+    #[arg(
+        long,
+        env = "FLUXGATE_PROXY_CONTAINERS",
+        value_delimiter = ',',
+        default_value = "manager"
+    )]
+    pub proxy_containers: Vec<String>,
+
+    /// Replace proxy variables a Pod already sets (default: leave them alone).
+    #[arg(long, env = "FLUXGATE_PROXY_OVERRIDE")]
+    pub proxy_override: bool,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!("{text:?}: expected key=value")),
+    }
 }
 
 impl PolicyArgs {
@@ -72,7 +130,17 @@ impl PolicyArgs {
                 timeout_mode: self.timeout_mode,
                 suspend_mode: self.suspend_mode,
             },
-            proxy: ProxyPolicy::default(),
+            proxy: ProxyPolicy {
+                https_proxy: self.https_proxy.clone(),
+                http_proxy: self.http_proxy.clone(),
+                no_proxy: self.no_proxy.clone(),
+                cluster_cidrs: self.cluster_cidrs.clone(),
+                kubernetes_service_ip: self.kubernetes_service_ip.clone(),
+                namespaces: self.proxy_namespaces.clone(),
+                selector: self.proxy_selector.clone(),
+                containers: self.proxy_containers.clone(),
+                override_existing: self.proxy_override,
+            },
         }
     }
 }
@@ -261,6 +329,36 @@ mod tests {
         assert_eq!(args.policy.timeout_mode, TimeoutMode::Floor);
         assert_eq!(args.policy.suspend_mode, SuspendMode::Force);
         assert!(!args.cert_bootstrap);
+        let policy = args.policy.policy();
+        assert_eq!(policy.proxy, ProxyPolicy::default());
+        assert!(!policy.proxy.is_enabled());
+    }
+
+    #[test]
+    fn proxy_flags_build_the_proxy_policy() {
+        let cli = Cli::try_parse_from([
+            "fluxgate",
+            "mutate",
+            "--https-proxy",
+            "secret:proxy/url",
+            "--no-proxy",
+            "a.example,b.example",
+            "--proxy-selector",
+            "app=source-controller,tier=flux",
+            "--proxy-override",
+        ])
+        .unwrap();
+        let Command::Mutate(args) = cli.command else {
+            panic!("not mutate")
+        };
+        let proxy = args.policy.policy().proxy;
+        assert!(proxy.is_enabled());
+        assert_eq!(proxy.no_proxy, ["a.example", "b.example"]);
+        assert_eq!(proxy.selector.len(), 2);
+        assert!(proxy.override_existing);
+        assert!(
+            Cli::try_parse_from(["fluxgate", "mutate", "--proxy-selector", "novalue"]).is_err()
+        );
     }
 
     #[test]

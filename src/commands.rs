@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::certs::{self, ServingNames, bootstrap};
 use crate::cli::{CertsArgs, MutateArgs, MutateOutput, ReportArgs, ServeArgs, parse_now};
+use crate::discovery;
 use crate::exporter::{Exporter, ExporterConfig};
 use crate::manifests;
 use crate::metrics::Metrics;
@@ -36,6 +37,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(kube::Client::try_default().await.context(
             "no Kubernetes client configuration (needed by the exporter or --cert-bootstrap)",
         )?)
+    } else if args.policy.https_proxy.is_some() || args.policy.http_proxy.is_some() {
+        // Only for tracking the API server's ClusterIP; without it NO_PROXY uses the address
+        // the Pod was given at start.
+        match kube::Client::try_default().await {
+            Ok(client) => Some(client),
+            Err(err) => {
+                tracing::warn!(error = %err, "no Kubernetes client; the API server's ClusterIP is not tracked");
+                None
+            }
+        }
     } else {
         None
     };
@@ -66,9 +77,30 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let tls =
             tls::ReloadingTls::load(&args.tls_cert_file, &args.tls_key_file, metrics.tls.clone())
                 .context("loading the webhook certificate")?;
-        let state = webhook::WebhookState::new(args.policy.policy(), metrics.clone());
+        let mut policy = args.policy.policy();
+        if policy.proxy.is_enabled() && policy.proxy.kubernetes_service_ip.is_none() {
+            policy.proxy.kubernetes_service_ip = discovery::kubernetes_service_ip_from_env();
+        }
+        let track_service =
+            policy.proxy.is_enabled() && args.policy.kubernetes_service_ip.is_none();
+        if policy.proxy.is_enabled() {
+            tracing::info!(
+                https_proxy = ?policy.proxy.https_proxy,
+                http_proxy = ?policy.proxy.http_proxy,
+                no_proxy = %policy.proxy.no_proxy_value(),
+                "proxy injection enabled for source-controller Pods"
+            );
+        }
+        let state = webhook::WebhookState::new(policy, metrics.clone());
+        if let (true, Some(client)) = (track_service, &client) {
+            background.spawn(discovery::track_kubernetes_service(
+                client.clone(),
+                state.clone(),
+                std::time::Duration::from_secs(300),
+            ));
+        }
         let router = webhook::router(
-            state,
+            state.clone(),
             webhook::WebhookLimits {
                 max_body_bytes: args.max_body_bytes,
                 request_timeout: args.request_timeout,
@@ -130,17 +162,21 @@ pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
 
     let mut results = Vec::with_capacity(objects.len());
     for object in objects {
-        let Some(target) = target_of(&object) else {
-            results.push((object, Mutation::default()));
-            continue;
-        };
         let namespace = object
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let mutation = policy
-            .mutate(target, namespace.as_deref(), &object, now)
-            .with_context(|| format!("{} {}", target.as_str(), describe(&object)))?;
+        let mutation = match preview_kind(&object) {
+            Some(Preview::Admitted(target)) => policy
+                .mutate(target, namespace.as_deref(), &object, now)
+                .with_context(|| format!("{} {}", target.as_str(), describe(&object)))?,
+            // Pods are what the webhook sees; a Deployment's template shows what its Pods get.
+            Some(Preview::PodTemplate) => policy
+                .proxy
+                .mutate_pod_template(&object)
+                .with_context(|| format!("Deployment {}", describe(&object)))?,
+            None => Mutation::default(),
+        };
         for warning in &mutation.warnings {
             writeln!(err, "Warning: {}: {warning}", describe(&object))?;
         }
@@ -183,11 +219,19 @@ pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
     Ok(())
 }
 
-fn target_of(object: &Value) -> Option<Target> {
+enum Preview {
+    Admitted(Target),
+    PodTemplate,
+}
+
+fn preview_kind(object: &Value) -> Option<Preview> {
     let api_version = object.get("apiVersion").and_then(Value::as_str)?;
     let kind = object.get("kind").and_then(Value::as_str)?;
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    Target::from_group_kind(group, kind)
+    match (group, kind) {
+        ("apps", "Deployment") => Some(Preview::PodTemplate),
+        _ => Target::from_group_kind(group, kind).map(Preview::Admitted),
+    }
 }
 
 fn describe(object: &Value) -> String {

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod commands;
+pub mod discovery;
 pub mod duration;
 pub mod exporter;
 pub mod health;
