@@ -2,6 +2,8 @@
 //! TLS client that trusts only that CA.
 #![allow(dead_code)]
 
+pub mod e2e;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

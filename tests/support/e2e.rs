@@ -1,0 +1,158 @@
+//! Access to the real control plane started by `tests/e2e/controlplane.sh up`.
+//!
+//! The tests skip (with a message saying why) when `FLUXGATE_E2E_KUBECONFIG` is unset, and fail
+//! instead when `FLUXGATE_E2E_REQUIRED=1`, as CI sets it, so a skipped suite cannot pass for a
+//! green one.
+
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+pub const KUBECONFIG_ENV: &str = "FLUXGATE_E2E_KUBECONFIG";
+
+/// A client for the test control plane, or `None` (after saying why) when there is none.
+pub async fn client() -> Option<kube::Client> {
+    client_as(None).await
+}
+
+/// A client that impersonates `user` (e.g. a ServiceAccount), authorised by the API server's RBAC.
+pub async fn client_as(user: Option<&str>) -> Option<kube::Client> {
+    super::install_crypto();
+    let Ok(path) = std::env::var(KUBECONFIG_ENV) else {
+        if std::env::var("FLUXGATE_E2E_REQUIRED").as_deref() == Ok("1") {
+            panic!("{KUBECONFIG_ENV} is not set but FLUXGATE_E2E_REQUIRED=1: run tests/e2e/run.sh");
+        }
+        eprintln!(
+            "skipped: {KUBECONFIG_ENV} is not set, so there is no control plane to test against \
+             (tests/e2e/run.sh starts one; it needs Go)"
+        );
+        return None;
+    };
+    let kubeconfig = Kubeconfig::read_from(&path).expect("readable kubeconfig");
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("usable kubeconfig");
+    if let Some(user) = user {
+        config.auth_info.impersonate = Some(user.to_owned());
+    }
+    Some(kube::Client::try_from(config).expect("client"))
+}
+
+pub fn gitrepository_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("source.toolkit.fluxcd.io", "v1", "GitRepository"),
+        "gitrepositories",
+    )
+}
+
+pub fn gitrepositories(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &gitrepository_resource())
+}
+
+/// A namespace of the test's own, so tests never see each other's objects.
+pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", unique_suffix());
+    let ns: Namespace = serde_json::from_value(json!({ "metadata": { "name": name } })).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace created");
+    name
+}
+
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{:x}{:x}",
+        nanos % 0xfffff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn gitrepository(name: &str, spec_extra: Value) -> DynamicObject {
+    let mut spec = json!({ "url": format!("https://github.com/example/{name}"), "interval": "1m" });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Registers fluxgate's webhook by URL (there is no kube-proxy in the test control plane), for
+/// GitRepository CREATEs in `namespace` only, exactly as `deploy/` registers it otherwise.
+pub async fn register_webhook(
+    client: &kube::Client,
+    name: &str,
+    url: &str,
+    ca_pem: &str,
+    namespace: &str,
+    timeout_seconds: i32,
+) -> Api<MutatingWebhookConfiguration> {
+    use base64::Engine as _;
+    let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": { "name": name },
+        "webhooks": [{
+            "name": "gitrepositories.fluxgate.io",
+            "clientConfig": {
+                "url": url,
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+            },
+            "rules": [{
+                "apiGroups": ["source.toolkit.fluxcd.io"],
+                "apiVersions": ["*"],
+                "resources": ["gitrepositories"],
+                "operations": ["CREATE"],
+                "scope": "Namespaced",
+            }],
+            "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": namespace } },
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "timeoutSeconds": timeout_seconds,
+            "reinvocationPolicy": "IfNeeded",
+            "matchPolicy": "Equivalent",
+            "admissionReviewVersions": ["v1"],
+        }],
+    }))
+    .unwrap();
+    let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    api.create(&PostParams::default(), &config)
+        .await
+        .expect("webhook configuration created");
+    api
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
