@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration::FluxDuration;
+use crate::janitor::{Action, JanitorConfig, Rule, Rules};
 use crate::policy::proxy::ProxyValue;
 use crate::policy::{GitRepositoryPolicy, Policy, ProxyPolicy, SuspendMode, TimeoutMode};
 use crate::report::ReportFormat;
@@ -46,6 +47,125 @@ pub enum Command {
     Report(ReportArgs),
     /// Write a CA and a serving certificate (ca.crt, tls.crt, tls.key) for static setups.
     Certs(CertsArgs),
+    /// Run the janitor once (`--once`, for a CronJob) or clean up one GitRepository by hand
+    /// (`NAMESPACE/NAME`), with the caller's kubeconfig and RBAC.
+    Cleanup(Box<CleanupArgs>),
+    /// Undo an archive: unsuspend a GitRepository, clear fluxgate's marks, request a reconcile.
+    Restore(RestoreArgs),
+}
+
+/// A rule threshold; `0`, `off` or `never` disable the rule (returned as zero).
+fn parse_rule_duration(s: &str) -> Result<Duration, String> {
+    match s {
+        "0" | "off" | "never" => Ok(Duration::ZERO),
+        _ => parse_duration(s),
+    }
+}
+
+/// The janitor's rules, shared by `serve` and `cleanup`.
+#[derive(Debug, Clone, Args)]
+pub struct JanitorArgs {
+    /// Archive GitRepositories failing (Ready=False) for longer than this; 0 disables the rule.
+    #[arg(long, env = "FLUXGATE_JANITOR_FAILING_FOR", default_value = "24h", value_parser = parse_rule_duration)]
+    pub failing_for: Duration,
+
+    /// What to do with long-failing GitRepositories.
+    #[arg(long, env = "FLUXGATE_JANITOR_FAILING_ACTION", value_enum, default_value_t = Action::Suspend)]
+    pub failing_action: Action,
+
+    /// Archive test repositories (see --test-name-tokens) with no new artifact for longer than
+    /// this; 0 disables the rule.
+    #[arg(long, env = "FLUXGATE_JANITOR_STALE_TEST_FOR", default_value = "7d", value_parser = parse_rule_duration)]
+    pub stale_test_for: Duration,
+
+    /// What to do with stale test repositories.
+    #[arg(long, env = "FLUXGATE_JANITOR_STALE_TEST_ACTION", value_enum, default_value_t = Action::Suspend)]
+    pub stale_test_action: Action,
+
+    /// Name tokens (between -, . or _) that mark a test repository.
+    #[arg(
+        long,
+        env = "FLUXGATE_JANITOR_TEST_NAME_TOKENS",
+        value_delimiter = ',',
+        default_value = "test,demo,tmp"
+    )]
+    pub test_name_tokens: Vec<String>,
+
+    /// Namespaces the janitor never touches.
+    #[arg(
+        long,
+        env = "FLUXGATE_JANITOR_EXCLUDE_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "flux-system"
+    )]
+    pub janitor_exclude_namespaces: Vec<String>,
+
+    /// Namespaces the janitor looks at (comma-separated); empty: all.
+    #[arg(long, env = "FLUXGATE_JANITOR_NAMESPACES", value_delimiter = ',')]
+    pub janitor_namespaces: Vec<String>,
+
+    /// Most actions per run; the rest waits for the next run.
+    #[arg(long, env = "FLUXGATE_JANITOR_MAX_ACTIONS", default_value_t = 100)]
+    pub janitor_max_actions: usize,
+}
+
+impl JanitorArgs {
+    pub fn config(&self, dry_run: bool) -> JanitorConfig {
+        JanitorConfig {
+            rules: Rules {
+                failing: (!self.failing_for.is_zero()).then_some(Rule {
+                    after: self.failing_for,
+                    action: self.failing_action,
+                }),
+                stale_test: (!self.stale_test_for.is_zero()).then_some(Rule {
+                    after: self.stale_test_for,
+                    action: self.stale_test_action,
+                }),
+                test_tokens: self.test_name_tokens.clone(),
+                excluded_namespaces: self.janitor_exclude_namespaces.clone(),
+            },
+            dry_run,
+            namespaces: self.janitor_namespaces.clone(),
+            max_actions_per_run: self.janitor_max_actions,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CleanupArgs {
+    /// One GitRepository to clean up now; without it, `--once` evaluates the rules.
+    #[arg(value_name = "NAMESPACE/NAME", value_parser = parse_object_ref, required_unless_present = "once")]
+    pub target: Option<(String, String)>,
+
+    /// Evaluate the rules once over the cluster and act (for a CronJob).
+    #[arg(long, conflicts_with = "target")]
+    pub once: bool,
+
+    /// Action for a manual cleanup.
+    #[arg(long, value_enum, default_value_t = Action::Suspend, requires = "target")]
+    pub action: Action,
+
+    /// Report what would happen and change nothing.
+    #[arg(long, env = "FLUXGATE_JANITOR_DRY_RUN")]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub janitor: JanitorArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    #[arg(value_name = "NAMESPACE/NAME", value_parser = parse_object_ref)]
+    pub target: (String, String),
+}
+
+fn parse_object_ref(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{text:?}: expected NAMESPACE/NAME")),
+    }
 }
 
 /// The admission policy, shared by `serve` and `mutate` so previews match the webhook.
@@ -235,6 +355,33 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXGATE_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_delay: Duration,
 
+    /// Run the janitor in this process (on the replica holding the Lease).
+    #[arg(long, env = "FLUXGATE_JANITOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub janitor: bool,
+
+    /// How often the janitor evaluates its rules.
+    #[arg(long, env = "FLUXGATE_JANITOR_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    pub janitor_interval: Duration,
+
+    /// The janitor reports what it would do and changes nothing.
+    #[arg(long, env = "FLUXGATE_JANITOR_DRY_RUN")]
+    pub janitor_dry_run: bool,
+
+    /// Lease the janitor replicas elect a leader with (in --namespace).
+    #[arg(
+        long,
+        env = "FLUXGATE_JANITOR_LEASE",
+        default_value = "fluxgate-janitor"
+    )]
+    pub janitor_lease: String,
+
+    /// This replica's identity in the Lease (the Pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    #[command(flatten)]
+    pub janitor_rules: JanitorArgs,
+
     /// After the delay, how long in-flight requests may take to finish.
     #[arg(long, env = "FLUXGATE_DRAIN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -359,6 +506,46 @@ mod tests {
         assert!(
             Cli::try_parse_from(["fluxgate", "mutate", "--proxy-selector", "novalue"]).is_err()
         );
+    }
+
+    #[test]
+    fn janitor_flags() {
+        let cli = Cli::try_parse_from([
+            "fluxgate",
+            "cleanup",
+            "--once",
+            "--failing-for",
+            "0",
+            "--stale-test-for",
+            "3d",
+        ])
+        .unwrap();
+        let Command::Cleanup(args) = cli.command else {
+            panic!("not cleanup")
+        };
+        let config = args.janitor.config(args.dry_run);
+        assert_eq!(config.rules.failing, None);
+        assert_eq!(
+            config.rules.stale_test.unwrap().after,
+            Duration::from_secs(3 * 86_400)
+        );
+        let manual =
+            Cli::try_parse_from(["fluxgate", "cleanup", "proj-1/repo", "--action", "delete"])
+                .unwrap();
+        let Command::Cleanup(args) = manual.command else {
+            panic!("not cleanup")
+        };
+        assert_eq!(args.target, Some(("proj-1".into(), "repo".into())));
+        assert_eq!(args.action, Action::Delete);
+        assert!(Cli::try_parse_from(["fluxgate", "cleanup"]).is_err());
+        assert!(Cli::try_parse_from(["fluxgate", "restore", "no-slash"]).is_err());
+        let serve = Cli::try_parse_from(["fluxgate", "serve"]).unwrap();
+        let Command::Serve(serve) = serve.command else {
+            panic!("not serve")
+        };
+        let defaults = serve.janitor_rules.config(false);
+        assert_eq!(defaults.rules, Rules::default());
+        assert!(!serve.janitor);
     }
 
     #[test]

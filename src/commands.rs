@@ -7,9 +7,12 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use crate::certs::{self, ServingNames, bootstrap};
-use crate::cli::{CertsArgs, MutateArgs, MutateOutput, ReportArgs, ServeArgs, parse_now};
+use crate::cli::{
+    CertsArgs, CleanupArgs, MutateArgs, MutateOutput, ReportArgs, RestoreArgs, ServeArgs, parse_now,
+};
 use crate::discovery;
 use crate::exporter::{Exporter, ExporterConfig};
+use crate::janitor;
 use crate::manifests;
 use crate::metrics::Metrics;
 use crate::policy::{Mutation, Target};
@@ -32,7 +35,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // The webhook must work without any cluster access; only the exporter and the certificate
     // bootstrap need a client, so its absence is fatal only for them.
-    let needs_client = exporter.is_some() || (args.cert_bootstrap && !args.no_webhook);
+    let needs_client =
+        exporter.is_some() || args.janitor || (args.cert_bootstrap && !args.no_webhook);
     let client = if needs_client {
         Some(kube::Client::try_default().await.context(
             "no Kubernetes client configuration (needed by the exporter or --cert-bootstrap)",
@@ -120,6 +124,30 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         background.spawn(async move {
             if let Err(err) = exporter.run(client).await {
                 tracing::error!(error = %err, "exporter stopped");
+            }
+        });
+    }
+
+    if let (true, Some(client)) = (args.janitor, client.clone()) {
+        let identity = args
+            .identity
+            .clone()
+            .unwrap_or_else(|| format!("fluxgate-{}", std::process::id()));
+        let config = args.janitor_rules.config(args.janitor_dry_run);
+        tracing::info!(?config, interval = ?args.janitor_interval, "janitor enabled");
+        background.spawn({
+            let metrics = metrics.janitor.clone();
+            let namespace = args.namespace.clone();
+            let lease = args.janitor_lease.clone();
+            let interval = args.janitor_interval;
+            async move {
+                if let Err(err) = janitor::run_elected(
+                    client, config, metrics, namespace, lease, identity, interval,
+                )
+                .await
+                {
+                    tracing::error!(error = %err, "janitor stopped");
+                }
             }
         });
     }
@@ -273,5 +301,106 @@ pub fn certs(args: &CertsArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     for path in certs::write_dir(&args.out, &bundle)? {
         writeln!(out, "wrote {}", path.display())?;
     }
+    Ok(())
+}
+
+/// `fluxgate cleanup`: the rules once, or one object by hand, with the caller's credentials.
+pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (cleanup uses your kubeconfig)")?;
+    let metrics = Metrics::new();
+    let recorder = janitor::recorder(&client, None);
+    match &args.target {
+        None => {
+            let config = args.janitor.config(args.dry_run);
+            let summary =
+                janitor::run_once(&client, Some(&recorder), &config, &metrics.janitor, &|| {
+                    true
+                })
+                .await
+                .context("janitor run")?;
+            writeln!(
+                out,
+                "examined {} GitRepositories: {} matched, {} acted on, {} dry-run, {} changed meanwhile, {} errors, {} deferred",
+                summary.examined,
+                summary.matched,
+                summary.done,
+                summary.dry_run,
+                summary.superseded,
+                summary.errors,
+                summary.deferred
+            )?;
+            if summary.errors > 0 {
+                anyhow::bail!("{} actions failed", summary.errors);
+            }
+        }
+        Some((namespace, name)) => {
+            let api = janitor::gitrepositories(&client, Some(namespace));
+            let object = api
+                .get(name)
+                .await
+                .with_context(|| format!("reading GitRepository {namespace}/{name}"))?;
+            let gitops_managed = object.metadata.labels.as_ref().is_some_and(|l| {
+                l.contains_key("kustomize.toolkit.fluxcd.io/name")
+                    || l.contains_key("helm.toolkit.fluxcd.io/name")
+            });
+            let mut action = args.action;
+            let mut reason = "manual cleanup".to_owned();
+            if action == janitor::Action::Delete && gitops_managed {
+                action = janitor::Action::Suspend;
+                reason.push_str("; suspended instead of deleted because a Flux Kustomization or HelmRelease would re-apply it");
+                writeln!(
+                    out,
+                    "{namespace}/{name} is managed by Flux (Kustomization/HelmRelease): suspending instead of deleting"
+                )?;
+            }
+            let decision = janitor::Decision {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                uid: object.metadata.uid.clone().unwrap_or_default(),
+                resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
+                rule: "manual",
+                action,
+                reason,
+            };
+            let outcome = janitor::actions::apply(
+                &api,
+                Some(&recorder),
+                &decision,
+                args.dry_run,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await
+            .with_context(|| format!("cleaning up {namespace}/{name}"))?;
+            writeln!(
+                out,
+                "{namespace}/{name}: {} ({})",
+                action.as_str(),
+                outcome.as_str()
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `fluxgate restore`.
+pub async fn restore(args: RestoreArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let (namespace, name) = &args.target;
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (restore uses your kubeconfig)")?;
+    let api = janitor::gitrepositories(&client, Some(namespace));
+    let recorder = janitor::recorder(&client, None);
+    janitor::actions::restore(
+        &api,
+        Some(&recorder),
+        namespace,
+        name,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .with_context(|| format!("restoring {namespace}/{name}"))?;
+    writeln!(out, "{namespace}/{name}: restored")?;
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod duration;
 pub mod exporter;
 pub mod health;
+pub mod janitor;
 pub mod manifests;
 pub mod metrics;
 pub mod policy;

@@ -14,14 +14,12 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let result = match cli.command {
-        Command::Serve(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(commands::serve(*args))),
+        Command::Serve(args) => block_on(commands::serve(*args)),
         Command::Mutate(args) => commands::mutate(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Report(args) => commands::report(&args, &mut stdout.lock()),
         Command::Certs(args) => commands::certs(&args, &mut stdout.lock()),
+        Command::Cleanup(args) => block_on(commands::cleanup(*args, &mut std::io::stdout())),
+        Command::Restore(args) => block_on(commands::restore(args, &mut std::io::stdout())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +28,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 fn init_tracing(format: LogFormat, level: &str) {

@@ -1,0 +1,269 @@
+//! The janitor stops endless retries: it suspends (or, opted in, deletes) GitRepositories that
+//! have failed for a day and test repositories nobody used for a week, and restores them on
+//! request. In `serve` it runs on an interval on the replica that holds a Lease; `fluxgate
+//! cleanup --once` runs it from a CronJob.
+
+pub mod actions;
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::events::{Recorder, Reporter};
+use time::OffsetDateTime;
+
+pub use actions::{Action, Decision, Outcome};
+pub use rules::{Rule, Rules, Subject, Verdict};
+
+use crate::metrics::{JanitorActionLabels, JanitorMetrics, RuleLabels};
+
+#[derive(Debug, Clone)]
+pub struct JanitorConfig {
+    pub rules: Rules,
+    pub dry_run: bool,
+    /// Namespaces to consider; empty: all.
+    pub namespaces: Vec<String>,
+    /// Most actions in one run, so a bad rule cannot archive a whole cluster at once.
+    pub max_actions_per_run: usize,
+}
+
+/// What one run saw and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub examined: usize,
+    pub matched: usize,
+    pub done: usize,
+    pub dry_run: usize,
+    pub superseded: usize,
+    pub errors: usize,
+    pub deferred: usize,
+}
+
+pub fn gitrepository_api_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("source.toolkit.fluxcd.io", "v1", "GitRepository"),
+        "gitrepositories",
+    )
+}
+
+pub fn gitrepositories(client: &kube::Client, namespace: Option<&str>) -> Api<DynamicObject> {
+    let resource = gitrepository_api_resource();
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    }
+}
+
+pub fn recorder(client: &kube::Client, instance: Option<String>) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "fluxgate-janitor".to_owned(),
+            instance,
+        },
+    )
+}
+
+/// Lists every GitRepository in scope, a page at a time.
+async fn list_all(
+    client: &kube::Client,
+    namespaces: &[String],
+) -> Result<Vec<DynamicObject>, kube::Error> {
+    let scopes: Vec<Option<&str>> = if namespaces.is_empty() {
+        vec![None]
+    } else {
+        namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let mut objects = Vec::new();
+    for scope in scopes {
+        let api = gitrepositories(client, scope);
+        let mut params = ListParams::default().limit(500);
+        loop {
+            let page = api.list(&params).await?;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            objects.extend(page.items);
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    }
+    Ok(objects)
+}
+
+/// Evaluates the rules on the cluster as it is now and acts, while `still_leader` says so.
+pub async fn run_once(
+    client: &kube::Client,
+    recorder: Option<&Recorder>,
+    config: &JanitorConfig,
+    metrics: &JanitorMetrics,
+    still_leader: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<RunSummary, kube::Error> {
+    let now = OffsetDateTime::now_utc();
+    let objects = list_all(client, &config.namespaces).await?;
+    let mut summary = RunSummary {
+        examined: objects.len(),
+        ..RunSummary::default()
+    };
+    let mut decisions = Vec::new();
+    let mut candidates: std::collections::HashMap<&'static str, i64> =
+        [("failing", 0), ("stale_test", 0)].into_iter().collect();
+    for object in &objects {
+        let Some(subject) = subject_of(object, now) else {
+            continue;
+        };
+        if let Some(verdict) = config.rules.evaluate(&subject, now) {
+            *candidates.entry(verdict.rule).or_default() += 1;
+            decisions.push(Decision {
+                namespace: subject.namespace,
+                name: subject.name,
+                uid: subject.uid,
+                resource_version: subject.resource_version,
+                rule: verdict.rule,
+                action: verdict.action,
+                reason: verdict.reason,
+            });
+        }
+    }
+    for (rule, count) in candidates {
+        metrics
+            .candidates
+            .get_or_create(&RuleLabels { rule })
+            .set(count);
+    }
+    summary.matched = decisions.len();
+
+    for (index, decision) in decisions.iter().enumerate() {
+        if index >= config.max_actions_per_run {
+            summary.deferred = decisions.len() - index;
+            tracing::warn!(
+                deferred = summary.deferred,
+                "action limit reached; the rest waits for the next run"
+            );
+            break;
+        }
+        // Leadership is re-checked before every action: a replica that lost its Lease mid-run
+        // stops at once, and the new leader judges the objects afresh.
+        if !config.dry_run && !still_leader() {
+            tracing::warn!("lost the janitor Lease mid-run; stopping");
+            break;
+        }
+        let api = gitrepositories(client, Some(&decision.namespace));
+        let outcome = actions::apply(&api, recorder, decision, config.dry_run, now).await;
+        let label = match &outcome {
+            Ok(outcome) => outcome.as_str(),
+            Err(_) => "error",
+        };
+        metrics
+            .actions
+            .get_or_create(&JanitorActionLabels {
+                rule: decision.rule,
+                action: decision.action.as_str(),
+                outcome: label,
+            })
+            .inc();
+        match outcome {
+            Ok(Outcome::Done) => summary.done += 1,
+            Ok(Outcome::DryRun) => summary.dry_run += 1,
+            Ok(Outcome::Superseded) => summary.superseded += 1,
+            Err(err) => {
+                summary.errors += 1;
+                tracing::warn!(error = %err, namespace = %decision.namespace, name = %decision.name, "janitor action failed");
+            }
+        }
+    }
+    tracing::info!(?summary, dry_run = config.dry_run, "janitor run finished");
+    Ok(summary)
+}
+
+/// The rules' view of one GitRepository.
+pub fn subject_of(object: &DynamicObject, _now: OffsetDateTime) -> Option<Subject> {
+    let value = serde_json::to_value(object).ok()?;
+    let parse = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str).and_then(|t| {
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+    };
+    let ready = value
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+    let suspended = value.pointer("/spec/suspend") == Some(&serde_json::Value::Bool(true));
+    let failing = !suspended && ready.is_some_and(|r| r["status"] == "False");
+    let labels = object.metadata.labels.as_ref();
+    Some(Subject {
+        namespace: object.metadata.namespace.clone()?,
+        name: object.metadata.name.clone()?,
+        uid: object.metadata.uid.clone()?,
+        resource_version: object.metadata.resource_version.clone()?,
+        failing_since: if failing {
+            parse(ready.and_then(|r| r.get("lastTransitionTime")))
+        } else {
+            None
+        },
+        failure: ready
+            .and_then(|r| r["reason"].as_str())
+            .unwrap_or("unknown")
+            .to_owned(),
+        suspended,
+        last_activity: parse(value.pointer("/status/artifact/lastUpdateTime"))
+            .or_else(|| parse(value.pointer("/metadata/creationTimestamp"))),
+        gitops_managed: labels.is_some_and(|l| {
+            l.contains_key("kustomize.toolkit.fluxcd.io/name")
+                || l.contains_key("helm.toolkit.fluxcd.io/name")
+        }),
+        opted_out: object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(actions::OPT_OUT_ANNOTATION))
+            .is_some_and(|v| v == "false" || v == "disabled"),
+    })
+}
+
+/// Runs the janitor every `interval` while this replica holds the Lease `lease_name`.
+pub async fn run_elected(
+    client: kube::Client,
+    config: JanitorConfig,
+    metrics: JanitorMetrics,
+    lease_namespace: String,
+    lease_name: String,
+    identity: String,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), lease_name)
+        .with_namespace(lease_namespace)
+        .with_identity(identity.clone())
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await?;
+    let (mut leader, _task) = manager.watch().await;
+    let recorder = recorder(&client, Some(identity));
+    let is_leader = {
+        let leader = leader.clone();
+        Arc::new(move || *leader.borrow())
+    };
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        metrics.leader.set(i64::from(*leader.borrow()));
+        tokio::select! {
+            _ = ticker.tick() => {
+                let leading = *leader.borrow();
+                if leading
+                    && let Err(err) = run_once(&client, Some(&recorder), &config, &metrics, is_leader.as_ref()).await
+                {
+                    tracing::warn!(error = %err, "janitor run failed; retrying next interval");
+                }
+            }
+            changed = leader.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("janitor Lease manager stopped");
+                }
+                tracing::info!(leader = *leader.borrow(), "janitor leadership changed");
+            }
+        }
+    }
+}
