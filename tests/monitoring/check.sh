@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Offline checks of the shipped monitoring: alert rules and their unit tests (promtool), the
+# PrometheusRule copy, the Alertmanager example (amtool) and the Grafana dashboard, whose every
+# query must be valid PromQL. Writes nothing into the repository.
+#   tests/monitoring/check.sh
+# Ends with "monitoring: N passed, M failed"; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# --- tools: Debian's promtool (prometheus), amtool (prometheus-alertmanager), PyYAML ---------
+pick_python() {
+  local py
+  for py in python3 /usr/bin/python3; do
+    if command -v "$py" >/dev/null && "$py" -c 'import yaml' 2>/dev/null; then
+      command -v "$py"
+      return
+    fi
+  done
+}
+python=$(pick_python)
+if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null || [[ -z "$python" ]]; then
+  echo "installing prometheus, prometheus-alertmanager, python3-yaml (apt)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-alertmanager python3-yaml >/dev/null; } || {
+    echo "monitoring: cannot install the Debian packages the checks need" >&2
+    echo "monitoring: 0 passed, 1 failed"
+    exit 1
+  }
+  # Only the tools are wanted; where an init system started the services, stop them.
+  for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    service "$svc" stop >/dev/null 2>&1 || true
+  done
+  python=$(pick_python)
+fi
+monitoring_py=tests/monitoring/monitoring.py
+
+passed=0
+failed=0
+# check NAME COMMAND...: runs COMMAND, prints its output only when it fails.
+check() {
+  local name=$1
+  shift
+  if "$@" >"$work/out" 2>&1; then
+    passed=$((passed + 1))
+    printf 'ok   %s\n' "$name"
+  else
+    failed=$((failed + 1))
+    printf 'FAIL %s\n' "$name"
+    sed 's/^/     /' "$work/out"
+  fi
+}
+# check_fails NAME COMMAND...: the check passes when COMMAND fails (proves a check bites).
+check_fails() {
+  local name=$1
+  shift
+  if "$@" >"$work/out" 2>&1; then
+    failed=$((failed + 1))
+    printf 'FAIL %s (expected a failure, got success)\n' "$name"
+    sed 's/^/     /' "$work/out"
+  else
+    passed=$((passed + 1))
+    printf 'ok   %s\n' "$name"
+  fi
+}
+
+# --- alert rules -----------------------------------------------------------------------------
+check "promtool check rules alerts/fluxgate-rules.yaml" promtool check rules alerts/fluxgate-rules.yaml
+check "promtool test rules alerts/fluxgate-rules.test.yaml" promtool test rules alerts/fluxgate-rules.test.yaml
+check "PrometheusRule spec.groups equal the rules file's groups" "$python" "$monitoring_py" prometheusrule
+check "alert rules and dashboard use only metrics fluxgate exports" \
+  "$python" "$monitoring_py" metric-names alerts/fluxgate-rules.yaml dashboards/fluxgate.json
+
+# The unit tests must tell 50 from 51: with the threshold moved either way they have to fail.
+mutant_tests() { # PATTERN REPLACEMENT: runs the unit tests against a changed copy of the rules
+  mkdir -p "$work/mutant"
+  sed "s/$1/$2/" alerts/fluxgate-rules.yaml >"$work/mutant/fluxgate-rules.yaml"
+  cmp -s alerts/fluxgate-rules.yaml "$work/mutant/fluxgate-rules.yaml" && {
+    echo "pattern $1 not found in the rules"
+    return 0 # "passing" here makes check_fails report the stale pattern
+  }
+  cp alerts/fluxgate-rules.test.yaml "$work/mutant/"
+  promtool test rules "$work/mutant/fluxgate-rules.test.yaml"
+}
+check_fails "unit tests catch a threshold of >= 50" mutant_tests ') > 50$' ') >= 50'
+check_fails "unit tests catch a threshold of > 51" mutant_tests ') > 50$' ') > 51'
+
+# --- Alertmanager example ----------------------------------------------------------------------
+check "amtool check-config alerts/alertmanager-example.yaml" amtool check-config alerts/alertmanager-example.yaml
+routes_ok() {
+  local alert status=0
+  for alert in $(sed -n 's/^ *- alert: *//p' alerts/fluxgate-rules.yaml | sort -u); do
+    amtool config routes test --config.file=alerts/alertmanager-example.yaml \
+      --verify.receivers=fluxgate "alertname=$alert" severity=warning || status=1
+  done
+  amtool config routes test --config.file=alerts/alertmanager-example.yaml \
+    --verify.receivers=default alertname=KubePodCrashLooping || status=1
+  return $status
+}
+check "every alert routes to the fluxgate receiver, others do not" routes_ok
+
+# --- dashboard ---------------------------------------------------------------------------------
+check "dashboards/fluxgate.json parses and is well-formed" "$python" "$monitoring_py" dashboard-lint dashboards/fluxgate.json
+dashboard_queries_ok() { # DASHBOARD: every query, variables substituted, through promtool
+  "$python" "$monitoring_py" dashboard-rules "$1" "$work/dashboard-rules.yaml" &&
+    promtool check rules "$work/dashboard-rules.yaml"
+}
+check "every dashboard query is valid PromQL" dashboard_queries_ok dashboards/fluxgate.json
+
+# The query check must name a broken panel: break one query in a copy and expect that.
+broken_dashboard_named() {
+  local panel
+  panel=$("$python" - dashboards/fluxgate.json "$work/broken.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+panel = next(p for p in d["panels"] if p.get("targets"))
+panel["targets"][0]["expr"] += ")"
+json.dump(d, open(sys.argv[2], "w"))
+print(f'panel {panel["id"]}: {panel["title"]},')
+EOF
+  ) || return 1
+  if dashboard_queries_ok "$work/broken.json" >"$work/broken.out" 2>&1; then
+    echo "a broken query passed"
+    return 1
+  fi
+  grep -F "$panel" "$work/broken.out" || {
+    echo "the failure does not name \"$panel\":"
+    cat "$work/broken.out"
+    return 1
+  }
+}
+check "a broken dashboard query fails and names its panel" broken_dashboard_named
+
+echo
+echo "monitoring: $passed passed, $failed failed"
+((failed == 0))
