@@ -45,15 +45,24 @@ impl Readiness {
 
     /// `Ok` when ready, otherwise the reason.
     pub fn check(&self) -> Result<(), &'static str> {
+        self.check_excluding(&[])
+    }
+
+    /// Like [`check`](Self::check) with named checks left out (`webhook`, `exporter`), as
+    /// kube-apiserver's `/readyz?exclude=`. The Deployment's probe excludes the exporter: a
+    /// stale watch must not take the webhook out of its Service.
+    pub fn check_excluding(&self, excluded: &[&str]) -> Result<(), &'static str> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err("shutting down");
         }
-        if self.webhook_expected.load(Ordering::Relaxed)
+        if !excluded.contains(&"webhook")
+            && self.webhook_expected.load(Ordering::Relaxed)
             && !self.webhook_listening.load(Ordering::Relaxed)
         {
             return Err("webhook not listening yet");
         }
-        if let Some(exporter) = self.exporter.get()
+        if !excluded.contains(&"exporter")
+            && let Some(exporter) = self.exporter.get()
             && !exporter.is_ready()
         {
             return Err("GitRepository watch not synced");
@@ -83,9 +92,71 @@ async fn serve_metrics(State(state): State<OpsState>) -> impl IntoResponse {
     )
 }
 
-async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
-    match state.readiness.check() {
+async fn readyz(State(state): State<OpsState>, uri: axum::http::Uri) -> impl IntoResponse {
+    let excluded: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("exclude="))
+        .collect();
+    match state.readiness.check_excluding(&excluded) {
         Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    async fn get(router: &Router, uri: &str) -> (StatusCode, String) {
+        let response = router
+            .clone()
+            .oneshot(axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_webhook_exporter_and_shutdown() {
+        let readiness = Readiness::new(true);
+        let exporter = Arc::new(WatchStatus::default());
+        readiness.set_exporter(exporter.clone());
+        let router = router(Arc::new(Metrics::new()), readiness.clone());
+
+        assert_eq!(get(&router, "/healthz").await, (StatusCode::OK, "ok\n".into()));
+        assert_eq!(
+            get(&router, "/readyz").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "webhook not listening yet\n".into())
+        );
+        readiness.set_webhook_listening();
+        assert_eq!(
+            get(&router, "/readyz").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "GitRepository watch not synced\n".into())
+        );
+        assert_eq!(get(&router, "/readyz?exclude=exporter").await.0, StatusCode::OK);
+        readiness.begin_shutdown();
+        assert_eq!(
+            get(&router, "/readyz?exclude=exporter").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
+        );
+        assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK, "alive while draining");
+    }
+
+    #[tokio::test]
+    async fn metrics_are_openmetrics() {
+        let router = router(Arc::new(Metrics::new()), Readiness::new(false));
+        let response = router
+            .oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("fluxgate_build_info"));
     }
 }

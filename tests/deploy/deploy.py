@@ -195,7 +195,7 @@ def check_deployment(docs, args, mounts):
     assert env.get("POD_NAMESPACE") == "metadata.namespace" and env.get("POD_NAME") == "metadata.name", env
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"https": 8443, "http-metrics": 8080}, ports
-    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+    for probe, path in (("readinessProbe", "/readyz?exclude=exporter"), ("livenessProbe", "/healthz")):
         get = c[probe]["httpGet"]
         assert get["path"] == path and ports.get(get["port"], get["port"]) == 8080, f"{probe}: {get}"
     assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
@@ -266,7 +266,7 @@ def expand(spec):
 
 BASE_CLUSTERROLE = expand([
     (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["get", "list", "watch", "patch"]),
-    (["", "events.k8s.io"], ["events"], None, ["create", "patch"]),
+    (["events.k8s.io"], ["events"], None, ["create", "patch"]),
     (["admissionregistration.k8s.io"], ["mutatingwebhookconfigurations"], ["fluxgate"], ["get", "patch"]),
 ])
 LEASE_GRANTS = [
@@ -281,7 +281,7 @@ DELETE_CLUSTERROLE = expand([(["source.toolkit.fluxcd.io"], ["gitrepositories"],
 KUBERNETES_SERVICE_ROLE = expand([([""], ["services"], ["kubernetes"], ["get"])])
 CERT_MANAGER_CLUSTERROLE = expand([
     (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["get", "list", "watch", "patch"]),
-    (["", "events.k8s.io"], ["events"], None, ["create", "patch"]),
+    (["events.k8s.io"], ["events"], None, ["create", "patch"]),
 ])
 CERT_MANAGER_ROLE = expand(LEASE_GRANTS)
 
