@@ -14,6 +14,8 @@ pub const ARCHIVED_LABEL: &str = "fluxgate.io/archived";
 pub const ARCHIVED_AT_ANNOTATION: &str = "fluxgate.io/archived-at";
 pub const ARCHIVED_REASON_ANNOTATION: &str = "fluxgate.io/archived-reason";
 pub const ARCHIVED_RULE_ANNOTATION: &str = "fluxgate.io/archived-rule";
+/// When `fluxgate restore` last ran: the rules count from here, not from the old failure.
+pub const RESTORED_AT_ANNOTATION: &str = "fluxgate.io/restored-at";
 /// Set to `false` on a GitRepository (or its namespace list in the config) to keep the janitor away.
 pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/janitor";
 
@@ -212,6 +214,7 @@ pub async fn restore(
                 ARCHIVED_AT_ANNOTATION: null,
                 ARCHIVED_REASON_ANNOTATION: null,
                 ARCHIVED_RULE_ANNOTATION: null,
+                RESTORED_AT_ANNOTATION: rfc3339_seconds(now),
                 crate::policy::gitrepository::REQUESTED_AT_ANNOTATION: rfc3339_seconds(now),
             },
         },

@@ -219,6 +219,15 @@ pub fn subject_of(object: &DynamicObject, _now: OffsetDateTime) -> Option<Subjec
             .as_ref()
             .and_then(|a| a.get(actions::OPT_OUT_ANNOTATION))
             .is_some_and(|v| v == "false" || v == "disabled"),
+        restored_at: parse(
+            object
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(actions::RESTORED_AT_ANNOTATION))
+                .map(|v| serde_json::Value::String(v.clone()))
+                .as_ref(),
+        ),
     })
 }
 
@@ -240,7 +249,6 @@ pub async fn run_elected(
         .build()
         .await?;
     let (mut leader, _task) = manager.watch().await;
-    let recorder = recorder(&client, Some(identity));
     let is_leader = {
         let leader = leader.clone();
         Arc::new(move || *leader.borrow())
@@ -252,6 +260,9 @@ pub async fn run_elected(
         tokio::select! {
             _ = ticker.tick() => {
                 let leading = *leader.borrow();
+                // A recorder per run: each action is a distinct Event, created and never patched
+                // into a series, which keeps the RBAC to `create`.
+                let recorder = recorder(&client, Some(identity.clone()));
                 if leading
                     && let Err(err) = run_once(&client, Some(&recorder), &config, &metrics, is_leader.as_ref()).await
                 {

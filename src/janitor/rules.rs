@@ -24,6 +24,9 @@ pub struct Subject {
     pub gitops_managed: bool,
     /// Carries `fluxgate.io/janitor: "false"`.
     pub opted_out: bool,
+    /// When `fluxgate restore` last brought it back: the clocks of the rules restart there, so a
+    /// restored repository gets a full period before it can be archived again.
+    pub restored_at: Option<OffsetDateTime>,
 }
 
 /// A rule's threshold and what to do when it matches.
@@ -89,12 +92,17 @@ impl Rules {
         {
             return None;
         }
+        let since_restore = |t: Option<OffsetDateTime>| match (t, subject.restored_at) {
+            (Some(t), Some(r)) => Some(t.max(r)),
+            (t, _) => t,
+        };
+        let failing_since = since_restore(subject.failing_since);
+        let last_activity = since_restore(subject.last_activity);
         let older_than = |since: OffsetDateTime, limit: Duration| {
             let age = now - since;
             age.is_positive() && age.unsigned_abs() > limit
         };
-        let (rule, spec, reason) = if let (Some(rule), Some(since)) =
-            (&self.failing, subject.failing_since)
+        let (rule, spec, reason) = if let (Some(rule), Some(since)) = (&self.failing, failing_since)
             && older_than(since, rule.after)
         {
             (
@@ -106,7 +114,7 @@ impl Rules {
                     subject.failure
                 ),
             )
-        } else if let (Some(rule), Some(last)) = (&self.stale_test, subject.last_activity)
+        } else if let (Some(rule), Some(last)) = (&self.stale_test, last_activity)
             && self.is_test_name(&subject.name)
             && older_than(last, rule.after)
         {
@@ -173,7 +181,28 @@ mod tests {
             last_activity: Some(NOW - time::Duration::hours(1)),
             gitops_managed: false,
             opted_out: false,
+            restored_at: None,
         }
+    }
+
+    #[test]
+    fn a_restored_repository_gets_a_full_period_again() {
+        let rules = Rules::default();
+        let mut s = subject("test-shop");
+        s.failing_since = Some(NOW - time::Duration::days(5));
+        s.restored_at = Some(NOW - time::Duration::hours(2));
+        assert_eq!(
+            rules.evaluate(&s, NOW),
+            None,
+            "failing clock restarts at the restore"
+        );
+        s.restored_at = Some(NOW - time::Duration::hours(25));
+        assert_eq!(rules.evaluate(&s, NOW).unwrap().rule, "failing");
+
+        let mut stale = subject("test-shop");
+        stale.last_activity = Some(NOW - time::Duration::days(30));
+        stale.restored_at = Some(NOW - time::Duration::days(1));
+        assert_eq!(rules.evaluate(&stale, NOW), None);
     }
 
     #[test]

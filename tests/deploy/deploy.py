@@ -266,7 +266,7 @@ def expand(spec):
 
 BASE_CLUSTERROLE = expand([
     (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["get", "list", "watch", "patch"]),
-    (["events.k8s.io"], ["events"], None, ["create", "patch"]),
+    (["events.k8s.io"], ["events"], None, ["create"]),
     (["admissionregistration.k8s.io"], ["mutatingwebhookconfigurations"], ["fluxgate"], ["get", "patch"]),
 ])
 LEASE_GRANTS = [
@@ -281,7 +281,7 @@ DELETE_CLUSTERROLE = expand([(["source.toolkit.fluxcd.io"], ["gitrepositories"],
 KUBERNETES_SERVICE_ROLE = expand([([""], ["services"], ["kubernetes"], ["get"])])
 CERT_MANAGER_CLUSTERROLE = expand([
     (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["get", "list", "watch", "patch"]),
-    (["events.k8s.io"], ["events"], None, ["create", "patch"]),
+    (["events.k8s.io"], ["events"], None, ["create"]),
 ])
 CERT_MANAGER_ROLE = expand(LEASE_GRANTS)
 
