@@ -154,7 +154,7 @@ impl Metrics {
         );
         registry.register(
             "janitor_leader",
-            "1 on the replica that holds the janitor Lease",
+            "Whether this replica holds the janitor Lease (1) or not (0)",
             janitor.leader.clone(),
         );
         registry.register(

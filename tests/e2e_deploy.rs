@@ -300,7 +300,11 @@ async fn deploy_applies_and_its_rbac_is_exactly_what_fluxgate_uses() {
     ));
     let leading = eventually(Duration::from_secs(30), || {
         let text = metrics.encode();
-        async move { text.contains("fluxgate_janitor_leader 1").then_some(()) }
+        async move {
+            text.lines()
+                .any(|l| l == "fluxgate_janitor_leader 1")
+                .then_some(())
+        }
     })
     .await;
     assert!(

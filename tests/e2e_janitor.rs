@@ -148,7 +148,7 @@ async fn archives_by_rule_records_events_and_restores() {
     )
     .await
     .unwrap();
-    assert_eq!(summary.done, 2, "{summary:?}");
+    assert_eq!(summary.done, 3, "{summary:?}");
     assert!(
         api.get_opt("failing-old").await.unwrap().is_none(),
         "deleted by the failing rule"
@@ -245,9 +245,12 @@ async fn archives_by_rule_records_events_and_restores() {
     assert_eq!(restored.data["spec"]["suspend"], false);
     let annotations = restored.metadata.annotations.unwrap_or_default();
     assert!(
-        !annotations.keys().any(|k| k.starts_with("fluxgate.io/")),
+        !annotations
+            .keys()
+            .any(|k| k.starts_with("fluxgate.io/archived")),
         "{annotations:?}"
     );
+    assert!(annotations.contains_key("fluxgate.io/restored-at"));
     assert!(annotations.contains_key("reconcile.fluxcd.io/requestedAt"));
     assert!(
         restored
@@ -348,7 +351,7 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
     };
     let leaders: Vec<bool> = replicas
         .iter()
-        .map(|(m, _)| m.encode().contains("fluxgate_janitor_leader 1"))
+        .map(|(m, _)| m.encode().lines().any(|l| l == "fluxgate_janitor_leader 1"))
         .collect();
     assert_eq!(
         leaders.iter().filter(|l| **l).count(),
@@ -377,7 +380,12 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
     })
     .await;
     assert!(took_over.is_some(), "the second replica never took over");
-    assert!(follower.encode().contains("fluxgate_janitor_leader 1"));
+    assert!(
+        follower
+            .encode()
+            .lines()
+            .any(|l| l == "fluxgate_janitor_leader 1")
+    );
     assert_eq!(
         done(follower),
         1,
