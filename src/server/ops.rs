@@ -113,11 +113,17 @@ mod tests {
     async fn get(router: &Router, uri: &str) -> (StatusCode, String) {
         let response = router
             .clone()
-            .oneshot(axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap())
+            .oneshot(
+                axum::http::Request::get(uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
@@ -128,35 +134,57 @@ mod tests {
         readiness.set_exporter(exporter.clone());
         let router = router(Arc::new(Metrics::new()), readiness.clone());
 
-        assert_eq!(get(&router, "/healthz").await, (StatusCode::OK, "ok\n".into()));
+        assert_eq!(
+            get(&router, "/healthz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
         assert_eq!(
             get(&router, "/readyz").await,
-            (StatusCode::SERVICE_UNAVAILABLE, "webhook not listening yet\n".into())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhook not listening yet\n".into()
+            )
         );
         readiness.set_webhook_listening();
         assert_eq!(
             get(&router, "/readyz").await,
-            (StatusCode::SERVICE_UNAVAILABLE, "GitRepository watch not synced\n".into())
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "GitRepository watch not synced\n".into()
+            )
         );
-        assert_eq!(get(&router, "/readyz?exclude=exporter").await.0, StatusCode::OK);
+        assert_eq!(
+            get(&router, "/readyz?exclude=exporter").await.0,
+            StatusCode::OK
+        );
         readiness.begin_shutdown();
         assert_eq!(
             get(&router, "/readyz?exclude=exporter").await,
             (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into())
         );
-        assert_eq!(get(&router, "/healthz").await.0, StatusCode::OK, "alive while draining");
+        assert_eq!(
+            get(&router, "/healthz").await.0,
+            StatusCode::OK,
+            "alive while draining"
+        );
     }
 
     #[tokio::test]
     async fn metrics_are_openmetrics() {
         let router = router(Arc::new(Metrics::new()), Readiness::new(false));
         let response = router
-            .oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         assert!(String::from_utf8_lossy(&body).contains("fluxgate_build_info"));
     }
 }
