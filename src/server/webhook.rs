@@ -107,6 +107,25 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Cuts the middle out of a long error message, keeping its start (what went wrong) and its end
+/// (where: serde's line and column).
+fn shorten(message: &str) -> std::borrow::Cow<'_, str> {
+    const HEAD: usize = 256;
+    const TAIL: usize = 96;
+    if message.len() <= HEAD + TAIL {
+        return message.into();
+    }
+    let mut head = HEAD;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - TAIL;
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{}", &message[..head], &message[tail..]).into()
+}
+
 async fn mutate(
     State(state): State<Arc<WebhookState>>,
     headers: HeaderMap,
@@ -148,8 +167,11 @@ async fn mutate(
         Ok(reviewed) => reviewed,
         Err(err) => {
             count_invalid();
-            tracing::warn!(error = %err, bytes = body.len(), "refused an unanswerable admission request");
-            return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response();
+            // serde quotes the offending value, which can be megabytes: keep logs and answers short.
+            let message = err.to_string();
+            let message = shorten(&message);
+            tracing::warn!(error = %message, bytes = body.len(), "refused an unanswerable admission request");
+            return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response();
         }
     };
 
