@@ -110,7 +110,7 @@ pub async fn run_once(
     let mut candidates: std::collections::HashMap<&'static str, i64> =
         [("failing", 0), ("stale_test", 0)].into_iter().collect();
     for object in &objects {
-        let Some(subject) = subject_of(object, now) else {
+        let Some(subject) = subject_of(object) else {
             continue;
         };
         if let Some(verdict) = config.rules.evaluate(&subject, now) {
@@ -177,57 +177,38 @@ pub async fn run_once(
     Ok(summary)
 }
 
-/// The rules' view of one GitRepository.
-pub fn subject_of(object: &DynamicObject, _now: OffsetDateTime) -> Option<Subject> {
+/// The rules' view of one GitRepository, from the shared health model.
+pub fn subject_of(object: &DynamicObject) -> Option<Subject> {
     let value = serde_json::to_value(object).ok()?;
-    let parse = |v: Option<&serde_json::Value>| {
-        v.and_then(serde_json::Value::as_str).and_then(|t| {
+    subject_from(&crate::health::classify(&value).ok()?)
+}
+
+/// The rules' view of a classified GitRepository.
+pub fn subject_from(health: &crate::health::Health) -> Option<Subject> {
+    if health.namespace.is_empty() || health.name.is_empty() {
+        return None;
+    }
+    let restored_at = health
+        .annotation(actions::RESTORED_AT_ANNOTATION)
+        .and_then(|t| {
             OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-    };
-    let ready = value
-        .pointer("/status/conditions")
-        .and_then(serde_json::Value::as_array)
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
-    let suspended = value.pointer("/spec/suspend") == Some(&serde_json::Value::Bool(true));
-    let failing = !suspended && ready.is_some_and(|r| r["status"] == "False");
-    let labels = object.metadata.labels.as_ref();
+        });
     Some(Subject {
-        namespace: object.metadata.namespace.clone()?,
-        name: object.metadata.name.clone()?,
-        uid: object.metadata.uid.clone()?,
-        resource_version: object.metadata.resource_version.clone()?,
-        failing_since: if failing {
-            parse(ready.and_then(|r| r.get("lastTransitionTime")))
-        } else {
-            None
-        },
-        failure: ready
-            .and_then(|r| r["reason"].as_str())
-            .unwrap_or("unknown")
-            .to_owned(),
-        suspended,
-        last_activity: parse(value.pointer("/status/artifact/lastUpdateTime"))
-            .or_else(|| parse(value.pointer("/metadata/creationTimestamp"))),
-        gitops_managed: labels.is_some_and(|l| {
-            l.contains_key("kustomize.toolkit.fluxcd.io/name")
-                || l.contains_key("helm.toolkit.fluxcd.io/name")
+        namespace: health.namespace.clone(),
+        name: health.name.clone(),
+        uid: health.uid.clone(),
+        resource_version: health.resource_version.clone(),
+        failing_since: health.failure.as_ref().and_then(|f| f.since),
+        failure: health.failure.as_ref().map_or_else(String::new, |f| {
+            format!("{}, {}", f.class.as_str(), health.host)
         }),
-        opted_out: object
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(actions::OPT_OUT_ANNOTATION))
+        suspended: health.state == crate::health::State::Suspended,
+        last_activity: health.last_artifact.or(health.created),
+        gitops_managed: health.gitops_managed,
+        opted_out: health
+            .annotation(actions::OPT_OUT_ANNOTATION)
             .is_some_and(|v| v == "false" || v == "disabled"),
-        restored_at: parse(
-            object
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(actions::RESTORED_AT_ANNOTATION))
-                .map(|v| serde_json::Value::String(v.clone()))
-                .as_ref(),
-        ),
+        restored_at,
     })
 }
 

@@ -1,0 +1,638 @@
+//! The exporter's view of the cluster: one compact record per GitRepository, keyed by uid, and a
+//! Prometheus collector that aggregates the records at scrape time. Aggregating on scrape means a
+//! change is visible on the next scrape after its watch event, and series of namespaces, hosts or
+//! objects that no longer exist vanish by construction.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::health::{FailureClass, Health, State};
+
+/// Shares one allocation per distinct namespace and host: at 100k objects there are a few
+/// hundred of each, not 100k.
+#[derive(Debug, Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, value: &str) -> Arc<str> {
+        if let Some(existing) = self.0.get(value) {
+            return existing.clone();
+        }
+        let shared: Arc<str> = Arc::from(value);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
+/// What the metrics need of one GitRepository: a few words instead of the whole object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    pub state: State,
+    pub unobserved: bool,
+    pub host: Arc<str>,
+    pub class: Option<FailureClass>,
+    /// Unix seconds; 0 when unknown.
+    pub failing_since: i64,
+    pub created: i64,
+    /// Which watch (namespace, or the whole cluster) it came from, so one scope can re-list
+    /// without touching the others.
+    pub scope: u16,
+}
+
+/// The records and the watcher's health, shared between the watch loop and the collector.
+#[derive(Debug)]
+pub struct Store {
+    inner: Mutex<Inner>,
+    first_reconcile: Histogram,
+    synced: AtomicBool,
+    ever_synced: AtomicBool,
+    /// Unix seconds of the first error of the current error streak; 0 when healthy.
+    error_since: AtomicI64,
+    last_event: AtomicI64,
+    restarts: AtomicI64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    records: HashMap<Box<str>, Record>,
+    /// Records of re-lists in progress, per scope; swapped in whole when a list completes, so
+    /// objects deleted while the watch was down disappear.
+    relisting: HashMap<u16, HashMap<Box<str>, Record>>,
+    interner: Interner,
+}
+
+/// Buckets for the wait between creation and the first status condition.
+pub const FIRST_RECONCILE_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            first_reconcile: Histogram::new(FIRST_RECONCILE_BUCKETS),
+            synced: AtomicBool::new(false),
+            ever_synced: AtomicBool::new(false),
+            error_since: AtomicI64::new(0),
+            last_event: AtomicI64::new(0),
+            restarts: AtomicI64::new(0),
+        }
+    }
+}
+
+impl Store {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a record half-written (records are
+        // replaced whole), so keep serving what is there.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn first_reconcile(&self) -> Histogram {
+        self.first_reconcile.clone()
+    }
+
+    fn record(inner: &mut Inner, scope: u16, health: &Health) -> Record {
+        Record {
+            scope,
+            namespace: inner.interner.get(&health.namespace),
+            name: health.name.as_str().into(),
+            state: health.state,
+            unobserved: health.unobserved,
+            host: inner.interner.get(if health.state == State::Failed {
+                &health.host
+            } else {
+                ""
+            }),
+            class: health.failure.as_ref().map(|f| f.class),
+            failing_since: health
+                .failure
+                .as_ref()
+                .and_then(|f| f.since)
+                .map_or(0, |t| t.unix_timestamp()),
+            created: health.created.map_or(0, |t| t.unix_timestamp()),
+        }
+    }
+
+    /// A (re-)list of `scope` begins: its records arrive with [`Store::relist_apply`] until
+    /// [`Store::relist_done`].
+    pub fn relist_start(&self, scope: u16) {
+        self.synced.store(false, Ordering::Relaxed);
+        self.lock().relisting.insert(scope, HashMap::new());
+    }
+
+    pub fn relist_apply(&self, scope: u16, health: &Health) {
+        let mut inner = self.lock();
+        let record = Self::record(&mut inner, scope, health);
+        inner
+            .relisting
+            .entry(scope)
+            .or_default()
+            .insert(health.uid.as_str().into(), record);
+    }
+
+    /// The list of `scope` is complete: its records replace the scope's old ones. `all_synced`
+    /// says whether every scope has now listed since the last error.
+    pub fn relist_done(&self, scope: u16, all_synced: bool, now: i64) {
+        {
+            let mut inner = self.lock();
+            let fresh = inner.relisting.remove(&scope).unwrap_or_default();
+            inner.records.retain(|_, r| r.scope != scope);
+            inner.records.extend(fresh);
+            // Drop interned strings no record uses any more.
+            inner.interner.0.retain(|s| Arc::strong_count(s) > 1);
+        }
+        if all_synced {
+            self.synced.store(true, Ordering::Relaxed);
+            self.ever_synced.store(true, Ordering::Relaxed);
+            self.error_since.store(0, Ordering::Relaxed);
+        }
+        self.last_event.store(now, Ordering::Relaxed);
+    }
+
+    /// An object was added or changed after the initial list. A repository seen waiting (no
+    /// conditions) that now has its first condition contributes its wait to the histogram.
+    pub fn apply(&self, scope: u16, health: &Health, now: i64) {
+        let mut inner = self.lock();
+        let record = Self::record(&mut inner, scope, health);
+        let previous = inner.records.insert(health.uid.as_str().into(), record);
+        let was_waiting = previous.as_ref().is_none_or(|p| p.state == State::Pending);
+        if was_waiting
+            && !health.is_pending()
+            && let (Some(created), Some(first)) = (health.created, health.first_condition_at)
+        {
+            let wait = (first - created).as_seconds_f64();
+            // A new object (no previous record) only counts if it was created while watched;
+            // clock skew can make the difference slightly negative.
+            let created_while_watched = previous.is_some() || now - created.unix_timestamp() < 3600;
+            if wait >= 0.0 && created_while_watched {
+                self.first_reconcile.observe(wait);
+            }
+        }
+        drop(inner);
+        self.last_event.store(now, Ordering::Relaxed);
+    }
+
+    pub fn delete(&self, uid: &str, now: i64) {
+        self.lock().records.remove(uid);
+        self.last_event.store(now, Ordering::Relaxed);
+    }
+
+    /// The watch failed; it will be re-established with a fresh list.
+    pub fn watch_error(&self, now: i64) {
+        self.synced.store(false, Ordering::Relaxed);
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .error_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    /// Ready once the first list is in, and not in an error streak longer than `grace` seconds:
+    /// a blip of the API server does not flap readiness, a watch that stays broken does.
+    pub fn is_ready(&self, now: i64, grace: i64) -> bool {
+        if !self.ever_synced.load(Ordering::Relaxed) {
+            return false;
+        }
+        let since = self.error_since.load(Ordering::Relaxed);
+        self.is_synced() || since == 0 || now - since < grace
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the records, for tests and offline comparison.
+    pub fn records(&self) -> Vec<Record> {
+        self.lock().records.values().cloned().collect()
+    }
+}
+
+/// One failed GitRepository's series: namespace, name, host, failure class, failing since.
+pub type FailingSeries = (Arc<str>, Box<str>, Arc<str>, FailureClass, i64);
+
+/// Aggregated numbers, computed from the records under the lock, encoded after releasing it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Aggregate {
+    pub by_state: BTreeMap<(Arc<str>, State), i64>,
+    pub failed: BTreeMap<(Arc<str>, Arc<str>, FailureClass), i64>,
+    pub unobserved: BTreeMap<Arc<str>, i64>,
+    pub oldest_pending: BTreeMap<Arc<str>, i64>,
+    pub failing_since: Vec<FailingSeries>,
+    pub objects: i64,
+}
+
+impl Store {
+    pub fn aggregate(&self) -> Aggregate {
+        let inner = self.lock();
+        let mut agg = Aggregate {
+            objects: inner.records.len() as i64,
+            ..Aggregate::default()
+        };
+        for r in inner.records.values() {
+            *agg.by_state
+                .entry((r.namespace.clone(), r.state))
+                .or_default() += 1;
+            if r.unobserved {
+                *agg.unobserved.entry(r.namespace.clone()).or_default() += 1;
+            }
+            match r.state {
+                State::Failed => {
+                    let class = r.class.unwrap_or(FailureClass::Other);
+                    *agg.failed
+                        .entry((r.namespace.clone(), r.host.clone(), class))
+                        .or_default() += 1;
+                    agg.failing_since.push((
+                        r.namespace.clone(),
+                        r.name.clone(),
+                        r.host.clone(),
+                        class,
+                        r.failing_since,
+                    ));
+                }
+                State::Pending if r.created > 0 => {
+                    let oldest = agg
+                        .oldest_pending
+                        .entry(r.namespace.clone())
+                        .or_insert(r.created);
+                    *oldest = (*oldest).min(r.created);
+                }
+                _ => {}
+            }
+        }
+        agg.failing_since
+            .sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        agg
+    }
+}
+
+/// Encodes the store as the exporter's metric families.
+#[derive(Debug, Clone)]
+pub struct StoreCollector(pub Arc<Store>);
+
+fn gauge_family<L: prometheus_client::encoding::EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = (L, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in series {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let store = &self.0;
+        let agg = store.aggregate();
+
+        gauge_family(
+            &mut encoder,
+            "gitrepositories",
+            "GitRepositories by namespace and state (ready, failed, pending, suspended, progressing)",
+            agg.by_state
+                .iter()
+                .map(|((ns, state), n)| ([("namespace", &**ns), ("state", state.as_str())], *n)),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "gitrepositories_failed",
+            "Failed GitRepositories (Ready=False, not suspended) by namespace, Git host and failure class",
+            agg.failed.iter().map(|((ns, host, class), n)| {
+                (
+                    [
+                        ("namespace", &**ns),
+                        ("host", &**host),
+                        ("reason", class.as_str()),
+                    ],
+                    *n,
+                )
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "gitrepositories_unobserved",
+            "GitRepositories whose observedGeneration is missing, -1 or behind their generation",
+            agg.unobserved
+                .iter()
+                .map(|(ns, n)| ([("namespace", &**ns)], *n)),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "gitrepositories_oldest_pending_timestamp_seconds",
+            "Creation time of the oldest GitRepository without any status condition, by namespace",
+            agg.oldest_pending
+                .iter()
+                .map(|(ns, t)| ([("namespace", &**ns)], *t)),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "gitrepository_failing_since_timestamp_seconds",
+            "When each failed GitRepository started failing (Ready condition's lastTransitionTime)",
+            agg.failing_since
+                .iter()
+                .map(|(ns, name, host, class, since)| {
+                    (
+                        [
+                            ("namespace", &**ns),
+                            ("name", &**name),
+                            ("host", &**host),
+                            ("reason", class.as_str()),
+                        ],
+                        *since,
+                    )
+                }),
+        )?;
+        let plain = |encoder: &mut DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     kind: MetricType,
+                     value: i64| {
+            let metric = encoder.encode_descriptor(name, help, None, kind)?;
+            match kind {
+                MetricType::Counter => {
+                    prometheus_client::metrics::counter::ConstCounter::new(value as u64)
+                        .encode(metric)
+                }
+                _ => ConstGauge::new(value).encode(metric),
+            }
+        };
+        plain(
+            &mut encoder,
+            "watcher_objects",
+            "GitRepositories in the exporter's cache",
+            MetricType::Gauge,
+            agg.objects,
+        )?;
+        plain(
+            &mut encoder,
+            "watcher_synced",
+            "1 when the initial list is in and the watch is healthy, 0 while it fails or re-lists",
+            MetricType::Gauge,
+            i64::from(store.is_synced()),
+        )?;
+        plain(
+            &mut encoder,
+            "watcher_last_event_timestamp_seconds",
+            "When the watcher last received an event or completed a list",
+            MetricType::Gauge,
+            store.last_event.load(Ordering::Relaxed),
+        )?;
+        plain(
+            &mut encoder,
+            "watcher_restarts",
+            "Times the GitRepository watch failed and was re-established with a fresh list",
+            MetricType::Counter,
+            store.restarts.load(Ordering::Relaxed),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::classify;
+    use prometheus_client::registry::Registry;
+    use serde_json::{Value, json};
+
+    const NOW: i64 = 1_795_000_000;
+
+    fn repo(ns: &str, name: &str, uid: &str, status: Option<Value>) -> Health {
+        let mut object = json!({
+            "metadata": { "name": name, "namespace": ns, "uid": uid, "generation": 1,
+                          "creationTimestamp": "2026-11-28T10:00:00Z" },
+            "spec": { "url": "https://github.com/o/r", "interval": "1m" },
+        });
+        if let Some(status) = status {
+            object["status"] = status;
+        }
+        classify(&object).unwrap()
+    }
+
+    fn failing(message: &str) -> Option<Value> {
+        Some(json!({ "observedGeneration": -1, "conditions": [{
+            "type": "Ready", "status": "False", "reason": "GitOperationFailed", "message": message,
+            "lastTransitionTime": "2026-11-28T10:01:00Z" }] }))
+    }
+
+    fn ready() -> Option<Value> {
+        Some(json!({ "observedGeneration": 1, "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Succeeded", "message": "",
+            "lastTransitionTime": "2026-11-28T10:00:30Z" }] }))
+    }
+
+    fn encode(store: &Arc<Store>) -> String {
+        let mut registry = Registry::with_prefix("fluxgate");
+        registry.register(
+            "gitrepository_first_reconcile_seconds",
+            "wait",
+            store.first_reconcile(),
+        );
+        registry.register_collector(Box::new(StoreCollector(store.clone())));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| {
+                !l.starts_with('#') && !l.starts_with("fluxgate_gitrepository_first_reconcile")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn encodes_every_family_exactly() {
+        let store = Arc::new(Store::default());
+        store.relist_start(0);
+        store.relist_apply(
+            0,
+            &repo("proj-1", "a", "u1", failing("context deadline exceeded")),
+        );
+        store.relist_apply(
+            0,
+            &repo(
+                "proj-1",
+                "b",
+                "u2",
+                failing("x509: certificate has expired"),
+            ),
+        );
+        store.relist_apply(0, &repo("proj-2", "c", "u3", ready()));
+        store.relist_apply(0, &repo("proj-2", "d", "u4", None));
+        store.relist_done(0, true, NOW);
+        let text = encode(&store);
+        assert_eq!(
+            samples(&text),
+            [
+                r#"fluxgate_gitrepositories{namespace="proj-1",state="failed"} 2"#,
+                r#"fluxgate_gitrepositories{namespace="proj-2",state="ready"} 1"#,
+                r#"fluxgate_gitrepositories{namespace="proj-2",state="pending"} 1"#,
+                r#"fluxgate_gitrepositories_failed{namespace="proj-1",host="github.com",reason="timeout"} 1"#,
+                r#"fluxgate_gitrepositories_failed{namespace="proj-1",host="github.com",reason="tls"} 1"#,
+                r#"fluxgate_gitrepositories_unobserved{namespace="proj-1"} 2"#,
+                r#"fluxgate_gitrepositories_unobserved{namespace="proj-2"} 1"#,
+                r#"fluxgate_gitrepositories_oldest_pending_timestamp_seconds{namespace="proj-2"} 1795860000"#,
+                r#"fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-1",name="a",host="github.com",reason="timeout"} 1795860060"#,
+                r#"fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-1",name="b",host="github.com",reason="tls"} 1795860060"#,
+                "fluxgate_watcher_objects 4",
+                "fluxgate_watcher_synced 1",
+                "fluxgate_watcher_last_event_timestamp_seconds 1795000000",
+                "fluxgate_watcher_restarts_total 0",
+            ]
+        );
+        assert!(
+            text.contains("# TYPE fluxgate_watcher_restarts counter"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn changes_and_deletes_show_at_once_and_stale_series_vanish() {
+        let store = Arc::new(Store::default());
+        store.relist_start(0);
+        store.relist_apply(0, &repo("proj-1", "a", "u1", failing("i/o timeout")));
+        store.relist_done(0, true, NOW);
+        store.apply(0, &repo("proj-1", "a", "u1", ready()), NOW + 1);
+        let text = encode(&store);
+        assert!(!text.contains("gitrepositories_failed{"), "{text}");
+        assert!(!text.contains("failing_since_timestamp_seconds{"), "{text}");
+        assert!(text.contains(r#"fluxgate_gitrepositories{namespace="proj-1",state="ready"} 1"#));
+        store.delete("u1", NOW + 2);
+        let text = encode(&store);
+        assert!(!text.contains("proj-1"), "{text}");
+        assert!(text.contains("fluxgate_watcher_objects 0"));
+    }
+
+    #[test]
+    fn a_relist_replaces_its_scope_only_and_forgets_deleted_objects() {
+        let store = Arc::new(Store::default());
+        for (scope, ns) in [(0, "proj-1"), (1, "proj-2")] {
+            store.relist_start(scope);
+            store.relist_apply(scope, &repo(ns, "a", &format!("{ns}-a"), ready()));
+            store.relist_apply(scope, &repo(ns, "b", &format!("{ns}-b"), ready()));
+            store.relist_done(scope, scope == 1, NOW);
+        }
+        assert_eq!(store.len(), 4);
+        // proj-1's watch breaks; meanwhile b was deleted.
+        store.watch_error(NOW + 5);
+        assert!(!store.is_synced());
+        store.relist_start(0);
+        store.relist_apply(0, &repo("proj-1", "a", "proj-1-a", ready()));
+        store.relist_done(0, true, NOW + 6);
+        let mut names: Vec<String> = store
+            .records()
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace, r.name))
+            .collect();
+        names.sort();
+        assert_eq!(names, ["proj-1/a", "proj-2/a", "proj-2/b"]);
+        assert!(store.is_synced());
+        assert!(encode(&store).contains("fluxgate_watcher_restarts_total 1"));
+    }
+
+    #[test]
+    fn readiness_waits_for_the_first_list_and_tolerates_short_errors() {
+        let store = Store::default();
+        assert!(!store.is_ready(NOW, 60));
+        store.relist_start(0);
+        assert!(!store.is_ready(NOW, 60));
+        store.relist_done(0, true, NOW);
+        assert!(store.is_ready(NOW, 60));
+        store.watch_error(NOW);
+        assert!(
+            store.is_ready(NOW + 59, 60),
+            "a blip does not flap readiness"
+        );
+        assert!(
+            !store.is_ready(NOW + 61, 60),
+            "a watch broken for a minute is not ready"
+        );
+        store.watch_error(NOW + 30);
+        assert!(
+            !store.is_ready(NOW + 61, 60),
+            "the streak counts from its first error"
+        );
+        store.relist_start(0);
+        store.relist_done(0, true, NOW + 70);
+        assert!(store.is_ready(NOW + 70, 60));
+    }
+
+    #[test]
+    fn first_reconcile_wait_is_observed_once_for_repositories_seen_waiting() {
+        let store = Arc::new(Store::default());
+        store.relist_start(0);
+        // Already reconciled at startup: not observed.
+        store.relist_apply(0, &repo("p", "old", "u0", ready()));
+        store.relist_apply(0, &repo("p", "new", "u1", None));
+        store.relist_done(0, true, NOW);
+        store.apply(0, &repo("p", "new", "u1", failing("timeout")), NOW);
+        // A later change of the same object is not a first reconcile.
+        store.apply(0, &repo("p", "new", "u1", ready()), NOW);
+        let text = encode(&store);
+        assert!(
+            text.contains("fluxgate_gitrepository_first_reconcile_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fluxgate_gitrepository_first_reconcile_seconds_sum 60.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fluxgate_gitrepository_first_reconcile_seconds_bucket{le="60.0"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fluxgate_gitrepository_first_reconcile_seconds_bucket{le="30.0"} 0"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn records_share_namespace_and_host_strings() {
+        let store = Store::default();
+        store.relist_start(0);
+        for i in 0..100 {
+            store.relist_apply(
+                0,
+                &repo(
+                    "proj-1",
+                    &format!("r{i}"),
+                    &format!("u{i}"),
+                    failing("timeout"),
+                ),
+            );
+        }
+        store.relist_done(0, true, NOW);
+        let records = store.records();
+        assert!(
+            records
+                .windows(2)
+                .all(|w| Arc::ptr_eq(&w[0].namespace, &w[1].namespace))
+        );
+        assert!(
+            records
+                .windows(2)
+                .all(|w| Arc::ptr_eq(&w[0].host, &w[1].host))
+        );
+    }
+}
