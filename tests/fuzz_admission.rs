@@ -776,7 +776,7 @@ fn check_manifest(text: &str) -> Result<Vec<Value>, ManifestError> {
 // ---------------------------------------------------------------------------------------------
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(config(1000))]
 
     #[test]
     fn review_survives_arbitrary_bytes(body in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -790,7 +790,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(config(500))]
 
     #[test]
     fn review_survives_arbitrary_json(input in value()) {

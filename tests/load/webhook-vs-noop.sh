@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# fluxgate against a do-nothing handler on the same HTTPS stack (examples/bench_server.rs), side by
+# side in one run: the server pinned to one core (taskset -c 0), the load generator to the other.
+#
+# For each kind and run: startup (spawn to first 200), RSS idle and under load, throughput with
+# no rate limit (HTTP/2 and HTTP/1.1), and latency percentiles at a fixed rate over HTTP/2. Kinds
+# alternate order between runs so drift on a shared machine hits both alike; the summary gives
+# medians and fluxgate/baseline ratios.
+#
+#   tests/load/webhook-vs-noop.sh                       5 runs of 10 s per measurement
+#   BENCH_RUNS=3 BENCH_SECONDS=5 tests/load/webhook-vs-noop.sh
+#
+# Settings (environment): BENCH_RUNS (5), BENCH_SECONDS (10), BENCH_RATE (2000 requests/s for the
+# latency run), BENCH_KINDS ("fluxgate noop"; add "router" for the admission router without
+# logging), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_PORT (19443), BENCH_OUT (file for the
+# summary), BENCH_ENFORCE=1 to exit non-zero when fluxgate's p99 is over 1.3x the baseline's or
+# its throughput under 80% of it.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+BENCH_RUNS="${BENCH_RUNS:-5}"
+BENCH_SECONDS="${BENCH_SECONDS:-10}"
+BENCH_RATE="${BENCH_RATE:-2000}"
+BENCH_KINDS="${BENCH_KINDS:-fluxgate noop}"
+BENCH_SERVER_CPU="${BENCH_SERVER_CPU:-0}"
+BENCH_CLIENT_CPU="${BENCH_CLIENT_CPU:-1}"
+BENCH_PORT="${BENCH_PORT:-19443}"
+command -v taskset >/dev/null || die "taskset (util-linux) is needed"
+
+ensure_oha
+build_release
+make_workdir
+OHA_PIN="timeout $((BENCH_SECONDS * 3 + 60)) taskset -c $BENCH_CLIENT_CPU"
+log "machine: $(nproc) cores; $(machine_load)"
+load_before="$(machine_load)"
+
+printf 'run\tkind\tstartup_ms\trss_idle_kib\trss_load_kib\th2_rps\th1_rps\tp50_ms\tp90_ms\tp99_ms\tp999_ms\tfailed\n' >"$WORK/results.tsv"
+
+# peak_rss PID SECONDS: highest VmRSS seen while sampling every 0.25 s.
+peak_rss() {
+  local pid="$1" until=$((SECONDS + $2)) peak=0 kib
+  while (( SECONDS < until )) && kill -0 "$pid" 2>/dev/null; do
+    kib="$(rss_kib "$pid")"
+    (( kib > peak )) && peak=$kib
+    sleep 0.25
+  done
+  echo "$peak"
+}
+
+measure() {
+  local run="$1" kind="$2" port="$3"
+  start_server "$kind" "$port" "$BENCH_SERVER_CPU"
+  local pid="$SERVER_PID" startup="$STARTUP_MS"
+  sleep 1
+  local idle
+  idle="$(rss_kib "$pid")"
+
+  peak_rss "$pid" "$BENCH_SECONDS" >"$WORK/peak" &
+  local sampler=$!
+  oha_run "$WORK/$kind-$run-h2.json" "$port" --http2 -c 4 -p 16 -z "${BENCH_SECONDS}s" -t 10s
+  wait "$sampler"
+  oha_run "$WORK/$kind-$run-h1.json" "$port" -c 32 -z "${BENCH_SECONDS}s" -t 10s
+  oha_run "$WORK/$kind-$run-lat.json" "$port" --http2 -c 4 -p 4 -q "$BENCH_RATE" \
+    --latency-correction -n "$((BENCH_RATE * BENCH_SECONDS))" -t 10s
+  stop_server "$pid"
+
+  python3 - "$WORK" "$kind" "$run" "$startup" "$idle" "$(cat "$WORK/peak")" >>"$WORK/results.tsv" <<'PY'
+import json, sys
+work, kind, run, startup, idle, peak = sys.argv[1:]
+def load(name):
+    return json.load(open(f"{work}/{kind}-{run}-{name}.json"))
+def ok_rps(d):
+    return d["statusCodeDistribution"].get("200", 0) / d["summary"]["total"]
+def failed(d):
+    # Requests cut off by the end of a timed run are the generator's, not the server's.
+    errors = {k: v for k, v in d["errorDistribution"].items() if k != "aborted due to deadline"}
+    bad = sum(v for k, v in d["statusCodeDistribution"].items() if k != "200")
+    return bad + sum(errors.values())
+h2, h1, lat = load("h2"), load("h1"), load("lat")
+p = {k: v * 1000 for k, v in lat["latencyPercentiles"].items()}
+print("\t".join(map(str, [run, kind, startup, idle, peak, f"{ok_rps(h2):.0f}", f"{ok_rps(h1):.0f}",
+    f"{p['p50']:.3f}", f"{p['p90']:.3f}", f"{p['p99']:.3f}", f"{p['p99.9']:.3f}",
+    failed(h2) + failed(h1) + failed(lat)])))
+PY
+}
+
+kinds=($BENCH_KINDS)
+for run in $(seq 1 "$BENCH_RUNS"); do
+  order=("${kinds[@]}")
+  if (( run % 2 == 0 )); then
+    order=()
+    for (( i = ${#kinds[@]} - 1; i >= 0; i-- )); do order+=("${kinds[$i]}"); done
+  fi
+  for kind in "${order[@]}"; do
+    log "run $run/$BENCH_RUNS: $kind"
+    measure "$run" "$kind" "$BENCH_PORT"
+  done
+done
+
+python3 - "$WORK/results.tsv" "$BENCH_RATE" "$BENCH_SECONDS" "$BENCH_RUNS" "$load_before" \
+  "$(machine_load)" "${BENCH_ENFORCE:-0}" <<'PY' | tee -a "${BENCH_OUT:-/dev/null}"
+import csv, statistics, sys
+path, rate, seconds, runs, load_before, load_after, enforce = sys.argv[1:]
+rows = list(csv.DictReader(open(path), delimiter="\t"))
+cols = ["startup_ms", "rss_idle_kib", "rss_load_kib", "h2_rps", "h1_rps", "p50_ms", "p90_ms",
+        "p99_ms", "p999_ms"]
+kinds = list(dict.fromkeys(r["kind"] for r in rows))
+med = {k: {c: statistics.median(float(r[c]) for r in rows if r["kind"] == k) for c in cols}
+       for k in kinds}
+failed = {k: sum(int(r["failed"]) for r in rows if r["kind"] == k) for k in kinds}
+print(f"{runs} runs, {seconds} s per measurement, latency at {rate} requests/s (HTTP/2); "
+      f"server on 1 core")
+print(f"machine load before: {load_before}; after: {load_after}")
+print()
+print("| median | " + " | ".join(kinds) + " |" + (" fluxgate / noop |" if "noop" in kinds else ""))
+print("|---|" + "---|" * len(kinds) + ("---|" if "noop" in kinds else ""))
+labels = {"startup_ms": "startup to first 200 (ms)", "rss_idle_kib": "RSS idle (MiB)",
+          "rss_load_kib": "RSS under load (MiB)", "h2_rps": "throughput HTTP/2 (req/s)",
+          "h1_rps": "throughput HTTP/1.1 (req/s)", "p50_ms": "p50 (ms)", "p90_ms": "p90 (ms)",
+          "p99_ms": "p99 (ms)", "p999_ms": "p99.9 (ms)"}
+for c in cols:
+    scale = 1 / 1024 if c.endswith("kib") else 1
+    cells = [f"{med[k][c] * scale:.1f}" if scale != 1 or c.endswith("rps") else f"{med[k][c]:.3f}"
+             for k in kinds]
+    ratio = ""
+    if "noop" in kinds and "fluxgate" in kinds and med["noop"][c]:
+        ratio = f" {med['fluxgate'][c] / med['noop'][c]:.2f} |"
+    print(f"| {labels[c]} | " + " | ".join(cells) + " |" + ratio)
+print("| failed requests (all runs) | " + " | ".join(str(failed[k]) for k in kinds) + " |"
+      + (" |" if "noop" in kinds else ""))
+print()
+print("per run:")
+for r in rows:
+    print("  " + "  ".join(f"{k}={r[k]}" for k in r))
+bad = [k for k in kinds if failed[k]]
+missed = []
+if "noop" in kinds and "fluxgate" in kinds:
+    p99 = med["fluxgate"]["p99_ms"] / med["noop"]["p99_ms"]
+    tp = med["fluxgate"]["h2_rps"] / med["noop"]["h2_rps"]
+    print(f"\ntargets: p99 ratio {p99:.2f} (target <= 1.30): {'met' if p99 <= 1.3 else 'MISSED'}; "
+          f"throughput ratio {tp:.2f} (target >= 0.80): {'met' if tp >= 0.8 else 'MISSED'}")
+    if p99 > 1.3:
+        missed.append("p99")
+    if tp < 0.8:
+        missed.append("throughput")
+if bad:
+    print(f"FAILED requests for {bad}")
+    sys.exit(1)
+if missed and enforce == "1":
+    sys.exit(1)
+PY
