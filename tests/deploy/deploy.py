@@ -265,7 +265,7 @@ def expand(spec):
 
 
 BASE_CLUSTERROLE = expand([
-    (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["get", "list", "watch", "patch"]),
+    (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["list", "watch", "patch"]),
     (["events.k8s.io"], ["events"], None, ["create"]),
     (["admissionregistration.k8s.io"], ["mutatingwebhookconfigurations"], ["fluxgate"], ["get", "patch"]),
 ])
@@ -280,7 +280,7 @@ BASE_ROLE = expand([
 DELETE_CLUSTERROLE = expand([(["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["delete"])])
 KUBERNETES_SERVICE_ROLE = expand([([""], ["services"], ["kubernetes"], ["get"])])
 CERT_MANAGER_CLUSTERROLE = expand([
-    (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["get", "list", "watch", "patch"]),
+    (["source.toolkit.fluxcd.io"], ["gitrepositories"], None, ["list", "watch", "patch"]),
     (["events.k8s.io"], ["events"], None, ["create"]),
 ])
 CERT_MANAGER_ROLE = expand(LEASE_GRANTS)
