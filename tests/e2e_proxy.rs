@@ -39,7 +39,9 @@ fn env_names(pod: &Pod, container: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn source_controller_pods_get_the_proxy_and_no_other_pod_is_sent() {
-    let Some(client) = e2e::client().await else { return };
+    let Some(client) = e2e::client().await else {
+        return;
+    };
     let policy = Policy {
         proxy: ProxyPolicy {
             https_proxy: Some(ProxyValue::Literal("http://proxy.internal:3128".into())),
@@ -52,7 +54,8 @@ async fn source_controller_pods_get_the_proxy_and_no_other_pod_is_sent() {
 
     let namespaces = Api::<Namespace>::all(client.clone());
     for ns in ["flux-system", "e2e-proxy-elsewhere"] {
-        let object: Namespace = serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
+        let object: Namespace =
+            serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
         let _ = namespaces.create(&PostParams::default(), &object).await;
     }
     use base64::Engine as _;
@@ -76,8 +79,13 @@ async fn source_controller_pods_get_the_proxy_and_no_other_pod_is_sent() {
     }))
     .unwrap();
     let configs = Api::<MutatingWebhookConfiguration>::all(client.clone());
-    let _ = configs.delete("fluxgate-e2e-proxy", &DeleteParams::default()).await;
-    configs.create(&PostParams::default(), &config).await.unwrap();
+    let _ = configs
+        .delete("fluxgate-e2e-proxy", &DeleteParams::default())
+        .await;
+    configs
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
 
     let flux = Api::<Pod>::namespaced(client.clone(), "flux-system");
     let suffix = e2e::unique_suffix();
@@ -88,38 +96,86 @@ async fn source_controller_pods_get_the_proxy_and_no_other_pod_is_sent() {
         let probe = probe.clone();
         async move {
             let created = flux
-                .create(&PostParams { dry_run: true, ..Default::default() }, &pod(&probe, "source-controller"))
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..Default::default()
+                    },
+                    &pod(&probe, "source-controller"),
+                )
                 .await
                 .ok()?;
-            env_names(&created, 0).contains(&"HTTPS_PROXY".to_owned()).then_some(())
+            env_names(&created, 0)
+                .contains(&"HTTPS_PROXY".to_owned())
+                .then_some(())
         }
     })
     .await;
-    assert!(registered.is_some(), "kube-apiserver never called the webhook for Pods");
+    assert!(
+        registered.is_some(),
+        "kube-apiserver never called the webhook for Pods"
+    );
     let before = hook.metrics.encode();
 
     let created = flux
-        .create(&PostParams::default(), &pod(&format!("source-controller-{suffix}"), "source-controller"))
+        .create(
+            &PostParams::default(),
+            &pod(&format!("source-controller-{suffix}"), "source-controller"),
+        )
         .await
         .unwrap();
     assert_eq!(
         env_names(&created, 0),
-        ["RUNTIME_NAMESPACE", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"]
+        [
+            "RUNTIME_NAMESPACE",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "NO_PROXY",
+            "no_proxy"
+        ]
     );
-    let no_proxy = created.spec.as_ref().unwrap().containers[0].env.as_ref().unwrap()[3]
+    let no_proxy = created.spec.as_ref().unwrap().containers[0]
+        .env
+        .as_ref()
+        .unwrap()[3]
         .value
         .clone()
         .unwrap();
-    assert_eq!(no_proxy, "localhost,127.0.0.1,::1,.cluster.local.,.cluster.local,.svc,10.0.0.1");
-    assert!(env_names(&created, 1).is_empty(), "only the manager container");
-    assert!(created.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0].env.is_none());
+    assert_eq!(
+        no_proxy,
+        "localhost,127.0.0.1,::1,.cluster.local.,.cluster.local,.svc,10.0.0.1"
+    );
+    assert!(
+        env_names(&created, 1).is_empty(),
+        "only the manager container"
+    );
+    assert!(
+        created
+            .spec
+            .as_ref()
+            .unwrap()
+            .init_containers
+            .as_ref()
+            .unwrap()[0]
+            .env
+            .is_none()
+    );
 
     // Not sent at all: another app in flux-system, and a source-controller label elsewhere.
-    flux.create(&PostParams::default(), &pod(&format!("kustomize-controller-{suffix}"), "kustomize-controller"))
-        .await
-        .unwrap();
+    flux.create(
+        &PostParams::default(),
+        &pod(
+            &format!("kustomize-controller-{suffix}"),
+            "kustomize-controller",
+        ),
+    )
+    .await
+    .unwrap();
     Api::<Pod>::namespaced(client.clone(), "e2e-proxy-elsewhere")
-        .create(&PostParams::default(), &pod(&format!("source-controller-{suffix}"), "source-controller"))
+        .create(
+            &PostParams::default(),
+            &pod(&format!("source-controller-{suffix}"), "source-controller"),
+        )
         .await
         .unwrap();
     let count = |text: &str| {
@@ -129,7 +185,17 @@ async fn source_controller_pods_get_the_proxy_and_no_other_pod_is_sent() {
             .sum::<u64>()
     };
     let after = hook.metrics.encode();
-    assert_eq!(count(&after) - count(&before), 1, "only the source-controller Pod was sent:\n{after}");
-    assert!(after.contains("fluxgate_proxy_injections_total{namespace=\"flux-system\"}"), "{after}");
-    configs.delete("fluxgate-e2e-proxy", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        count(&after) - count(&before),
+        1,
+        "only the source-controller Pod was sent:\n{after}"
+    );
+    assert!(
+        after.contains("fluxgate_proxy_injections_total{namespace=\"flux-system\"}"),
+        "{after}"
+    );
+    configs
+        .delete("fluxgate-e2e-proxy", &DeleteParams::default())
+        .await
+        .unwrap();
 }
