@@ -238,7 +238,37 @@ async fn gauges_follow_statuses_and_survive_control_plane_restarts() {
     // The API server restarts mid-watch; changes made right after must show, and the gauges
     // must equal a fresh list.
     let restarts_before = sample(&encode(&registry), "fluxgate_watcher_restarts_total").unwrap();
-    controlplane("restart-apiserver");
+    // The webhook does not depend on the API server: it keeps answering throughout the restart.
+    let hook = support::TestWebhook::start(
+        fluxgate::policy::Policy::default(),
+        fluxgate::server::webhook::WebhookLimits::default(),
+    )
+    .await;
+    let restart = tokio::task::spawn_blocking(|| controlplane("restart-apiserver"));
+    let review = serde_json::to_vec(&support::gitrepository_review(
+        "during-restart",
+        "CREATE",
+        support::gitrepository("during-restart"),
+    ))
+    .unwrap();
+    let mut answered = 0;
+    while !restart.is_finished() && answered < 500 {
+        let reply = hook
+            .client()
+            .post_json(hook.addr(), "/mutate", review.clone())
+            .await;
+        assert_eq!(
+            reply.status, 200,
+            "the webhook failed while the API server restarted"
+        );
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    restart.await.unwrap();
+    assert!(
+        answered >= 3,
+        "only {answered} reviews were sent during the restart"
+    );
     create(
         &api,
         "after-apiserver-restart",
