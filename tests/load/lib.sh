@@ -87,13 +87,19 @@ stop_server() {
   kill -TERM "$pid" 2>/dev/null || true
   local i
   for i in $(seq 1 200); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.05
   done
   wait "$pid" 2>/dev/null || true
   local kept=()
   for i in "${SERVER_PIDS[@]}"; do [[ "$i" != "$pid" ]] && kept+=("$i"); done
   SERVER_PIDS=("${kept[@]:-}")
+}
+
+# alive PID: running and not a zombie (the servers are started by startup.py, which exits, so
+# they are reaped by whatever adopts them, possibly late).
+alive() {
+  [[ -r "/proc/$1/status" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }

@@ -39,7 +39,7 @@ rss_idle="$(rss_kib "$pid")"
 : >"$WORK/rss.tsv"
 (
   start=$SECONDS
-  while kill -0 "$pid" 2>/dev/null && (( SECONDS - start <= SOAK_SECONDS + 5 )); do
+  while alive "$pid" && (( SECONDS - start <= SOAK_SECONDS + 5 )); do
     printf '%s\t%s\n' "$((SECONDS - start))" "$(rss_kib "$pid")" >>"$WORK/rss.tsv"
     sleep 5
   done

@@ -39,7 +39,7 @@ printf 'run\tkind\tstartup_ms\trss_idle_kib\trss_load_kib\th2_rps\th1_rps\tp50_m
 # peak_rss PID SECONDS: highest VmRSS seen while sampling every 0.25 s.
 peak_rss() {
   local pid="$1" until=$((SECONDS + $2)) peak=0 kib
-  while (( SECONDS < until )) && kill -0 "$pid" 2>/dev/null; do
+  while (( SECONDS < until )) && alive "$pid"; do
     kib="$(rss_kib "$pid")"
     (( kib > peak )) && peak=$kib
     sleep 0.25
