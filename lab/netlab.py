@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""The lab's Git hosts, all on 127.0.0.1, each logging every connection it accepts.
+
+  netlab.py git    --port P --root DIR --log FILE      smart-HTTP Git server (git http-backend)
+  netlab.py tarpit --port P --log FILE                 accepts TCP and never answers
+  netlab.py proxy  --port P --log FILE --map HOST:PORT=HOST:PORT ...
+                                                       HTTP proxy (absolute-form and CONNECT)
+
+Logs are CSV lines: unix time, event, detail. Every server stops by itself after --max-seconds.
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+
+class EventLog:
+    """Append-only CSV of events, flushed per line so a killed server loses nothing."""
+
+    def __init__(self, path):
+        self._f = open(path, "a", buffering=1)
+        self._lock = threading.Lock()
+
+    def write(self, event, detail=""):
+        with self._lock:
+            self._f.write(f"{time.time():.3f},{event},{detail}\n")
+
+
+def stop_after(seconds):
+    """Every lab server is bounded in time, whatever happens to the script that started it."""
+    t = threading.Timer(seconds, lambda: os._exit(0))
+    t.daemon = True
+    t.start()
+
+
+# --------------------------------------------------------------------------------------------
+# git smart HTTP
+
+
+def git_server(args):
+    log = EventLog(args.log)
+    root = os.path.abspath(args.root)
+
+    class Handler(BaseHTTPRequestHandler):
+        # HTTP/1.0 without keep-alive: one accepted connection per request, so the connection
+        # count is also the request count (a clone is two: info/refs and git-upload-pack).
+        protocol_version = "HTTP/1.0"
+
+        def log_message(self, *a):
+            pass
+
+        def _cgi(self):
+            # A proxy may forward the absolute-form target as is.
+            path = self.path
+            if "://" in path:
+                s = urlsplit(path)
+                path = s.path + ("?" + s.query if s.query else "")
+            path_info, _, query = path.partition("?")
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "GIT_PROJECT_ROOT": root,
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "REQUEST_METHOD": self.command,
+                "PATH_INFO": path_info,
+                "QUERY_STRING": query,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "REMOTE_ADDR": self.client_address[0],
+                "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                "HOME": root,
+            }
+            proc = subprocess.run(
+                ["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60
+            )
+            head, _, payload = proc.stdout.partition(b"\r\n\r\n")
+            if not _:
+                head, _, payload = proc.stdout.partition(b"\n\n")
+            status = 200
+            headers = []
+            for line in head.decode("latin-1").splitlines():
+                k, _, v = line.partition(":")
+                if k.lower() == "status":
+                    status = int(v.strip().split()[0])
+                elif k:
+                    headers.append((k, v.strip()))
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            log.write("request", f"{self.command} {path_info} {status}")
+
+        do_GET = _cgi
+        do_POST = _cgi
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+        def verify_request(self, request, client_address):
+            log.write("accept", f"{client_address[0]}:{client_address[1]}")
+            return True
+
+    srv = Server(("127.0.0.1", args.port), Handler)
+    log.write("listen", f"127.0.0.1:{args.port}")
+    srv.serve_forever()
+
+
+# --------------------------------------------------------------------------------------------
+# tarpit
+
+
+async def tarpit(args):
+    log = EventLog(args.log)
+    open_conns = 0
+
+    async def handle(reader, writer):
+        nonlocal open_conns
+        peer = writer.get_extra_info("peername")
+        if open_conns >= args.max_conns:
+            writer.close()
+            log.write("refused", f"{peer[0]}:{peer[1]}")
+            return
+        open_conns += 1
+        start = time.monotonic()
+        log.write("accept", f"{peer[0]}:{peer[1]}")
+        received = 0
+        try:
+            # Read and discard what the client sends, answer nothing, until it gives up.
+            async with asyncio.timeout(args.hold_seconds):
+                while True:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    received += len(data)
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            open_conns -= 1
+            writer.close()
+            log.write("close", f"{peer[0]}:{peer[1]} {time.monotonic() - start:.3f}s {received}B")
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=512)
+    log.write("listen", f"127.0.0.1:{args.port}")
+    async with srv:
+        await srv.serve_forever()
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP proxy
+
+
+async def proxy(args):
+    log = EventLog(args.log)
+    mapping = {}
+    for m in args.map:
+        src, dst = m.split("=")
+        mapping[src.lower()] = dst
+
+    async def pipe(r, w):
+        try:
+            while True:
+                data = await r.read(65536)
+                if not data:
+                    break
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            try:
+                w.close()
+            except Exception:
+                pass
+
+    def target(hostport):
+        hostport = hostport.lower()
+        dst = mapping.get(hostport, hostport)
+        host, _, port = dst.rpartition(":")
+        return host, int(port), dst
+
+    async def handle(reader, writer):
+        peer = writer.get_extra_info("peername")
+        log.write("accept", f"{peer[0]}:{peer[1]}")
+        try:
+            async with asyncio.timeout(30):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            writer.close()
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        method, uri, version = lines[0].split(" ", 2)
+        try:
+            if method == "CONNECT":
+                host, port, dst = target(uri)
+                up_r, up_w = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
+                log.write("connect", f"{uri} -> {dst}")
+            else:
+                u = urlsplit(uri)
+                hostport = u.netloc if u.port else f"{u.hostname}:80"
+                host, port, dst = target(hostport)
+                up_r, up_w = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+                path = (u.path or "/") + ("?" + u.query if u.query else "")
+                out = [f"{method} {path} {version}"]
+                out += [h for h in lines[1:] if h and not h.lower().startswith("proxy-")]
+                up_w.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1"))
+                log.write("forward", f"{method} {uri} -> {dst}")
+        except (OSError, TimeoutError) as e:
+            log.write("error", f"{method} {uri} {e}")
+            writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=512)
+    log.write("listen", f"127.0.0.1:{args.port}")
+    async with srv:
+        await srv.serve_forever()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name in ("git", "tarpit", "proxy"):
+        s = sub.add_parser(name)
+        s.add_argument("--port", type=int, required=True)
+        s.add_argument("--log", required=True)
+        s.add_argument("--max-seconds", type=float, default=4 * 3600)
+        if name == "git":
+            s.add_argument("--root", required=True)
+        if name == "tarpit":
+            s.add_argument("--max-conns", type=int, default=2000)
+            s.add_argument("--hold-seconds", type=float, default=3600)
+        if name == "proxy":
+            s.add_argument("--map", action="append", default=[])
+    args = p.parse_args()
+    stop_after(args.max_seconds)
+    if args.cmd == "git":
+        git_server(args)
+    elif args.cmd == "tarpit":
+        asyncio.run(tarpit(args))
+    else:
+        asyncio.run(proxy(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

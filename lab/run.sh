@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# The incident lab: a real kube-apiserver + etcd, the real Flux source-controller, ~130
+# GitRepositories of which 113 point at a Git host that never answers, and fluxgate; one run per
+# setup, then a table of the figures per setup (also in lab/results/).
+#
+#   lab/run.sh              setups a b c d
+#   lab/run.sh a d          only those
+#
+# Setups:
+#   a  Flux defaults, no fluxgate remedy (fluxgate only observes: exporter, no webhook)
+#   b  fluxgate's webhook registered: every GitRepository gets its timeout floor (5m)
+#   c  fluxgate's janitor: suspends GitRepositories failing longer than LAB_FAILING_FOR
+#   d  the proxy remedy: source-controller runs with the env fluxgate injects into its Pod
+#   e  (not run by default) fluxgate as shipped plus the janitor: webhook (5m) and janitor
+#
+# Knobs (environment):
+#   LAB_RUN_SECONDS       length of each setup's run, wall-clock seconds (default 450)
+#   LAB_SCALE             the failing path's clock is compressed by this factor: spec.timeout 60s
+#                         (Flux default) -> 60s/SCALE, the webhook's 5m -> 5m/SCALE, and the alert
+#                         rules' windows and thresholds likewise (default 20; 1 = real values)
+#   LAB_PROBES            when the new healthy GitRepositories are created, as fractions of the
+#                         run (default 0.1,0.3,0.5,0.7,0.9)
+#   LAB_FAILING_FOR       janitor threshold in setups c/e (default 3m)
+#   LAB_JANITOR_INTERVAL  janitor period in setups c/e (default 30s)
+#   LAB_TOTAL / LAB_HEALTHY  GitRepositories and how many of them are healthy (130 / 17)
+#   LAB_DIR               working state (default target/lab); results go to lab/results/
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+# shellcheck source=lab/lib/config.sh
+source "$here/lib/config.sh"
+
+RUN_SECONDS="${LAB_RUN_SECONDS:-450}"
+SCALE="${LAB_SCALE:-20}"
+PROBES="${LAB_PROBES:-0.1,0.3,0.5,0.7,0.9}"
+FAILING_FOR="${LAB_FAILING_FOR:-3m}"
+JANITOR_INTERVAL="${LAB_JANITOR_INTERVAL:-30s}"
+TOTAL="${LAB_TOTAL:-130}"
+HEALTHY="${LAB_HEALTHY:-17}"
+LAB_DIR="${LAB_DIR:-$repo/target/lab}"
+RESULTS="$here/results"
+PY=/usr/bin/python3
+FLUXGATE="$repo/target/release/fluxgate"
+# Names the failing and healthy URLs use; only source-controller's private /etc/hosts (and the
+# proxy's map) resolve them, to 127.0.0.1.
+FAR_HOST=github.lab.test
+NEAR_HOST=git.platform.lab.test
+
+SETUPS=("$@")
+((${#SETUPS[@]})) || SETUPS=(a b c d)
+
+log() { printf '[lab %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Platform durations at the lab's scale, as Flux duration strings (whole milliseconds).
+scaled() {
+  awk -v s="$1" -v k="$SCALE" 'BEGIN { ms = int(s * 1000 / k); if (ms % 1000 == 0) printf "%ds", ms / 1000; else printf "%dms", ms }'
+}
+TIMEOUT_DEFAULT="$(scaled 60)"
+TIMEOUT_WEBHOOK="$(scaled 300)"
+
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# ---------------------------------------------------------------------------------------------
+# processes: every one started here is recorded and stopped by pid on exit
+
+PIDS=()
+NAMES=()
+
+start_bg() {
+  local name="$1" logfile="$2"
+  shift 2
+  "$@" >>"$logfile" 2>&1 &
+  PIDS+=("$!")
+  NAMES+=("$name")
+  LAST_PID=$!
+}
+
+stop_all() {
+  local i pid
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid="${PIDS[$i]}"
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid="${PIDS[$i]}"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+  NAMES=()
+}
+
+controlplane() {
+  FLUXGATE_E2E_DIR="$LAB_DIR/controlplane" FLUXGATE_SOURCE_CONTROLLER_VERSION="$SC_VERSION" \
+    "$repo/tests/e2e/controlplane.sh" "$@"
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  controlplane down >/dev/null 2>&1 || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() {
+  local url="$1" what="$2" i
+  for i in $(seq 1 120); do
+    curl -fsS --max-time 2 -o /dev/null "$url" 2>/dev/null && return 0
+    sleep 0.5
+  done
+  die "$what not answering at $url"
+}
+
+# ---------------------------------------------------------------------------------------------
+# one-time preparation
+
+prepare() {
+  "$here/build.sh"
+  [[ -x "$SC_BIN" ]] || die "no source-controller binary"
+  [[ -x "$FLUXGATE" ]] || die "no fluxgate binary"
+  command -v prometheus >/dev/null || die "prometheus not found (Debian package prometheus)"
+  "$PY" -c 'import matplotlib, yaml' 2>/dev/null || die "needs python3-matplotlib and python3-yaml"
+  mkdir -p "$LAB_DIR" "$RESULTS"
+
+  # Small real repositories: one commit each, served by path. Every failing repository also
+  # exists here under its GitHub path, so the proxy of setup d can answer it.
+  local gitroot="$LAB_DIR/git" i last=$((TOTAL + 20))
+  if [[ ! -f "$gitroot/.ready-$last" ]]; then
+    rm -rf "$gitroot"
+    mkdir -p "$gitroot/platform" "$gitroot/example-org"
+    local src="$LAB_DIR/git-src"
+    rm -rf "$src"
+    git init -q -b main "$src"
+    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  greeting: hello\n' >"$src/app.yaml"
+    git -C "$src" add app.yaml
+    git -C "$src" -c user.name=platform -c user.email=platform@lab.test commit -q -m "app"
+    for ((i = 1; i <= last; i++)); do
+      n="$(printf '%03d' "$i")"
+      git clone -q --bare "$src" "$gitroot/platform/proj-$n.git"
+      ln -s "../platform/proj-$n.git" "$gitroot/example-org/proj-$n.git"
+    done
+    touch "$gitroot/.ready-$last"
+  fi
+
+  if [[ ! -f "$LAB_DIR/certs/tls.crt" ]]; then
+    "$FLUXGATE" certs --out "$LAB_DIR/certs" --ip 127.0.0.1 >/dev/null
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# one setup
+
+run_setup() {
+  local setup="$1" dir="$LAB_DIR/run-$1"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  log "setup $setup: control plane"
+  controlplane down >/dev/null 2>&1 || true
+  controlplane up >"$dir/controlplane.out" 2>&1 || { cat "$dir/controlplane.out" >&2; die "control plane"; }
+  eval "$(controlplane env)"
+  local api="$APISERVER_URL" pki="$LAB_DIR/controlplane/pki"
+  local kubectl=("$FLUXGATE_E2E_KUBECTL" --kubeconfig "$KUBECONFIG" --request-timeout=30s)
+  "${kubectl[@]}" create namespace flux-system >/dev/null
+  "${kubectl[@]}" create namespace fluxgate >/dev/null
+
+  local git_port tarpit_port proxy_port sc_metrics sc_health sc_storage fg_webhook fg_metrics prom_port
+  git_port="$(free_port)"; tarpit_port="$(free_port)"; proxy_port="$(free_port)"
+  sc_metrics="$(free_port)"; sc_health="$(free_port)"; sc_storage="$(free_port)"
+  fg_webhook="$(free_port)"; fg_metrics="$(free_port)"; prom_port="$(free_port)"
+  local bound=$((RUN_SECONDS + 600))
+
+  log "setup $setup: git server :$git_port, far host (tarpit) :$tarpit_port"
+  start_bg git "$dir/git.out" "$PY" "$here/netlab.py" git --port "$git_port" \
+    --root "$LAB_DIR/git" --log "$dir/git.csv" --max-seconds "$bound"
+  start_bg tarpit "$dir/tarpit.out" "$PY" "$here/netlab.py" tarpit --port "$tarpit_port" \
+    --log "$dir/tarpit.csv" --max-seconds "$bound"
+
+  # fluxgate: the exporter in every setup (its gauges are among the figures); the webhook and
+  # the janitor only where the setup says so.
+  local -a fg=("$FLUXGATE" serve --webhook-addr "127.0.0.1:$fg_webhook"
+    --metrics-addr "127.0.0.1:$fg_metrics" --tls-cert-file "$LAB_DIR/certs/tls.crt"
+    --tls-key-file "$LAB_DIR/certs/tls.key" --namespace fluxgate --identity lab-fluxgate
+    --gitrepository-timeout "$TIMEOUT_WEBHOOK" --shutdown-delay 0s --drain-timeout 2s)
+  case "$setup" in
+    c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
+  esac
+  start_bg fluxgate "$dir/fluxgate.log" env KUBECONFIG="$KUBECONFIG" "${fg[@]}"
+  wait_http "http://127.0.0.1:$fg_metrics/healthz" fluxgate
+  case "$setup" in
+    b | e)
+      "$PY" "$here/driver.py" --api "$api" --pki "$pki" webhook \
+        --url "https://127.0.0.1:$fg_webhook/mutate" --ca "$LAB_DIR/certs/ca.crt"
+      ;;
+  esac
+
+  # source-controller's environment: a clean one, plus in setup d exactly what fluxgate's
+  # webhook injects into its Pod (taken from `fluxgate mutate` on Flux's Deployment).
+  local -a sc_env=(PATH=/usr/bin:/bin HOME="$dir" KUBECONFIG="$KUBECONFIG" RUNTIME_NAMESPACE=flux-system)
+  if [[ "$setup" == d ]]; then
+    start_bg proxy "$dir/proxy.out" "$PY" "$here/netlab.py" proxy --port "$proxy_port" \
+      --log "$dir/proxy.csv" --max-seconds "$bound" \
+      --map "$FAR_HOST:$tarpit_port=127.0.0.1:$git_port" --map "$NEAR_HOST:$git_port=127.0.0.1:$git_port"
+    "$FLUXGATE" mutate -f "$repo/examples/source-controller.yaml" \
+      --https-proxy "http://127.0.0.1:$proxy_port" --http-proxy "http://127.0.0.1:$proxy_port" \
+      --no-proxy "$NEAR_HOST" --kubernetes-service-ip 127.0.0.1 -o json >"$dir/source-controller.mutated.json"
+    mapfile -t injected < <("$PY" - "$dir/source-controller.mutated.json" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+doc = doc[0] if isinstance(doc, list) else doc
+for c in doc["spec"]["template"]["spec"]["containers"]:
+    if c["name"] == "manager":
+        for e in c.get("env", []):
+            if e["name"].lower() in ("https_proxy", "http_proxy", "no_proxy") and "value" in e:
+                print(f'{e["name"]}={e["value"]}')
+PY
+)
+    ((${#injected[@]} >= 4)) || die "fluxgate mutate injected no proxy environment"
+    printf '%s\n' "${injected[@]}" >"$dir/source-controller.env"
+    sc_env+=("${injected[@]}")
+  fi
+
+  # Scraping and the alert rules, with the lab's clock.
+  "$PY" "$here/scale_rules.py" "$repo/alerts/fluxgate-rules.yaml" "$dir/rules.yaml" "$SCALE"
+  cat >"$dir/prometheus.yml" <<EOF
+global:
+  scrape_interval: 5s
+  evaluation_interval: 5s
+rule_files: [rules.yaml]
+scrape_configs:
+  - job_name: fluxgate
+    static_configs: [{targets: ['127.0.0.1:$fg_metrics']}]
+  - job_name: source-controller
+    static_configs: [{targets: ['127.0.0.1:$sc_metrics']}]
+EOF
+  start_bg prometheus "$dir/prometheus.log" prometheus --config.file="$dir/prometheus.yml" \
+    --storage.tsdb.path="$dir/tsdb" --web.listen-address="127.0.0.1:$prom_port" --log.level=warn
+  wait_http "http://127.0.0.1:$prom_port/-/ready" prometheus
+
+  # The platform's GitRepositories exist before source-controller starts: t=0 is its start, as
+  # after a restart during the incident.
+  local repo_timeout="$TIMEOUT_DEFAULT"
+  ((SCALE == 1)) && repo_timeout=""
+  log "setup $setup: creating $TOTAL GitRepositories ($((TOTAL - HEALTHY)) on the far host), spec.timeout '${repo_timeout:-CRD default}'"
+  "$PY" "$here/driver.py" --api "$api" --pki "$pki" populate \
+    --healthy-url "http://$NEAR_HOST:$git_port" --failing-url "http://$FAR_HOST:$tarpit_port" \
+    --total "$TOTAL" --healthy "$HEALTHY" --timeout "$repo_timeout" >"$dir/populate.json"
+
+  printf '127.0.0.1 localhost\n127.0.0.1 %s %s\n' "$FAR_HOST" "$NEAR_HOST" >"$dir/hosts"
+  mkdir -p "$dir/storage"
+  local -a sc=("$SC_BIN" --concurrent=2 --storage-path="$dir/storage"
+    --storage-addr="127.0.0.1:$sc_storage" --storage-adv-addr="127.0.0.1:$sc_storage"
+    --metrics-addr="127.0.0.1:$sc_metrics" --health-addr="127.0.0.1:$sc_health"
+    --enable-leader-election=false --watch-all-namespaces=true --log-level=info --log-encoding=json)
+  log "setup $setup: source-controller $SC_VERSION starts (t=0); run ${RUN_SECONDS}s"
+  local t0
+  t0="$(date +%s.%N)"
+  # A private mount namespace gives source-controller its own /etc/hosts (the lab's host names)
+  # without touching the machine's.
+  start_bg source-controller "$dir/source-controller.log" unshare -m sh -c \
+    'mount --bind "$1" /etc/hosts && shift && exec env -i "$@"' sh "$dir/hosts" "${sc_env[@]}" "${sc[@]}"
+  local sc_pid="$LAST_PID"
+  sleep 1
+  kill -0 "$sc_pid" 2>/dev/null || { tail -20 "$dir/source-controller.log" >&2; die "source-controller exited"; }
+
+  local probes_abs
+  probes_abs="$(awk -v p="$PROBES" -v r="$RUN_SECONDS" 'BEGIN { n = split(p, a, ","); for (i = 1; i <= n; i++) printf "%s%.1f", (i > 1 ? "," : ""), a[i] * r }')"
+  "$PY" "$here/driver.py" --api "$api" --pki "$pki" sample \
+    --healthy-url "http://$NEAR_HOST:$git_port" --timeout "$repo_timeout" \
+    --pid "$sc_pid" --start "$t0" --duration "$RUN_SECONDS" --probes "$probes_abs" \
+    --first-probe $((TOTAL + 1)) --out "$dir/samples.jsonl" --final "$dir/final.json" >"$dir/sample.out"
+
+  log "setup $setup: collecting"
+  "$PY" "$here/prom_dump.py" --url "http://127.0.0.1:$prom_port" --start "$t0" \
+    --end "$(date +%s.%N)" --out "$dir/prometheus.csv"
+  "$FLUXGATE" report -f "$dir/final.json" -o json >"$dir/report.json" 2>"$dir/report.err" || true
+  cat >"$dir/meta.json" <<EOF
+{"setup": "$setup", "t0": $t0, "run_seconds": $RUN_SECONDS, "scale": $SCALE,
+ "timeout_default": "$TIMEOUT_DEFAULT", "timeout_webhook": "$TIMEOUT_WEBHOOK",
+ "failing_for": "$FAILING_FOR", "janitor_interval": "$JANITOR_INTERVAL",
+ "total": $TOTAL, "healthy": $HEALTHY, "probes": "$probes_abs",
+ "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST", "apiserver_port": "${APISERVER_URL##*:}",
+ "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
+EOF
+  stop_all
+  controlplane down >/dev/null 2>&1 || true
+}
+
+prepare
+for s in "${SETUPS[@]}"; do
+  case "$s" in a | b | c | d | e) ;; *) die "unknown setup '$s' (a b c d e)" ;; esac
+done
+log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s, scale 1/$SCALE"
+for s in "${SETUPS[@]}"; do
+  run_setup "$s"
+done
+"$PY" "$here/analyze.py" --lab-dir "$LAB_DIR" --results "$RESULTS" "${SETUPS[@]}"
