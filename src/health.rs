@@ -1,8 +1,33 @@
 //! How healthy one GitRepository is, from its spec and status. Pure (the caller passes the
 //! object; nothing here reads the clock or the network): the exporter, `fluxgate report` and the
 //! janitor all call [`classify`], so their numbers agree.
+//!
+//! # States
+//!
+//! Every object is in exactly one [`State`], decided in this order (first match wins):
+//!
+//! | # | condition                                                          | state         |
+//! |---|--------------------------------------------------------------------|---------------|
+//! | 1 | `spec.suspend: true`                                               | `suspended`   |
+//! | 2 | no `status.conditions` (missing, empty, or no object entries)      | `pending`     |
+//! | 3 | `Ready` is `False`                                                 | `failed`      |
+//! | 4 | `Ready` is `True` and the object is not unobserved (below)         | `ready`       |
+//! | 5 | anything else: `Ready=Unknown`, no `Ready` condition (only         | `progressing` |
+//! |   | `Reconciling`, `Stalled`, ...), `Ready=True` for an older          |               |
+//! |   | generation                                                         |               |
+//!
+//! `failed` follows `Ready` alone: `Reconciling=True` or `Stalled=True` next to `Ready=False` is
+//! still failed (source-controller always sets `Ready=False` when it stalls or retries).
+//!
+//! `unobserved` is independent of the state: `status.observedGeneration` missing, not an
+//! integer, negative (the CRD default `-1`, kept until a reconcile succeeds or stalls), or below
+//! `metadata.generation`.
+//!
+//! # Failure classes
+//!
+//! See [`failure_class`]: a reason table first, then an ordered table of message fragments.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -17,7 +42,7 @@ pub enum State {
     Pending,
     /// `spec.suspend: true` (wins over every other state).
     Suspended,
-    /// Anything in between: `Ready=Unknown`, no Ready condition yet, or Ready for an older
+    /// Anything in between: `Ready=Unknown`, no Ready condition, or Ready for an older
     /// generation.
     Progressing,
 }
@@ -54,6 +79,15 @@ pub enum FailureClass {
 }
 
 impl FailureClass {
+    pub const ALL: [FailureClass; 6] = [
+        FailureClass::Timeout,
+        FailureClass::Dns,
+        FailureClass::Tls,
+        FailureClass::Auth,
+        FailureClass::NotFound,
+        FailureClass::Other,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
@@ -66,95 +100,167 @@ impl FailureClass {
     }
 }
 
-/// Message fragments (lowercase) per class, tried in this order; the first match wins. Order
-/// matters: `lookup github.com: i/o timeout` is a DNS failure, `tls: handshake timeout` a timeout.
-const CLASS_PATTERNS: &[(FailureClass, &[&str])] = &[
-    (
-        FailureClass::Auth,
-        &[
-            "authentication required",
-            "authentication failed",
-            "authorization failed",
-            "invalid credentials",
-            "invalid username or password",
-            "could not read username",
-            "permission denied",
-            "unauthorized",
-            "forbidden",
-            "ssh: handshake failed: ssh: unable to authenticate",
-        ],
-    ),
-    (
-        FailureClass::NotFound,
-        &[
-            "repository not found",
-            "couldn't find remote ref",
-            "reference not found",
-            "remote repository is empty",
-            "not found",
-        ],
-    ),
+/// Ready reasons that decide the class on their own, before the message is read.
+const REASON_CLASSES: &[(&str, FailureClass)] = &[
+    // source-controller's own verdict: bad or missing credentials (also a missing Secret).
+    ("AuthenticationFailed", FailureClass::Auth),
+    // Its local artifact storage failed; a "permission denied" there is about a disk, not Git.
+    ("StorageOperationFailed", FailureClass::Other),
+];
+
+/// One message fragment: a lowercase substring, or an HTTP status code that must stand alone
+/// (`403` matches `status code: 403`, not `sha1:a403f`).
+#[derive(Debug, Clone, Copy)]
+enum Pattern {
+    Text(&'static str),
+    Code(&'static str),
+}
+
+use Pattern::{Code, Text};
+
+/// Message fragments per class, tried in this order; the first class with a match wins.
+///
+/// Order matters where fragments meet in one message: DNS comes before timeout because a resolver
+/// timeout (`lookup github.com on 10.96.0.10:53: ... i/o timeout`) points at cluster DNS, not at
+/// the Git host; timeout comes before TLS so `net/http: TLS handshake timeout` is a timeout.
+const MESSAGE_CLASSES: &[(FailureClass, &[Pattern])] = &[
     (
         FailureClass::Dns,
         &[
-            "no such host",
-            "server misbehaving",
-            "name resolution",
-            "name or service not known",
-            ": lookup ",
+            Text("no such host"),
+            Text("server misbehaving"),
+            Text("temporary failure in name resolution"),
+            Text("name or service not known"),
+            Text(": lookup "),
         ],
     ),
     (
         FailureClass::Timeout,
         &[
-            "context deadline exceeded",
-            "i/o timeout",
-            "timed out",
-            "timeout",
-            "deadline exceeded",
+            Text("context deadline exceeded"),
+            Text("i/o timeout"),
+            Text("timed out"),
+            Text("timeout"),
         ],
     ),
     (
         FailureClass::Tls,
-        &["x509", "certificate", "tls:", "handshake failure"],
+        &[
+            Text("x509"),
+            Text("certificate"),
+            Text("tls:"),
+            Text("handshake failure"),
+        ],
+    ),
+    (
+        FailureClass::Auth,
+        &[
+            Text("authentication required"),
+            Text("authentication failed"),
+            Text("authorization failed"),
+            Text("unable to authenticate"),
+            Text("invalid username or password"),
+            Text("could not read username"),
+            Text("permission denied"),
+            Text("unauthorized"),
+            Text("forbidden"),
+            Code("401"),
+            Code("403"),
+        ],
+    ),
+    (
+        FailureClass::NotFound,
+        &[
+            Text("repository not found"),
+            Text("couldn't find remote ref"),
+            Text("reference not found"),
+            Text("remote repository is empty"),
+            Text("not found"),
+            Code("404"),
+        ],
     ),
 ];
 
-/// Classifies a failure by the condition's reason and message.
-pub fn failure_class(reason: &str, message: &str) -> FailureClass {
-    if reason == "AuthenticationFailed" {
-        return FailureClass::Auth;
+/// The message, lowercased, with URLs (`scheme://...`, `user@host:path`) replaced by `<url>` and
+/// whitespace collapsed: Flux quotes the repository URL in its messages, and a repository named
+/// `timeout-service` or an org named `forbidden-fruit` must not decide the class.
+fn without_urls(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for word in message.split_whitespace() {
+        let core = word.trim_matches(|c: char| "'\"`()[]<>,;".contains(c) || c == ':');
+        let scp_like = core
+            .split_once('@')
+            .is_some_and(|(user, rest)| !user.is_empty() && rest.contains(':'));
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if core.contains("://") || scp_like {
+            // Keep what follows the URL (`':`), which separates it from the error text.
+            let end = word.rfind(core).map_or(word.len(), |i| i + core.len());
+            out.push_str("<url>");
+            out.push_str(&word[end..].to_ascii_lowercase());
+        } else {
+            out.push_str(&word.to_ascii_lowercase());
+        }
     }
-    let message = message.to_ascii_lowercase();
-    CLASS_PATTERNS
+    out
+}
+
+fn pattern_matches(message: &str, pattern: Pattern) -> bool {
+    match pattern {
+        Text(text) => message.contains(text),
+        Code(code) => message
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|token| token == code),
+    }
+}
+
+/// Classifies a failure by the Ready condition's reason (exact, [`REASON_CLASSES`]) and then its
+/// message ([`MESSAGE_CLASSES`], case-insensitive, URLs ignored); `other` when nothing matches.
+pub fn failure_class(reason: &str, message: &str) -> FailureClass {
+    if let Some((_, class)) = REASON_CLASSES.iter().find(|(r, _)| *r == reason) {
+        return *class;
+    }
+    let message = without_urls(message);
+    MESSAGE_CLASSES
         .iter()
-        .find(|(_, patterns)| patterns.iter().any(|p| message.contains(p)))
+        .find(|(_, patterns)| patterns.iter().any(|p| pattern_matches(&message, *p)))
         .map_or(FailureClass::Other, |(class, _)| *class)
 }
 
-/// The Git host of a `spec.url`: https/http/ssh/git URLs and scp-like `git@host:org/repo`,
-/// lowercased, without user or port. `unknown` when there is none.
+/// The Git host of a `spec.url`: `https://`, `http://`, `ssh://`, `git://` URLs and scp-like
+/// `[user@]host:path`, lowercased, without user info or port. `unknown` when there is no
+/// plausible host name (empty, a local path, `file://`, stray characters), which also keeps the
+/// `host` label's values bounded to real names.
 pub fn git_host(url: &str) -> String {
     let url = url.trim();
     let authority = if let Some((_, rest)) = url.split_once("://") {
         rest.split(['/', '?', '#']).next().unwrap_or("")
-    } else if let Some((before, _)) = url.split_once(':') {
-        // scp-like: [user@]host:path
-        before
     } else {
-        ""
+        // scp-like, as git reads it: a ':' before any '/'.
+        match url.split_once(':') {
+            Some((before, _)) if !before.contains('/') => before,
+            _ => "",
+        }
     };
     let host_port = authority.rsplit('@').next().unwrap_or("");
     let host = if let Some(v6) = host_port.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
+        match v6.split_once(']') {
+            Some((inside, _)) => inside,
+            None => "",
+        }
     } else {
         host_port.split(':').next().unwrap_or("")
     };
-    let host = host.to_ascii_lowercase();
-    if host.is_empty() || host.contains(char::is_whitespace) {
-        "unknown".to_owned()
+    let plausible = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if plausible {
+        host.to_ascii_lowercase()
     } else {
-        host
+        "unknown".to_owned()
     }
 }
 
@@ -162,7 +268,8 @@ pub fn git_host(url: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub class: FailureClass,
-    /// The Ready condition's `lastTransitionTime`: when it started failing.
+    /// The Ready condition's `lastTransitionTime`: when it started failing. `None` when missing or
+    /// not RFC 3339.
     pub since: Option<OffsetDateTime>,
     pub reason: String,
     pub message: String,
@@ -178,7 +285,12 @@ pub struct Health {
     pub state: State,
     /// `status.observedGeneration` missing, `-1` or behind `metadata.generation`.
     pub unobserved: bool,
+    pub generation: Option<i64>,
+    /// `status.observedGeneration` as written (the CRD default is `-1`).
+    pub observed_generation: Option<i64>,
+    /// From `spec.url`, whatever the state (see [`git_host`]).
     pub host: String,
+    /// Set exactly when the state is [`State::Failed`].
     pub failure: Option<Failure>,
     pub created: Option<OffsetDateTime>,
     /// The earliest `lastTransitionTime` of any condition: when the controller first reported.
@@ -187,12 +299,17 @@ pub struct Health {
     pub last_artifact: Option<OffsetDateTime>,
     /// Applied by a Flux Kustomization or HelmRelease (their ownership labels).
     pub gitops_managed: bool,
+    /// Only fluxgate's own annotations (`fluxgate.io/*`), to keep the record small.
     pub annotations: Vec<(String, String)>,
 }
 
 impl Health {
     pub fn is_pending(&self) -> bool {
         self.state == State::Pending
+    }
+
+    pub fn failing_since(&self) -> Option<OffsetDateTime> {
+        self.failure.as_ref().and_then(|f| f.since)
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
@@ -209,6 +326,12 @@ pub enum HealthError {
     NotAnObject,
 }
 
+/// Labels by which Flux marks the objects its Kustomizations and HelmReleases apply.
+const GITOPS_LABELS: [&str; 2] = [
+    "kustomize.toolkit.fluxcd.io/name",
+    "helm.toolkit.fluxcd.io/name",
+];
+
 fn timestamp(value: Option<&Value>) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(value?.as_str()?, &Rfc3339).ok()
 }
@@ -217,35 +340,32 @@ fn text(value: Option<&Value>) -> String {
     value.and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
-/// Classifies one GitRepository (any served version) from its JSON.
-pub fn classify(object: &Value) -> Result<Health, HealthError> {
-    let object = object.as_object().ok_or(HealthError::NotAnObject)?;
-    let empty = serde_json::Map::new();
-    let metadata = object
-        .get("metadata")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let spec = object
-        .get("spec")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let status = object
-        .get("status")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let conditions: &[Value] = status
+fn object<'a>(parent: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    parent.get(key).and_then(Value::as_object)
+}
+
+/// Classifies one GitRepository (any served version) from its JSON. Fields of the wrong type
+/// count as missing; only a value that is not an object at all is an error.
+pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
+    let root = object_json.as_object().ok_or(HealthError::NotAnObject)?;
+    let empty = Map::new();
+    let metadata = object(root, "metadata").unwrap_or(&empty);
+    let spec = object(root, "spec").unwrap_or(&empty);
+    let status = object(root, "status").unwrap_or(&empty);
+    let conditions: Vec<&Map<String, Value>> = status
         .get("conditions")
         .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice);
-    let conditions: Vec<&serde_json::Map<String, Value>> =
-        conditions.iter().filter_map(Value::as_object).collect();
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .filter_map(Value::as_object)
+        .collect();
     let ready = conditions
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
 
     let generation = metadata.get("generation").and_then(Value::as_i64);
-    let observed = status.get("observedGeneration").and_then(Value::as_i64);
-    let unobserved = match (observed, generation) {
+    let observed_generation = status.get("observedGeneration").and_then(Value::as_i64);
+    let unobserved = match (observed_generation, generation) {
         (None, _) => true,
         (Some(o), _) if o < 0 => true,
         (Some(o), Some(g)) => o < g,
@@ -277,14 +397,9 @@ pub fn classify(object: &Value) -> Result<Health, HealthError> {
         }
     });
 
-    let labels = metadata.get("labels").and_then(Value::as_object);
-    let gitops_managed = labels.is_some_and(|l| {
-        l.contains_key("kustomize.toolkit.fluxcd.io/name")
-            || l.contains_key("helm.toolkit.fluxcd.io/name")
-    });
-    let annotations = metadata
-        .get("annotations")
-        .and_then(Value::as_object)
+    let gitops_managed = object(metadata, "labels")
+        .is_some_and(|labels| GITOPS_LABELS.iter().any(|l| labels.contains_key(*l)));
+    let annotations = object(metadata, "annotations")
         .map(|a| {
             a.iter()
                 .filter(|(k, _)| k.starts_with("fluxgate.io/"))
@@ -300,6 +415,8 @@ pub fn classify(object: &Value) -> Result<Health, HealthError> {
         resource_version: text(metadata.get("resourceVersion")),
         state,
         unobserved,
+        generation,
+        observed_generation,
         host: git_host(spec.get("url").and_then(Value::as_str).unwrap_or("")),
         failure,
         created: timestamp(metadata.get("creationTimestamp")),
@@ -307,7 +424,7 @@ pub fn classify(object: &Value) -> Result<Health, HealthError> {
             .iter()
             .filter_map(|c| timestamp(c.get("lastTransitionTime")))
             .min(),
-        last_artifact: timestamp(status.get("artifact").and_then(|a| a.get("lastUpdateTime"))),
+        last_artifact: timestamp(object(status, "artifact").and_then(|a| a.get("lastUpdateTime"))),
         gitops_managed,
         annotations,
     })
@@ -339,9 +456,21 @@ mod tests {
         json!({ "url": "https://github.com/example/app", "interval": "1m" })
     }
 
-    fn ready(status: &str, reason: &str, message: &str) -> Value {
-        json!({ "type": "Ready", "status": status, "reason": reason, "message": message,
+    fn condition(kind: &str, status: &str, reason: &str, message: &str) -> Value {
+        json!({ "type": kind, "status": status, "reason": reason, "message": message,
                 "lastTransitionTime": "2026-11-27T11:00:00Z", "observedGeneration": 1 })
+    }
+
+    fn ready(status: &str, reason: &str, message: &str) -> Value {
+        condition("Ready", status, reason, message)
+    }
+
+    fn with_conditions(observed: Value, conditions: Vec<Value>) -> Health {
+        classify(&repo(
+            spec(),
+            Some(json!({ "observedGeneration": observed, "conditions": conditions })),
+        ))
+        .unwrap()
     }
 
     #[test]
@@ -349,20 +478,26 @@ mod tests {
         let h = classify(&repo(spec(), None)).unwrap();
         assert_eq!(h.state, State::Pending);
         assert!(h.unobserved);
+        assert_eq!(h.observed_generation, None);
+        assert_eq!(h.generation, Some(1));
         assert!(h.failure.is_none());
         assert_eq!(h.first_condition_at, None);
         assert_eq!(h.created, Some(datetime!(2026-11-27 10:00 UTC)));
+        assert_eq!(h.host, "github.com", "the host is known whatever the state");
     }
 
     #[test]
-    fn empty_conditions_and_crd_default_observed_generation_are_pending() {
-        let h = classify(&repo(
-            spec(),
-            Some(json!({ "observedGeneration": -1, "conditions": [] })),
-        ))
-        .unwrap();
-        assert_eq!(h.state, State::Pending);
-        assert!(h.unobserved);
+    fn empty_or_unreadable_conditions_with_the_crd_default_are_pending() {
+        for conditions in [json!([]), json!([3, null, "Ready"]), json!({}), json!(null)] {
+            let h = classify(&repo(
+                spec(),
+                Some(json!({ "observedGeneration": -1, "conditions": conditions })),
+            ))
+            .unwrap();
+            assert_eq!(h.state, State::Pending, "{conditions}");
+            assert!(h.unobserved);
+            assert_eq!(h.observed_generation, Some(-1));
+        }
     }
 
     #[test]
@@ -372,8 +507,48 @@ mod tests {
         let h = classify(&repo(spec(), Some(status))).unwrap();
         assert_eq!(h.state, State::Ready);
         assert!(!h.unobserved);
+        assert!(h.failure.is_none());
         assert_eq!(h.last_artifact, Some(datetime!(2026-11-27 11:00 UTC)));
         assert_eq!(h.first_condition_at, Some(datetime!(2026-11-27 11:00 UTC)));
+    }
+
+    #[test]
+    fn observed_generation_table() {
+        // (generation, observedGeneration, unobserved)
+        for (generation, observed, unobserved) in [
+            (json!(1), json!(1), false),
+            (json!(3), json!(3), false),
+            (json!(3), json!(2), true),
+            (json!(1), json!(-1), true),
+            (json!(1), json!(null), true),
+            (json!(1), json!("1"), true),
+            (json!(null), json!(1), false),
+            (json!(null), json!(-1), true),
+            (json!(1), json!(2), false),
+        ] {
+            let mut object = repo(
+                spec(),
+                Some(
+                    json!({ "observedGeneration": observed, "conditions": [ready("True", "Succeeded", "")] }),
+                ),
+            );
+            object["metadata"]["generation"] = generation.clone();
+            let h = classify(&object).unwrap();
+            assert_eq!(h.unobserved, unobserved, "{generation} {observed}");
+            let state = if unobserved {
+                State::Progressing
+            } else {
+                State::Ready
+            };
+            assert_eq!(h.state, state, "Ready=True counts only when observed");
+        }
+        let mut missing = repo(
+            spec(),
+            Some(json!({ "conditions": [ready("True", "Succeeded", "")] })),
+        );
+        assert!(classify(&missing).unwrap().unobserved);
+        missing["status"] = json!(null);
+        assert!(classify(&missing).unwrap().unobserved);
     }
 
     #[test]
@@ -391,23 +566,41 @@ mod tests {
     }
 
     #[test]
-    fn ready_unknown_reconciling_and_missing_ready_are_progressing() {
+    fn ready_unknown_reconciling_and_stalled_without_ready_are_progressing() {
         for conditions in [
-            json!([ready(
-                "Unknown",
+            vec![
+                condition("Reconciling", "True", "Progressing", "building artifact"),
+                ready("Unknown", "Progressing", "building artifact"),
+            ],
+            vec![condition(
+                "Reconciling",
+                "True",
                 "Progressing",
-                "reconciliation in progress"
-            )]),
-            json!([{ "type": "Reconciling", "status": "True", "reason": "Progressing", "message": "", "lastTransitionTime": "2026-11-27T11:00:00Z" }]),
-            json!([{ "type": "Stalled", "status": "True", "reason": "URLInvalid", "message": "", "lastTransitionTime": "2026-11-27T11:00:00Z" }]),
+                "processing object: new generation 0 -> 1",
+            )],
+            vec![condition("Stalled", "True", "URLInvalid", "invalid URL")],
+            vec![ready("Maybe", "", "")],
+            vec![json!({ "type": "Ready" })],
         ] {
-            let h = classify(&repo(
-                spec(),
-                Some(json!({ "observedGeneration": -1, "conditions": conditions })),
-            ))
-            .unwrap();
-            assert_eq!(h.state, State::Progressing, "{conditions}");
+            let h = with_conditions(json!(-1), conditions.clone());
+            assert_eq!(h.state, State::Progressing, "{conditions:?}");
             assert!(h.unobserved);
+            assert!(h.failure.is_none());
+        }
+    }
+
+    #[test]
+    fn reconciling_or_stalled_next_to_ready_false_is_failed() {
+        for other in [
+            condition("Reconciling", "True", "ProgressingWithRetry", "retrying"),
+            condition("Stalled", "True", "URLInvalid", "invalid URL"),
+        ] {
+            let h = with_conditions(
+                json!(1),
+                vec![other, ready("False", "URLInvalid", "git URL is invalid")],
+            );
+            assert_eq!(h.state, State::Failed);
+            assert_eq!(h.failure.unwrap().class, FailureClass::Other);
         }
     }
 
@@ -424,9 +617,9 @@ mod tests {
             "a repository whose first clone failed stays at -1"
         );
         assert_eq!(h.host, "github.com");
+        assert_eq!(h.failing_since(), Some(datetime!(2026-11-27 11:00 UTC)));
         let failure = h.failure.unwrap();
         assert_eq!(failure.class, FailureClass::Timeout);
-        assert_eq!(failure.since, Some(datetime!(2026-11-27 11:00 UTC)));
         assert_eq!(failure.reason, "GitOperationFailed");
         assert_eq!(
             h.first_condition_at,
@@ -435,21 +628,76 @@ mod tests {
     }
 
     #[test]
-    fn suspended_wins_over_failed() {
+    fn ready_false_for_every_failure_class() {
+        for (reason, message, class) in [
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://github.com/example/app': dial tcp 140.82.112.3:443: i/o timeout",
+                FailureClass::Timeout,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'https://git.corp.example/app.git': dial tcp: lookup git.corp.example on 10.96.0.10:53: no such host",
+                FailureClass::Dns,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'https://git.corp.example/app.git': x509: certificate signed by unknown authority",
+                FailureClass::Tls,
+            ),
+            (
+                "AuthenticationFailed",
+                "failed to get secret 'proj-1/git-auth': secrets \"git-auth\" not found",
+                FailureClass::Auth,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'https://github.com/example/app': repository not found",
+                FailureClass::NotFound,
+            ),
+            (
+                "StorageOperationFailed",
+                "failed to write artifact",
+                FailureClass::Other,
+            ),
+        ] {
+            let h = with_conditions(json!(-1), vec![ready("False", reason, message)]);
+            assert_eq!(h.state, State::Failed);
+            let failure = h.failure.unwrap();
+            assert_eq!(failure.class, class, "{message}");
+            assert_eq!(failure.message, message);
+        }
+    }
+
+    #[test]
+    fn suspended_wins_over_failed_and_pending() {
         let mut s = spec();
         s["suspend"] = json!(true);
         let h = classify(&repo(
-            s,
+            s.clone(),
             Some(json!({ "conditions": [ready("False", "GitOperationFailed", "timeout")] })),
         ))
         .unwrap();
         assert_eq!(h.state, State::Suspended);
-        assert!(h.failure.is_none());
+        assert!(h.failure.is_none(), "a suspended repository is not failed");
+        assert_eq!(
+            classify(&repo(s, None)).unwrap().state,
+            State::Suspended,
+            "suspended at creation"
+        );
+        let mut not_bool = spec();
+        not_bool["suspend"] = json!("true");
+        assert_eq!(
+            classify(&repo(not_bool, None)).unwrap().state,
+            State::Pending,
+            "only a boolean true suspends, as the API server's schema says"
+        );
     }
 
     #[test]
     fn failure_classes() {
         let cases = [
+            // timeout
             (
                 "GitOperationFailed",
                 "unable to clone 'https://github.com/o/r': dial tcp 140.82.112.3:443: i/o timeout",
@@ -462,9 +710,16 @@ mod tests {
             ),
             (
                 "GitOperationFailed",
-                "net/http: TLS handshake timeout",
+                "Get \"https://github.com/o/r/info/refs?service=git-upload-pack\": net/http: TLS handshake timeout",
                 FailureClass::Timeout,
             ),
+            (
+                "GitOperationFailed",
+                "ssh: dial tcp 140.82.112.4:22: connect: connection timed out",
+                FailureClass::Timeout,
+            ),
+            ("GitOperationFailed", "Timeout", FailureClass::Timeout),
+            // dns
             (
                 "GitOperationFailed",
                 "dial tcp: lookup github.com on 10.96.0.10:53: read udp 10.244.0.5:40000->10.96.0.10:53: i/o timeout",
@@ -477,12 +732,34 @@ mod tests {
             ),
             (
                 "GitOperationFailed",
+                "dial tcp: lookup github.com on 10.96.0.10:53: server misbehaving",
+                FailureClass::Dns,
+            ),
+            (
+                "GitOperationFailed",
+                "ssh: Could not resolve hostname git.corp: Temporary failure in name resolution",
+                FailureClass::Dns,
+            ),
+            // tls
+            (
+                "GitOperationFailed",
                 "x509: certificate signed by unknown authority",
                 FailureClass::Tls,
             ),
             (
+                "GitOperationFailed",
+                "remote error: tls: handshake failure",
+                FailureClass::Tls,
+            ),
+            // auth
+            (
                 "AuthenticationFailed",
                 "failed to get secret",
+                FailureClass::Auth,
+            ),
+            (
+                "AuthenticationFailed",
+                "context deadline exceeded",
                 FailureClass::Auth,
             ),
             (
@@ -497,6 +774,23 @@ mod tests {
             ),
             (
                 "GitOperationFailed",
+                "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+                FailureClass::Auth,
+            ),
+            (
+                "GitOperationFailed",
+                "git@github.com: Permission denied (publickey).",
+                FailureClass::Auth,
+            ),
+            (
+                "GitOperationFailed",
+                "unexpected client error: unexpected requesting \"https://git.example/r\" status code: 403",
+                FailureClass::Auth,
+            ),
+            ("GitOperationFailed", "HTTP 401", FailureClass::Auth),
+            // not_found
+            (
+                "GitOperationFailed",
                 "unable to clone: repository not found",
                 FailureClass::NotFound,
             ),
@@ -505,15 +799,64 @@ mod tests {
                 "couldn't find remote ref \"refs/heads/mian\"",
                 FailureClass::NotFound,
             ),
+            (
+                "GitOperationFailed",
+                "unable to resolve tag v1.2.3: reference not found",
+                FailureClass::NotFound,
+            ),
+            (
+                "GitOperationFailed",
+                "unexpected requesting \"https://git.example/r\" status code: 404",
+                FailureClass::NotFound,
+            ),
+            // other
             ("URLInvalid", "git URL is invalid", FailureClass::Other),
             (
                 "StorageOperationFailed",
-                "failed to write artifact",
+                "failed to write artifact: open /data/x: permission denied",
+                FailureClass::Other,
+            ),
+            ("", "", FailureClass::Other),
+            (
+                "GitOperationFailed",
+                "unexpected EOF at commit sha1:a403f404",
                 FailureClass::Other,
             ),
         ];
         for (reason, message, class) in cases {
-            assert_eq!(failure_class(reason, message), class, "{message}");
+            assert_eq!(failure_class(reason, message), class, "{reason}: {message}");
+        }
+    }
+
+    #[test]
+    fn urls_in_messages_do_not_decide_the_class() {
+        for (message, class) in [
+            (
+                "unable to clone 'https://github.com/forbidden-fruit/timeout-lib': repository not found",
+                FailureClass::NotFound,
+            ),
+            (
+                "unable to clone 'https://github.com/o/certificate-manager': dial tcp 140.82.112.3:443: i/o timeout",
+                FailureClass::Timeout,
+            ),
+            (
+                "unable to clone 'ssh://git@github.com/o/timeout.git': authentication required",
+                FailureClass::Auth,
+            ),
+            (
+                "unable to clone git@github.com:o/timeout-lib.git: x509: certificate has expired",
+                FailureClass::Tls,
+            ),
+            (
+                "unable to clone 'https://git.example/o/r/404': something else",
+                FailureClass::Other,
+            ),
+        ] {
+            assert_eq!(
+                failure_class("GitOperationFailed", message),
+                class,
+                "{message}"
+            );
         }
     }
 
@@ -523,13 +866,25 @@ mod tests {
             ("https://github.com/o/r", "github.com"),
             ("https://GitHub.com:443/o/r.git", "github.com"),
             ("http://user:token@git.example.com/o/r", "git.example.com"),
+            ("http://git.example.com", "git.example.com"),
             ("ssh://git@github.com/o/r", "github.com"),
             (
                 "ssh://git@gitlab.example.com:2222/o/r.git",
                 "gitlab.example.com",
             ),
+            ("git://git.kernel.org/pub/scm/git.git", "git.kernel.org"),
             ("git@github.com:o/r.git", "github.com"),
+            ("Git@GitHub.COM:o/r.git", "github.com"),
+            ("gitlab.example.com:group/r.git", "gitlab.example.com"),
+            ("  https://github.com/o/r  ", "github.com"),
             ("https://[2001:db8::1]:8443/o/r", "2001:db8::1"),
+            ("https://[2001:db8::1/o/r", "unknown"),
+            ("https://user@/o/r", "unknown"),
+            ("file:///srv/git/r.git", "unknown"),
+            ("./local/path:with-colon", "unknown"),
+            ("github.com/o/r", "unknown"),
+            ("https://git hub.com/o/r", "unknown"),
+            ("https://ex\"ample.com/o/r", "unknown"),
             ("", "unknown"),
             ("not a url", "unknown"),
         ] {
@@ -540,32 +895,74 @@ mod tests {
     #[test]
     fn bad_timestamps_and_shapes_do_not_panic() {
         let status = json!({ "observedGeneration": "x", "conditions": [
-            { "type": "Ready", "status": "False", "lastTransitionTime": "yesterday" }, 3, null
-        ] });
+            { "type": "Ready", "status": "False", "lastTransitionTime": "yesterday" }, 3, null,
+            { "type": "Reconciling", "status": "True", "lastTransitionTime": "2026-13-45T99:00:00Z" }
+        ], "artifact": { "lastUpdateTime": 5 } });
         let mut object = repo(json!({ "url": 7 }), Some(status));
         object["metadata"]["creationTimestamp"] = json!(12);
         let h = classify(&object).unwrap();
         assert_eq!(h.state, State::Failed);
-        assert_eq!(h.failure.unwrap().since, None);
+        assert_eq!(h.failure.as_ref().unwrap().since, None);
+        assert_eq!(h.failure.unwrap().class, FailureClass::Other);
         assert_eq!(h.created, None);
+        assert_eq!(h.first_condition_at, None);
+        assert_eq!(h.last_artifact, None);
         assert_eq!(h.host, "unknown");
         assert!(h.unobserved);
-        assert_eq!(classify(&json!([1])), Err(HealthError::NotAnObject));
-        assert_eq!(classify(&json!({})).unwrap().state, State::Pending);
+
+        for not_an_object in [json!([1]), json!(null), json!("GitRepository"), json!(7)] {
+            assert_eq!(classify(&not_an_object), Err(HealthError::NotAnObject));
+        }
+        let bare = classify(&json!({})).unwrap();
+        assert_eq!(
+            (bare.state, bare.unobserved, bare.name.as_str()),
+            (State::Pending, true, "")
+        );
+        let wrong_types =
+            json!({ "metadata": [], "spec": "x", "status": { "conditions": "Ready" } });
+        assert_eq!(classify(&wrong_types).unwrap().state, State::Pending);
+    }
+
+    #[test]
+    fn timestamps_with_offsets_and_fractions_are_read() {
+        let status = json!({ "observedGeneration": 1, "conditions": [
+            { "type": "Ready", "status": "False", "reason": "GitOperationFailed", "message": "i/o timeout",
+              "lastTransitionTime": "2026-11-27T12:00:00.5+01:00" }] });
+        let h = classify(&repo(spec(), Some(status))).unwrap();
+        assert_eq!(
+            h.failing_since(),
+            Some(datetime!(2026-11-27 11:00:00.5 UTC))
+        );
     }
 
     #[test]
     fn gitops_labels_and_fluxgate_annotations() {
+        for label in GITOPS_LABELS {
+            let mut object = repo(spec(), None);
+            object["metadata"]["labels"] = json!({ label: "apps" });
+            assert!(classify(&object).unwrap().gitops_managed, "{label}");
+        }
         let mut object = repo(spec(), None);
-        object["metadata"]["labels"] = json!({ "kustomize.toolkit.fluxcd.io/name": "apps" });
-        object["metadata"]["annotations"] = json!({ "fluxgate.io/janitor": "false", "other": "x" });
+        object["metadata"]["labels"] = json!({ "app": "x" });
+        object["metadata"]["annotations"] =
+            json!({ "fluxgate.io/janitor": "false", "fluxgate.io/n": 1, "other": "x" });
         let h = classify(&object).unwrap();
-        assert!(h.gitops_managed);
+        assert!(!h.gitops_managed);
         assert_eq!(h.annotation("fluxgate.io/janitor"), Some("false"));
+        assert_eq!(h.annotation("fluxgate.io/n"), None);
         assert_eq!(
             h.annotation("other"),
             None,
             "only fluxgate's annotations are kept"
         );
+    }
+
+    #[test]
+    fn every_state_and_class_has_a_distinct_label() {
+        let states: std::collections::BTreeSet<_> = State::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(states.len(), State::ALL.len());
+        let classes: std::collections::BTreeSet<_> =
+            FailureClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(classes.len(), FailureClass::ALL.len());
     }
 }
