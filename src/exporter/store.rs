@@ -29,9 +29,24 @@ impl Interner {
         self.0.insert(shared.clone());
         shared
     }
+
+    /// Forgets `value` when the caller's copy is the last one outside the interner, so the
+    /// strings of deleted namespaces and hosts do not pile up between re-lists.
+    fn release(&mut self, value: Arc<str>) {
+        if Arc::strong_count(&value) == 2 {
+            self.0.remove(&value);
+        }
+    }
+
+    /// Forgets every string no record uses any more.
+    fn sweep(&mut self) {
+        self.0.retain(|s| Arc::strong_count(s) > 1);
+    }
 }
 
-/// What the metrics need of one GitRepository: a few words instead of the whole object.
+/// What the metrics need of one GitRepository: a few words instead of the whole object (72
+/// bytes on 64-bit targets, plus the name and the map's uid key; namespace and host strings are
+/// shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub namespace: Arc<str>,
@@ -40,8 +55,9 @@ pub struct Record {
     pub unobserved: bool,
     pub host: Arc<str>,
     pub class: Option<FailureClass>,
-    /// Unix seconds; 0 when unknown.
+    /// Unix seconds; 0 when unknown (its series is then left out rather than claiming 1970).
     pub failing_since: i64,
+    /// Unix seconds; 0 when unknown.
     pub created: i64,
     /// Which watch (namespace, or the whole cluster) it came from, so one scope can re-list
     /// without touching the others.
@@ -147,8 +163,7 @@ impl Store {
             let fresh = inner.relisting.remove(&scope).unwrap_or_default();
             inner.records.retain(|_, r| r.scope != scope);
             inner.records.extend(fresh);
-            // Drop interned strings no record uses any more.
-            inner.interner.0.retain(|s| Arc::strong_count(s) > 1);
+            inner.interner.sweep();
         }
         if all_synced {
             self.synced.store(true, Ordering::Relaxed);
@@ -158,32 +173,45 @@ impl Store {
         self.last_event.store(now, Ordering::Relaxed);
     }
 
-    /// An object was added or changed after the initial list. A repository seen waiting (no
-    /// conditions) that now has its first condition contributes its wait to the histogram.
+    /// An object was added or changed after the initial list.
+    ///
+    /// The first-reconcile histogram gets one observation (first condition's time minus creation
+    /// time) when a repository this watch already holds as `pending` (no conditions) arrives with
+    /// a condition. Objects that had conditions when they were (re-)listed are never observed:
+    /// their wait happened before fluxgate looked and would skew the histogram after every
+    /// restart. Suspended ones are not `pending`, so time spent suspended is not counted either.
     pub fn apply(&self, scope: u16, health: &Health, now: i64) {
         let mut inner = self.lock();
         let record = Self::record(&mut inner, scope, health);
         let previous = inner.records.insert(health.uid.as_str().into(), record);
-        let was_waiting = previous.as_ref().is_none_or(|p| p.state == State::Pending);
-        if was_waiting
-            && !health.is_pending()
-            && let (Some(created), Some(first)) = (health.created, health.first_condition_at)
-        {
-            let wait = (first - created).as_seconds_f64();
-            // A new object (no previous record) only counts if it was created while watched;
-            // clock skew can make the difference slightly negative.
-            let created_while_watched = previous.is_some() || now - created.unix_timestamp() < 3600;
-            if wait >= 0.0 && created_while_watched {
-                self.first_reconcile.observe(wait);
+        if let Some(previous) = previous {
+            if previous.state == State::Pending
+                && let (Some(created), Some(first)) = (health.created, health.first_condition_at)
+            {
+                // Clocks of the API server and the controller may disagree by a little.
+                self.first_reconcile
+                    .observe((first - created).as_seconds_f64().max(0.0));
             }
+            inner.interner.release(previous.namespace);
+            inner.interner.release(previous.host);
         }
         drop(inner);
         self.last_event.store(now, Ordering::Relaxed);
     }
 
     pub fn delete(&self, uid: &str, now: i64) {
-        self.lock().records.remove(uid);
+        let mut inner = self.lock();
+        if let Some(record) = inner.records.remove(uid) {
+            inner.interner.release(record.namespace);
+            inner.interner.release(record.host);
+        }
+        drop(inner);
         self.last_event.store(now, Ordering::Relaxed);
+    }
+
+    /// Distinct namespace and host strings held; for tests of memory use.
+    pub fn interned(&self) -> usize {
+        self.lock().interner.0.len()
     }
 
     /// The watch failed; it will be re-established with a fresh list.
@@ -257,13 +285,15 @@ impl Store {
                     *agg.failed
                         .entry((r.namespace.clone(), r.host.clone(), class))
                         .or_default() += 1;
-                    agg.failing_since.push((
-                        r.namespace.clone(),
-                        r.name.clone(),
-                        r.host.clone(),
-                        class,
-                        r.failing_since,
-                    ));
+                    if r.failing_since > 0 {
+                        agg.failing_since.push((
+                            r.namespace.clone(),
+                            r.name.clone(),
+                            r.host.clone(),
+                            class,
+                            r.failing_since,
+                        ));
+                    }
                 }
                 State::Pending if r.created > 0 => {
                     let oldest = agg
@@ -306,7 +336,7 @@ impl Collector for StoreCollector {
         gauge_family(
             &mut encoder,
             "gitrepositories",
-            "GitRepositories by namespace and state (ready, failed, pending, suspended, progressing)",
+            "GitRepositories by namespace and state (ready, failed, pending, suspended, progressing).",
             agg.by_state
                 .iter()
                 .map(|((ns, state), n)| ([("namespace", &**ns), ("state", state.as_str())], *n)),
@@ -314,7 +344,7 @@ impl Collector for StoreCollector {
         gauge_family(
             &mut encoder,
             "gitrepositories_failed",
-            "Failed GitRepositories (Ready=False, not suspended) by namespace, Git host and failure class",
+            "Failed GitRepositories (Ready=False, not suspended) by namespace, Git host and failure class.",
             agg.failed.iter().map(|((ns, host, class), n)| {
                 (
                     [
@@ -329,7 +359,7 @@ impl Collector for StoreCollector {
         gauge_family(
             &mut encoder,
             "gitrepositories_unobserved",
-            "GitRepositories whose observedGeneration is missing, -1 or behind their generation",
+            "GitRepositories whose observedGeneration is missing, -1 or behind their generation.",
             agg.unobserved
                 .iter()
                 .map(|(ns, n)| ([("namespace", &**ns)], *n)),
@@ -337,7 +367,7 @@ impl Collector for StoreCollector {
         gauge_family(
             &mut encoder,
             "gitrepositories_oldest_pending_timestamp_seconds",
-            "Creation time of the oldest GitRepository without any status condition, by namespace",
+            "Creation time of the oldest GitRepository without any status condition, by namespace.",
             agg.oldest_pending
                 .iter()
                 .map(|(ns, t)| ([("namespace", &**ns)], *t)),
@@ -345,7 +375,7 @@ impl Collector for StoreCollector {
         gauge_family(
             &mut encoder,
             "gitrepository_failing_since_timestamp_seconds",
-            "When each failed GitRepository started failing (Ready condition's lastTransitionTime)",
+            "When each failed GitRepository started failing (Ready condition's lastTransitionTime).",
             agg.failing_since
                 .iter()
                 .map(|(ns, name, host, class, since)| {
@@ -377,28 +407,28 @@ impl Collector for StoreCollector {
         plain(
             &mut encoder,
             "watcher_objects",
-            "GitRepositories in the exporter's cache",
+            "GitRepositories in the exporter's cache.",
             MetricType::Gauge,
             agg.objects,
         )?;
         plain(
             &mut encoder,
             "watcher_synced",
-            "1 when the initial list is in and the watch is healthy, 0 while it fails or re-lists",
+            "1 when the initial list is in and the watch is healthy, 0 while it fails or re-lists.",
             MetricType::Gauge,
             i64::from(store.is_synced()),
         )?;
         plain(
             &mut encoder,
             "watcher_last_event_timestamp_seconds",
-            "When the watcher last received an event or completed a list",
+            "When the watcher last received an event or completed a list.",
             MetricType::Gauge,
             store.last_event.load(Ordering::Relaxed),
         )?;
         plain(
             &mut encoder,
             "watcher_restarts",
-            "Times the GitRepository watch failed and was re-established with a fresh list",
+            "Times the GitRepository watch failed and was re-established with a fresh list.",
             MetricType::Counter,
             store.restarts.load(Ordering::Relaxed),
         )?;
@@ -604,6 +634,56 @@ mod tests {
         assert!(
             text.contains(r#"fluxgate_gitrepository_first_reconcile_seconds_bucket{le="30.0"} 0"#),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_failing_since_counts_as_failed_without_a_since_series() {
+        let store = Arc::new(Store::default());
+        store.relist_start(0);
+        let mut status = failing("i/o timeout").unwrap();
+        status["conditions"][0]["lastTransitionTime"] = json!("not a time");
+        store.relist_apply(0, &repo("proj-1", "a", "u1", Some(status)));
+        store.relist_done(0, true, NOW);
+        let text = encode(&store);
+        assert!(
+            text.contains(r#"fluxgate_gitrepositories_failed{namespace="proj-1",host="github.com",reason="timeout"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("fluxgate_gitrepository_failing_since_timestamp_seconds{"),
+            "0 would read as failing since 1970: {text}"
+        );
+    }
+
+    #[test]
+    fn deleted_namespaces_and_hosts_release_their_strings() {
+        let store = Store::default();
+        store.relist_start(0);
+        store.relist_apply(0, &repo("proj-1", "a", "u1", failing("i/o timeout")));
+        store.relist_done(0, true, NOW);
+        for i in 0..50 {
+            let ns = format!("tmp-{i}");
+            store.apply(0, &repo(&ns, "a", &ns, failing("i/o timeout")), NOW);
+            store.apply(0, &repo(&ns, "a", &ns, ready()), NOW);
+            store.delete(&ns, NOW);
+        }
+        store.delete("unknown-uid", NOW);
+        assert_eq!(store.len(), 1);
+        // Only proj-1 and github.com: the tmp-* namespaces and the empty host of records that
+        // are not failed went with their records.
+        assert_eq!(store.interned(), 2);
+        assert_eq!(store.records()[0].host.as_ref(), "github.com");
+        store.delete("u1", NOW);
+        assert_eq!(store.interned(), 0);
+    }
+
+    #[test]
+    fn a_record_stays_small() {
+        assert!(
+            std::mem::size_of::<Record>() <= 72,
+            "{}",
+            std::mem::size_of::<Record>()
         );
     }
 
