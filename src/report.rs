@@ -25,10 +25,62 @@ pub enum ReportError {
     NotAGitRepository { index: usize, kind: String },
 }
 
+/// The API group every served GitRepository version belongs to.
+const GROUP: &str = "source.toolkit.fluxcd.io";
+
+/// Checks that item `index` (1-based) is a GitRepository. Items of a typed list
+/// (`GitRepositoryList` from the API itself) carry no `kind`; those are accepted when they look
+/// like Kubernetes objects (a name and a spec), so `{"foo": 1}` is still refused.
+fn check_kind(index: usize, object: &Value) -> Result<(), ReportError> {
+    let refuse = |kind: String| Err(ReportError::NotAGitRepository { index, kind });
+    let Some(map) = object.as_object() else {
+        return refuse("not an object".to_owned());
+    };
+    let api_version = map.get("apiVersion").and_then(Value::as_str);
+    match map.get("kind").and_then(Value::as_str) {
+        Some("GitRepository") => match api_version {
+            Some(v) if v.split('/').next() != Some(GROUP) => refuse(format!("GitRepository {v}")),
+            _ => Ok(()),
+        },
+        Some(kind) => refuse(kind.to_owned()),
+        None => {
+            let named = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if named && map.get("spec").is_some_and(Value::is_object) {
+                Ok(())
+            } else {
+                refuse("no kind, and no metadata.name and spec".to_owned())
+            }
+        }
+    }
+}
+
+/// Counts of one namespace: the same numbers as the exporter's per-namespace gauges.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct NamespaceCounts {
+    pub total: usize,
+    pub ready: usize,
+    pub failed: usize,
+    pub pending: usize,
+    pub suspended: usize,
+    pub progressing: usize,
+    pub unobserved: usize,
+    /// Creation time of the oldest pending GitRepository (RFC 3339), as
+    /// `fluxgate_gitrepositories_oldest_pending_timestamp_seconds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_pending: Option<String>,
+}
+
+/// One group of failed GitRepositories; the fields not grouped by are left out.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct FailedGroup {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub count: usize,
 }
@@ -39,14 +91,18 @@ pub struct Failing {
     pub name: String,
     pub host: String,
     pub reason: String,
+    /// The Ready condition's reason as source-controller wrote it.
+    pub ready_reason: String,
     pub since: Option<String>,
     pub failing_seconds: Option<i64>,
+    pub age_seconds: Option<i64>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Waiting {
     pub namespace: String,
     pub name: String,
+    pub created: Option<String>,
     pub waiting_seconds: Option<i64>,
 }
 
@@ -62,6 +118,7 @@ pub struct Candidate {
 /// The whole report; `--output json` prints it as is.
 #[derive(Debug, Serialize)]
 pub struct Report {
+    pub now: String,
     pub total: usize,
     pub ready: usize,
     pub failed: usize,
@@ -69,110 +126,37 @@ pub struct Report {
     pub suspended: usize,
     pub progressing: usize,
     pub unobserved: usize,
+    /// Per namespace, every state and the unobserved count (sorted by name).
+    pub namespaces: BTreeMap<String, NamespaceCounts>,
+    /// Failed by host and class, most first: where the failures come from.
     pub failed_by_host_reason: Vec<FailedGroup>,
+    /// Failed by namespace, most first: whose projects fail.
     pub failed_by_namespace: Vec<FailedGroup>,
+    /// Exactly the series of `fluxgate_gitrepositories_failed{namespace, host, reason}`.
+    pub failed_by_namespace_host_reason: Vec<FailedGroup>,
+    /// The ones failing longest (unknown start times last), at most [`LONGEST_FAILING`].
     pub longest_failing: Vec<Failing>,
+    /// Never picked up by source-controller, longest waiting first.
     pub pending_repositories: Vec<Waiting>,
     pub janitor_candidates: Vec<Candidate>,
 }
 
-const LONGEST_FAILING: usize = 10;
+pub const LONGEST_FAILING: usize = 10;
 
-/// Builds the report for these GitRepository objects as of `now`, with the janitor's default
-/// rules.
-pub fn build(objects: &[Value], now: OffsetDateTime) -> Result<Report, ReportError> {
-    let mut healths = Vec::with_capacity(objects.len());
-    for (index, object) in objects.iter().enumerate() {
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-        if !kind.is_empty() && kind != "GitRepository" {
-            return Err(ReportError::NotAGitRepository {
-                index: index + 1,
-                kind: kind.to_owned(),
-            });
-        }
-        let health = health::classify(object).map_err(|_| ReportError::NotAGitRepository {
-            index: index + 1,
-            kind: "not an object".to_owned(),
-        })?;
-        healths.push(health);
-    }
+/// Candidates shown in the table; the JSON output has all of them.
+const TABLE_CANDIDATES: usize = 20;
 
-    let count = |state: State| healths.iter().filter(|h| h.state == state).count();
-    let failed: Vec<&Health> = healths
-        .iter()
-        .filter(|h| h.state == State::Failed)
-        .collect();
-    let class_of = |h: &Health| h.failure.as_ref().map_or("other", |f| f.class.as_str());
+/// Namespaces shown in the table; the JSON output has all of them.
+const TABLE_NAMESPACES: usize = 10;
 
-    let mut by_host_reason: BTreeMap<(String, &str), usize> = BTreeMap::new();
-    let mut by_namespace: BTreeMap<String, usize> = BTreeMap::new();
-    for h in &failed {
-        *by_host_reason
-            .entry((h.host.clone(), class_of(h)))
-            .or_default() += 1;
-        *by_namespace.entry(h.namespace.clone()).or_default() += 1;
-    }
-    let mut failed_by_host_reason: Vec<FailedGroup> = by_host_reason
-        .into_iter()
-        .map(|((host, reason), count)| FailedGroup {
-            namespace: None,
-            host: Some(host),
-            reason: Some(reason.to_owned()),
-            count,
-        })
-        .collect();
-    failed_by_host_reason.sort_by_key(|g| std::cmp::Reverse(g.count));
-    let mut failed_by_namespace: Vec<FailedGroup> = by_namespace
-        .into_iter()
-        .map(|(namespace, count)| FailedGroup {
-            namespace: Some(namespace),
-            host: None,
-            reason: None,
-            count,
-        })
-        .collect();
-    failed_by_namespace.sort_by_key(|g| std::cmp::Reverse(g.count));
-
-    let seconds_since = |t: Option<OffsetDateTime>| t.map(|t| (now - t).whole_seconds());
-    let mut longest: Vec<&Health> = failed.clone();
-    // Oldest failure first; unknown start times last.
-    longest.sort_by_key(|h| {
-        (
-            h.failure.as_ref().and_then(|f| f.since).is_none(),
-            h.failure.as_ref().and_then(|f| f.since),
-            h.namespace.clone(),
-            h.name.clone(),
-        )
-    });
-    let longest_failing = longest
-        .into_iter()
-        .take(LONGEST_FAILING)
-        .map(|h| {
-            let since = h.failure.as_ref().and_then(|f| f.since);
-            Failing {
-                namespace: h.namespace.clone(),
-                name: h.name.clone(),
-                host: h.host.clone(),
-                reason: class_of(h).to_owned(),
-                since: since.map(crate::policy::rfc3339_seconds),
-                failing_seconds: seconds_since(since),
-            }
-        })
-        .collect();
-
-    let mut pending: Vec<&Health> = healths.iter().filter(|h| h.is_pending()).collect();
-    pending.sort_by_key(|h| (h.created, h.namespace.clone(), h.name.clone()));
-    let pending_repositories = pending
-        .into_iter()
-        .map(|h| Waiting {
-            namespace: h.namespace.clone(),
-            name: h.name.clone(),
-            waiting_seconds: seconds_since(h.created),
-        })
-        .collect();
-
-    let rules = Rules::default();
-    let mut janitor_candidates: Vec<Candidate> = healths
+/// What the janitor would do to each of these GitRepositories as of `now`, by namespace and name.
+/// Pure: the same rules, through the same [`janitor::subject_from`], as the janitor's runs.
+pub fn janitor_candidates(
+    healths: &[Health],
+    now: OffsetDateTime,
+    rules: &Rules,
+) -> Vec<Candidate> {
+    let mut candidates: Vec<Candidate> = healths
         .iter()
         .filter_map(|h| {
             let subject = janitor::subject_from(h)?;
@@ -186,9 +170,152 @@ pub fn build(objects: &[Value], now: OffsetDateTime) -> Result<Report, ReportErr
             })
         })
         .collect();
-    janitor_candidates.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    candidates.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    candidates
+}
 
-    Ok(Report {
+fn group_counts<K: Ord>(keys: impl Iterator<Item = K>) -> Vec<(K, usize)> {
+    let mut counts: BTreeMap<K, usize> = BTreeMap::new();
+    for key in keys {
+        *counts.entry(key).or_default() += 1;
+    }
+    let mut counts: Vec<(K, usize)> = counts.into_iter().collect();
+    // Most first; ties keep the key order.
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    counts
+}
+
+/// Builds the report for these GitRepository objects as of `now`, with the janitor's default
+/// rules.
+pub fn build(objects: &[Value], now: OffsetDateTime) -> Result<Report, ReportError> {
+    let mut healths = Vec::with_capacity(objects.len());
+    for (index, object) in objects.iter().enumerate() {
+        check_kind(index + 1, object)?;
+        let health = health::classify(object).map_err(|_| ReportError::NotAGitRepository {
+            index: index + 1,
+            kind: "not an object".to_owned(),
+        })?;
+        healths.push(health);
+    }
+    Ok(from_healths(&healths, now, &Rules::default()))
+}
+
+/// The report over already classified GitRepositories.
+pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rules) -> Report {
+    let count = |state: State| healths.iter().filter(|h| h.state == state).count();
+    let failed: Vec<&Health> = healths
+        .iter()
+        .filter(|h| h.state == State::Failed)
+        .collect();
+    let class_of = |h: &Health| h.failure.as_ref().map_or("other", |f| f.class.as_str());
+    let seconds_since = |t: Option<OffsetDateTime>| t.map(|t| (now - t).whole_seconds());
+    let rfc3339 = |t: Option<OffsetDateTime>| t.map(crate::policy::rfc3339_seconds);
+
+    let mut namespaces: BTreeMap<String, NamespaceCounts> = BTreeMap::new();
+    let mut oldest_pending: BTreeMap<&str, OffsetDateTime> = BTreeMap::new();
+    for h in healths {
+        let counts = namespaces.entry(h.namespace.clone()).or_default();
+        counts.total += 1;
+        *match h.state {
+            State::Ready => &mut counts.ready,
+            State::Failed => &mut counts.failed,
+            State::Pending => &mut counts.pending,
+            State::Suspended => &mut counts.suspended,
+            State::Progressing => &mut counts.progressing,
+        } += 1;
+        counts.unobserved += usize::from(h.unobserved);
+        if let (State::Pending, Some(created)) = (h.state, h.created) {
+            let oldest = oldest_pending.entry(&h.namespace).or_insert(created);
+            *oldest = (*oldest).min(created);
+        }
+    }
+    for (namespace, created) in oldest_pending {
+        if let Some(counts) = namespaces.get_mut(namespace) {
+            counts.oldest_pending = rfc3339(Some(created));
+        }
+    }
+
+    let failed_by_host_reason = group_counts(failed.iter().map(|h| (&h.host, class_of(h))))
+        .into_iter()
+        .map(|((host, reason), count)| FailedGroup {
+            namespace: None,
+            host: Some(host.clone()),
+            reason: Some(reason.to_owned()),
+            count,
+        })
+        .collect();
+    let failed_by_namespace = group_counts(failed.iter().map(|h| &h.namespace))
+        .into_iter()
+        .map(|(namespace, count)| FailedGroup {
+            namespace: Some(namespace.clone()),
+            host: None,
+            reason: None,
+            count,
+        })
+        .collect();
+    let mut failed_by_namespace_host_reason: Vec<FailedGroup> =
+        group_counts(failed.iter().map(|h| (&h.namespace, &h.host, class_of(h))))
+            .into_iter()
+            .map(|((namespace, host, reason), count)| FailedGroup {
+                namespace: Some(namespace.clone()),
+                host: Some(host.clone()),
+                reason: Some(reason.to_owned()),
+                count,
+            })
+            .collect();
+    // By namespace, then host and class name.
+    failed_by_namespace_host_reason.sort_by(|a, b| {
+        (&a.namespace, &a.host, &a.reason).cmp(&(&b.namespace, &b.host, &b.reason))
+    });
+
+    let mut longest: Vec<&Health> = failed.clone();
+    longest.sort_by_key(|h| {
+        (
+            h.failing_since().is_none(),
+            h.failing_since(),
+            h.namespace.clone(),
+            h.name.clone(),
+        )
+    });
+    let longest_failing = longest
+        .into_iter()
+        .take(LONGEST_FAILING)
+        .map(|h| Failing {
+            namespace: h.namespace.clone(),
+            name: h.name.clone(),
+            host: h.host.clone(),
+            reason: class_of(h).to_owned(),
+            ready_reason: h
+                .failure
+                .as_ref()
+                .map_or_else(String::new, |f| f.reason.clone()),
+            since: rfc3339(h.failing_since()),
+            failing_seconds: seconds_since(h.failing_since()),
+            age_seconds: seconds_since(h.created),
+        })
+        .collect();
+
+    let mut pending: Vec<&Health> = healths.iter().filter(|h| h.is_pending()).collect();
+    pending.sort_by_key(|h| {
+        (
+            h.created.is_none(),
+            h.created,
+            h.namespace.clone(),
+            h.name.clone(),
+        )
+    });
+    let pending_repositories = pending
+        .into_iter()
+        .map(|h| Waiting {
+            namespace: h.namespace.clone(),
+            name: h.name.clone(),
+            created: rfc3339(h.created),
+            waiting_seconds: seconds_since(h.created),
+        })
+        .collect();
+
+    Report {
+        now: crate::policy::rfc3339_seconds(now),
         total: healths.len(),
         ready: count(State::Ready),
         failed: failed.len(),
@@ -196,12 +323,14 @@ pub fn build(objects: &[Value], now: OffsetDateTime) -> Result<Report, ReportErr
         suspended: count(State::Suspended),
         progressing: count(State::Progressing),
         unobserved: healths.iter().filter(|h| h.unobserved).count(),
+        namespaces,
         failed_by_host_reason,
         failed_by_namespace,
+        failed_by_namespace_host_reason,
         longest_failing,
         pending_repositories,
-        janitor_candidates,
-    })
+        janitor_candidates: janitor_candidates(healths, now, rules),
+    }
 }
 
 /// Renders the report for these GitRepository objects as of `now`.
@@ -228,7 +357,7 @@ fn age(seconds: Option<i64>) -> String {
     )
 }
 
-/// Aligned columns, header first.
+/// Aligned columns, header first; the last column is not padded.
 fn columns(out: &mut String, rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
@@ -245,6 +374,10 @@ fn columns(out: &mut String, rows: &[Vec<String>]) {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+}
+
+fn header(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn table(r: &Report) -> String {
@@ -266,14 +399,11 @@ fn table(r: &Report) -> String {
         "Unobserved (observedGeneration missing, -1 or behind): {}",
         r.unobserved
     );
+    let _ = writeln!(out, "As of {}", r.now);
 
     if !r.failed_by_host_reason.is_empty() {
         out.push_str("\nFailed by host and reason:\n");
-        let mut rows = vec![vec![
-            "HOST".to_owned(),
-            "REASON".to_owned(),
-            "COUNT".to_owned(),
-        ]];
+        let mut rows = vec![header(&["HOST", "REASON", "COUNT"])];
         rows.extend(r.failed_by_host_reason.iter().map(|g| {
             vec![
                 g.host.clone().unwrap_or_default(),
@@ -284,34 +414,57 @@ fn table(r: &Report) -> String {
         columns(&mut out, &rows);
 
         out.push_str("\nFailed by namespace (most first):\n");
-        let mut rows = vec![vec!["NAMESPACE".to_owned(), "COUNT".to_owned()]];
+        let mut rows = vec![header(&[
+            "NAMESPACE",
+            "FAILED",
+            "TOTAL",
+            "UNOBSERVED",
+            "PENDING",
+        ])];
         rows.extend(
             r.failed_by_namespace
                 .iter()
-                .take(10)
-                .map(|g| vec![g.namespace.clone().unwrap_or_default(), g.count.to_string()]),
+                .take(TABLE_NAMESPACES)
+                .map(|g| {
+                    let namespace = g.namespace.clone().unwrap_or_default();
+                    let counts = r.namespaces.get(&namespace);
+                    let n = |f: fn(&NamespaceCounts) -> usize| counts.map_or(0, f).to_string();
+                    vec![
+                        namespace.clone(),
+                        g.count.to_string(),
+                        n(|c| c.total),
+                        n(|c| c.unobserved),
+                        n(|c| c.pending),
+                    ]
+                }),
         );
         columns(&mut out, &rows);
-        if r.failed_by_namespace.len() > 10 {
+        if r.failed_by_namespace.len() > TABLE_NAMESPACES {
+            let rest = &r.failed_by_namespace[TABLE_NAMESPACES..];
             let _ = writeln!(
                 out,
-                "  ... and {} more namespaces",
-                r.failed_by_namespace.len() - 10
+                "  ... and {} more namespaces with {} failed",
+                rest.len(),
+                rest.iter().map(|g| g.count).sum::<usize>()
             );
         }
 
         out.push_str("\nLongest failing:\n");
-        let mut rows = vec![
-            ["NAMESPACE/NAME", "HOST", "REASON", "FAILING FOR", "SINCE"]
-                .map(str::to_owned)
-                .to_vec(),
-        ];
+        let mut rows = vec![header(&[
+            "NAMESPACE/NAME",
+            "HOST",
+            "REASON",
+            "FAILING FOR",
+            "AGE",
+            "SINCE",
+        ])];
         rows.extend(r.longest_failing.iter().map(|f| {
             vec![
                 format!("{}/{}", f.namespace, f.name),
                 f.host.clone(),
                 f.reason.clone(),
                 age(f.failing_seconds),
+                age(f.age_seconds),
                 f.since.clone().unwrap_or_else(|| "unknown".to_owned()),
             ]
         }));
@@ -320,27 +473,34 @@ fn table(r: &Report) -> String {
 
     if !r.pending_repositories.is_empty() {
         out.push_str("\nPending (never picked up by source-controller):\n");
-        let mut rows = vec![vec!["NAMESPACE/NAME".to_owned(), "WAITING".to_owned()]];
+        let mut rows = vec![header(&["NAMESPACE/NAME", "WAITING", "CREATED"])];
         rows.extend(r.pending_repositories.iter().map(|w| {
             vec![
                 format!("{}/{}", w.namespace, w.name),
                 age(w.waiting_seconds),
+                w.created.clone().unwrap_or_else(|| "unknown".to_owned()),
             ]
         }));
         columns(&mut out, &rows);
     }
 
+    let by_rule = group_counts(r.janitor_candidates.iter().map(|c| c.rule.as_str()));
     let _ = writeln!(
         out,
-        "\nJanitor candidates (default rules: failing > 24h, test/demo/tmp names without a new artifact for 7d): {}",
-        r.janitor_candidates.len()
+        "\nJanitor candidates (default rules: failing > 24h, test/demo/tmp names without a new artifact for 7d): {}{}",
+        r.janitor_candidates.len(),
+        if by_rule.is_empty() {
+            String::new()
+        } else {
+            let parts: Vec<String> = by_rule
+                .iter()
+                .map(|(rule, n)| format!("{n} {rule}"))
+                .collect();
+            format!(" ({})", parts.join(", "))
+        }
     );
     if !r.janitor_candidates.is_empty() {
-        let mut rows = vec![
-            ["NAMESPACE/NAME", "RULE", "ACTION", "WHY"]
-                .map(str::to_owned)
-                .to_vec(),
-        ];
+        let mut rows = vec![header(&["NAMESPACE/NAME", "RULE", "ACTION", "WHY"])];
         rows.extend(r.janitor_candidates.iter().take(TABLE_CANDIDATES).map(|c| {
             vec![
                 format!("{}/{}", c.namespace, c.name),
@@ -361,9 +521,6 @@ fn table(r: &Report) -> String {
     out
 }
 
-/// Candidates shown in the table; the JSON output has all of them.
-const TABLE_CANDIDATES: usize = 20;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,13 +539,13 @@ mod tests {
         })
     }
 
-    #[test]
-    fn counts_and_candidates_match_the_health_model() {
-        let failing = |since: &str| {
-            json!({ "observedGeneration": -1, "conditions": [{ "type": "Ready", "status": "False",
-                "reason": "GitOperationFailed", "message": "context deadline exceeded", "lastTransitionTime": since }] })
-        };
-        let objects = vec![
+    fn failing(since: &str) -> Value {
+        json!({ "observedGeneration": -1, "conditions": [{ "type": "Ready", "status": "False",
+            "reason": "GitOperationFailed", "message": "context deadline exceeded", "lastTransitionTime": since }] })
+    }
+
+    fn objects() -> Vec<Value> {
+        vec![
             object("a", "old", failing("2026-11-26T12:00:00Z")),
             object("a", "new", failing("2026-11-28T11:00:00Z")),
             object("b", "waiting", json!({ "observedGeneration": -1 })),
@@ -398,8 +555,12 @@ mod tests {
                 json!({ "observedGeneration": 1, "conditions": [{ "type": "Ready", "status": "True",
                 "reason": "Succeeded", "message": "", "lastTransitionTime": "2026-11-28T11:00:00Z" }] }),
             ),
-        ];
-        let report = build(&objects, NOW).unwrap();
+        ]
+    }
+
+    #[test]
+    fn counts_and_candidates_match_the_health_model() {
+        let report = build(&objects(), NOW).unwrap();
         assert_eq!(
             (
                 report.total,
@@ -412,28 +573,119 @@ mod tests {
         );
         assert_eq!(report.longest_failing[0].name, "old");
         assert_eq!(report.longest_failing[0].failing_seconds, Some(48 * 3600));
+        assert_eq!(
+            report.longest_failing[0].age_seconds,
+            Some(8 * 86400 + 12 * 3600)
+        );
         assert_eq!(report.janitor_candidates.len(), 1);
         assert_eq!(
             report.janitor_candidates[0].reason,
             "failing for 48h (timeout, github.com)"
         );
-        let table = render(&objects, NOW, ReportFormat::Table).unwrap();
+        assert_eq!(
+            report.namespaces["b"],
+            NamespaceCounts {
+                total: 2,
+                ready: 1,
+                pending: 1,
+                unobserved: 1,
+                oldest_pending: Some("2026-11-20T00:00:00Z".to_owned()),
+                ..NamespaceCounts::default()
+            }
+        );
+        let table = render(&objects(), NOW, ReportFormat::Table).unwrap();
         assert!(
             table.starts_with("GitRepositories: 4 total, 2 failed (50%), 1 ready, 1 pending"),
             "{table}"
         );
         assert!(
-            table.contains("  a/old           github.com  timeout  48h"),
+            table.contains(
+                "  a/old           github.com  timeout  48h          8d   2026-11-26T12:00:00Z\n"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("): 1 (1 failing)\n"), "{table}");
+    }
+
+    #[test]
+    fn json_leaves_out_the_fields_a_group_is_not_grouped_by() {
+        let text = render(&objects(), NOW, ReportFormat::Json).unwrap();
+        let report: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            report["failed_by_host_reason"],
+            json!([{ "host": "github.com", "reason": "timeout", "count": 2 }])
+        );
+        assert_eq!(
+            report["failed_by_namespace"],
+            json!([{ "namespace": "a", "count": 2 }])
+        );
+        assert_eq!(
+            report["failed_by_namespace_host_reason"],
+            json!([{ "namespace": "a", "host": "github.com", "reason": "timeout", "count": 2 }])
+        );
+        assert!(report["namespaces"]["a"].get("oldest_pending").is_none());
+    }
+
+    #[test]
+    fn an_empty_list_is_an_empty_cluster() {
+        let report = build(&[], NOW).unwrap();
+        assert_eq!((report.total, report.failed), (0, 0));
+        let table = table(&report);
+        assert!(
+            table.starts_with("GitRepositories: 0 total, 0 failed (0%)"),
             "{table}"
         );
     }
 
     #[test]
-    fn other_kinds_are_refused() {
-        let err = build(&[json!({ "kind": "Kustomization" })], NOW).unwrap_err();
+    fn other_kinds_and_shapes_are_refused() {
+        for (object, message) in [
+            (
+                json!({ "kind": "Kustomization" }),
+                "item 1 (Kustomization) is not a GitRepository",
+            ),
+            (
+                json!({ "kind": "GitRepository", "apiVersion": "example.com/v1" }),
+                "item 1 (GitRepository example.com/v1) is not a GitRepository",
+            ),
+            (
+                json!({ "foo": 1 }),
+                "item 1 (no kind, and no metadata.name and spec) is not a GitRepository",
+            ),
+            (json!([1]), "item 1 (not an object) is not a GitRepository"),
+        ] {
+            let err = build(&[object], NOW).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+        // Items of a typed list (GitRepositoryList from the API) have no kind.
+        let mut item = object("a", "x", failing("2026-11-28T11:00:00Z"));
+        item.as_object_mut().unwrap().remove("kind");
+        item.as_object_mut().unwrap().remove("apiVersion");
+        assert_eq!(build(&[item], NOW).unwrap().failed, 1);
+        let v1beta2 = json!({ "apiVersion": "source.toolkit.fluxcd.io/v1beta2", "kind": "GitRepository",
+                              "metadata": { "name": "x" }, "spec": {} });
+        assert_eq!(build(&[v1beta2], NOW).unwrap().pending, 1);
+    }
+
+    #[test]
+    fn janitor_candidates_is_the_janitors_rules() {
+        let healths: Vec<Health> = objects()
+            .iter()
+            .map(|o| health::classify(o).unwrap())
+            .collect();
+        let off = Rules {
+            failing: None,
+            stale_test: None,
+            ..Rules::default()
+        };
+        assert!(janitor_candidates(&healths, NOW, &off).is_empty());
+        let default = janitor_candidates(&healths, NOW, &Rules::default());
         assert_eq!(
-            err.to_string(),
-            "item 1 (Kustomization) is not a GitRepository"
+            default
+                .iter()
+                .map(|c| (c.name.as_str(), c.rule.as_str(), c.action.as_str()))
+                .collect::<Vec<_>>(),
+            [("old", "failing", "suspend")]
         );
     }
 }
