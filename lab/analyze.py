@@ -8,6 +8,7 @@ the data behind it (CSV per setup) and the plots (waits.png, gauges.png, unobser
 import argparse
 import csv
 import json
+import re
 import os
 import shutil
 import statistics
@@ -22,11 +23,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 TITLES = {
     "a": "a: Flux defaults",
     "b": "b: webhook timeout 5m",
-    "c": "c: janitor",
+    "c": "c: janitor, failing-for 3m",
+    "c2": "c2: janitor, failing-for 1m",
     "d": "d: proxy injected",
     "e": "e: webhook 5m + janitor",
 }
-COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e"}
+SHORT = {"a": "a\ndefaults", "b": "b\ntimeout 5m", "c": "c\njanitor 3m", "c2": "c2\njanitor 1m",
+         "d": "d\nproxy", "e": "e\n5m + janitor"}
+COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#8c564b", "c2": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e"}
 
 
 def ts(s):
@@ -141,7 +145,8 @@ def summarise(setup, meta, samples, final, prom, conns):
     recon = {}
     for labels, series in prom.get("sc_reconcile_total", {}).items():
         result = json.loads(labels).get("result", "?")
-        recon[result] = series[-1][1] - (series[0][1] if series[0][0] <= 10 else 0)
+        # The counters start at zero with source-controller, at t=0.
+        recon[result] = series[-1][1]
     alerts = {}
     for labels, series in prom.get("alerts", {}).items():
         lab = json.loads(labels)
@@ -264,15 +269,15 @@ def plot_waits(summaries, path):
             st = s[stat]
             if st:
                 ax.hlines(st["median"], x - 0.3, x + 0.3, color="black", lw=1.8)
-        ax.set_xticks(range(len(summaries)), [s["title"].replace(": ", ":\n") for s in summaries], fontsize=8)
+        ax.set_xticks(range(len(summaries)), [SHORT[s["setup"]] for s in summaries], fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("seconds until Ready (lab clock)")
         ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
-    axes[1].plot([], [], "o", color="grey", label="Ready")
-    axes[1].plot([], [], "^", color="grey", mfc="none", mew=1.8, label="not Ready when the run ended")
-    axes[1].plot([], [], "-", color="black", label="median")
-    axes[1].legend(fontsize=8, loc="upper left")
+    axes[0].plot([], [], "o", color="grey", label="Ready")
+    axes[0].plot([], [], "^", color="grey", mfc="none", mew=1.8, label="not Ready when the run ended")
+    axes[0].plot([], [], "-", color="black", label="median")
+    axes[0].legend(fontsize=8, loc="upper left")
     k = summaries[0]["scale"]
     fig.suptitle(f"Time to Ready, lab clock: the far host's timeouts are 1/{k:g} of the platform's "
                  f"({summaries[0]['timeout_far']} stands for 60s)", fontsize=10)
@@ -323,17 +328,23 @@ def plot_gauges(runs, path):
                 firing[lab["alertname"]] += [t for t, v in pts if v == 1]
         for i, (name, times) in enumerate(sorted(firing.items())):
             times = sorted(times)
-            ax.broken_barh([(t / 60, 5 / 60) for t in times], (-8 - 7 * i, 5), color="#e377c2", alpha=0.7)
-            ax.text(times[0] / 60, -8 - 7 * i + 1, f" {name} firing", fontsize=7, va="bottom")
+            ax.broken_barh([(t / 60, 5 / 60) for t in times], (-8 - 7 * i, 5), color="#e377c2", alpha=0.8)
+            ax.text(-0.1, -8 - 7 * i + 2.5, re.sub(r"^FluxGitRepositor(y|ies)", "", name), fontsize=7,
+                    va="center", ha="right")
         ax.axhline(50, color="#d62728", lw=0.6, ls="--", alpha=0.5)
         ax.set_title(TITLES[setup], fontsize=10, loc="left")
         ax.set_ylabel("GitRepositories")
         ax.set_ylim(bottom=-10 - 7 * max(len(firing), 1))
+        ax.set_xlim(left=-1.7)
+        ax.set_xticks([t for t in ax.get_xticks() if t >= 0])
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7, ncol=3, loc="upper right")
-    axes[-1, 0].set_xlabel("lab minutes since source-controller started (dashed: the failing alert's 50)")
-    fig.suptitle("fluxgate's gauges (fluxgate_gitrepositories*) and alerts during each run", fontsize=11)
-    fig.tight_layout()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=6, loc="upper center", bbox_to_anchor=(0.5, 0.975))
+    axes[-1, 0].set_xlabel("lab minutes since source-controller started; pink: alert firing "
+                           "(rules time-scaled); dashed: the failing alert's threshold, 50")
+    fig.suptitle("fluxgate's gauges (fluxgate_gitrepositories*), source-controller's queue, and alerts",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

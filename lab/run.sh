@@ -3,13 +3,15 @@
 # GitRepositories of which 113 point at a Git host that never answers, and fluxgate; one run per
 # setup, then a table of the figures per setup (also in lab/results/).
 #
-#   lab/run.sh              setups a b c d
+#   lab/run.sh              setups a b c c2 d
 #   lab/run.sh a d          only those
 #
 # Setups:
 #   a  Flux defaults, no fluxgate remedy (fluxgate only observes: exporter, no webhook)
 #   b  fluxgate's webhook registered: every GitRepository gets its timeout floor (5m)
 #   c  fluxgate's janitor: suspends GitRepositories failing longer than LAB_FAILING_FOR
+#   c2 the same janitor with LAB_FAILING_FOR_SHORT, below the time between two attempts of one
+#      failing GitRepository (source-controller re-stamps Ready=False at every attempt)
 #   d  the proxy remedy: source-controller runs with the env fluxgate injects into its Pod
 #   e  (not run by default) fluxgate as shipped plus the janitor: webhook (5m) and janitor
 #
@@ -21,6 +23,7 @@
 #   LAB_PROBES            when the new healthy GitRepositories are created, as fractions of the
 #                         run (default 0.1,0.3,0.5,0.7,0.9)
 #   LAB_FAILING_FOR       janitor threshold in setups c/e (default 3m)
+#   LAB_FAILING_FOR_SHORT janitor threshold in setup c2 (default 1m)
 #   LAB_JANITOR_INTERVAL  janitor period in setups c/e (default 30s)
 #   LAB_TOTAL / LAB_HEALTHY  GitRepositories and how many of them are healthy (130 / 17)
 #   LAB_DIR               working state (default target/lab); results go to lab/results/
@@ -35,6 +38,7 @@ RUN_SECONDS="${LAB_RUN_SECONDS:-450}"
 SCALE="${LAB_SCALE:-20}"
 PROBES="${LAB_PROBES:-0.1,0.3,0.5,0.7,0.9}"
 FAILING_FOR="${LAB_FAILING_FOR:-3m}"
+FAILING_FOR_SHORT="${LAB_FAILING_FOR_SHORT:-1m}"
 JANITOR_INTERVAL="${LAB_JANITOR_INTERVAL:-30s}"
 TOTAL="${LAB_TOTAL:-130}"
 HEALTHY="${LAB_HEALTHY:-17}"
@@ -48,7 +52,7 @@ FAR_HOST=github.lab.test
 NEAR_HOST=git.platform.lab.test
 
 SETUPS=("$@")
-((${#SETUPS[@]})) || SETUPS=(a b c d)
+((${#SETUPS[@]})) || SETUPS=(a b c c2 d)
 
 log() { printf '[lab %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -191,6 +195,7 @@ run_setup() {
     --gitrepository-timeout "$TIMEOUT_WEBHOOK" --shutdown-delay 0s --drain-timeout 2s)
   case "$setup" in
     c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
+    c2) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR_SHORT") ;;
   esac
   start_bg fluxgate "$dir/fluxgate.log" env KUBECONFIG="$KUBECONFIG" "${fg[@]}"
   wait_http "http://127.0.0.1:$fg_metrics/healthz" fluxgate
@@ -284,9 +289,10 @@ EOF
   cat >"$dir/meta.json" <<EOF
 {"setup": "$setup", "t0": $t0, "run_seconds": $RUN_SECONDS, "scale": $SCALE,
  "timeout_default": "$TIMEOUT_DEFAULT", "timeout_webhook": "$TIMEOUT_WEBHOOK",
- "failing_for": "$FAILING_FOR", "janitor_interval": "$JANITOR_INTERVAL",
+ "failing_for": "$( [[ $setup == c2 ]] && echo "$FAILING_FOR_SHORT" || echo "$FAILING_FOR")", "janitor_interval": "$JANITOR_INTERVAL",
  "total": $TOTAL, "healthy": $HEALTHY, "probes": "$probes_abs",
- "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST", "apiserver_port": "${APISERVER_URL##*:}",
+ "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST",
+ "fluxgate": "$("$FLUXGATE" --version)", "commit": "$(git -C "$repo" rev-parse --short HEAD)", "apiserver_port": "${APISERVER_URL##*:}",
  "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
 EOF
   stop_all
@@ -295,7 +301,7 @@ EOF
 
 prepare
 for s in "${SETUPS[@]}"; do
-  case "$s" in a | b | c | d | e) ;; *) die "unknown setup '$s' (a b c d e)" ;; esac
+  case "$s" in a | b | c | c2 | d | e) ;; *) die "unknown setup '$s' (a b c c2 d e)" ;; esac
 done
 log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s, scale 1/$SCALE"
 for s in "${SETUPS[@]}"; do
