@@ -26,7 +26,8 @@
 #   LAB_FAILING_FOR_SHORT janitor threshold in setup c2 (default 1m)
 #   LAB_JANITOR_INTERVAL  janitor period in setups c/e (default 30s)
 #   LAB_TOTAL / LAB_HEALTHY  GitRepositories and how many of them are healthy (130 / 17)
-#   LAB_DIR               working state (default target/lab); results go to lab/results/
+#   LAB_DIR               working state (default target/lab)
+#   LAB_RESULTS           table, data and plots (default lab/results/)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,7 +44,7 @@ JANITOR_INTERVAL="${LAB_JANITOR_INTERVAL:-30s}"
 TOTAL="${LAB_TOTAL:-130}"
 HEALTHY="${LAB_HEALTHY:-17}"
 LAB_DIR="${LAB_DIR:-$repo/target/lab}"
-RESULTS="$here/results"
+RESULTS="${LAB_RESULTS:-$here/results}"
 PY=/usr/bin/python3
 FLUXGATE="$repo/target/release/fluxgate"
 # Names the failing and healthy URLs use; only source-controller's private /etc/hosts (and the
