@@ -277,7 +277,7 @@ def plot_waits(summaries, path):
     axes[0].plot([], [], "o", color="grey", label="Ready")
     axes[0].plot([], [], "^", color="grey", mfc="none", mew=1.8, label="not Ready when the run ended")
     axes[0].plot([], [], "-", color="black", label="median")
-    axes[0].legend(fontsize=8, loc="upper left")
+    axes[0].legend(fontsize=8, loc="center left")
     k = summaries[0]["scale"]
     fig.suptitle(f"Time to Ready, lab clock: the far host's timeouts are 1/{k:g} of the platform's "
                  f"({summaries[0]['timeout_far']} stands for 60s)", fontsize=10)
