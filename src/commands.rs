@@ -280,6 +280,13 @@ fn describe(object: &Value) -> String {
 pub fn report(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let now = parse_now(args.now.as_deref())?;
     let text = manifests::read_source(&args.file)?;
+    // An empty cluster still prints a List; empty input means kubectl failed or a wrong file.
+    if text.trim().is_empty() {
+        anyhow::bail!(
+            "{} is empty: expected the output of `kubectl get gitrepositories -A -o json`",
+            manifests::source_name(&args.file)
+        );
+    }
     let objects =
         manifests::parse_documents(&text).with_context(|| manifests::source_name(&args.file))?;
     let rendered = crate::report::render(&objects, now, args.output)?;
