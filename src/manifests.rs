@@ -66,29 +66,55 @@ pub fn read_source(path: &Path) -> Result<String, ManifestError> {
 
 /// Parses every object in `text`. Empty YAML documents are skipped; `List` kinds (`List`,
 /// `GitRepositoryList`, ...) contribute their items.
+///
+/// Text that opens with `{` or `[` is read as a JSON stream first (what `kubectl get -o json`
+/// writes); when that fails it is read again as YAML, since a YAML file may open with a flow
+/// collection (`{}` or `{kind: A}`). If neither reading works, the JSON error is the one reported:
+/// it points at the line where the JSON went wrong.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, ManifestError> {
     let trimmed = text.trim_start();
-    let mut documents = Vec::new();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        let stream = serde_json::Deserializer::from_str(trimmed).into_iter::<Value>();
-        for (index, doc) in stream.enumerate() {
-            let doc = doc.map_err(|error| ManifestError::Json {
-                index: index + 1,
-                error,
-            })?;
-            documents.push((index + 1, doc));
+    let documents = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        match json_documents(trimmed) {
+            Ok(documents) => documents,
+            Err(json_error) => yaml_documents(text).map_err(|_| json_error)?,
         }
     } else {
-        // serde-saphyr's default budget bounds aliases, depth and document size, so a hostile
-        // file fails with an error instead of exhausting memory.
-        let values: Vec<Value> = serde_saphyr::from_multiple(text).map_err(ManifestError::Yaml)?;
-        for (index, value) in values.into_iter().enumerate() {
-            if !value.is_null() {
-                documents.push((index + 1, value));
-            }
-        }
-    }
+        yaml_documents(text)?
+    };
+    flatten_objects(documents)
+}
 
+/// Every value of a JSON stream, numbered from 1.
+fn json_documents(text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .enumerate()
+        .map(|(index, doc)| {
+            doc.map(|doc| (index + 1, doc))
+                .map_err(|error| ManifestError::Json {
+                    index: index + 1,
+                    error,
+                })
+        })
+        .collect()
+}
+
+/// Every non-empty document of a YAML stream, numbered from 1 among all documents.
+fn yaml_documents(text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
+    // serde-saphyr's default budget bounds aliases, depth and document size, so a hostile
+    // file fails with an error instead of exhausting memory.
+    let values: Vec<Value> = serde_saphyr::from_multiple(text).map_err(ManifestError::Yaml)?;
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(index, value)| (index + 1, value))
+        .collect())
+}
+
+/// The Kubernetes objects in `documents`: mappings as they are, `List` kinds and top-level arrays
+/// of mappings as their items.
+fn flatten_objects(documents: Vec<(usize, Value)>) -> Result<Vec<Value>, ManifestError> {
     let mut objects = Vec::with_capacity(documents.len());
     for (index, doc) in documents {
         match doc {
@@ -163,12 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn yaml_opening_with_a_flow_collection_is_read_as_yaml() {
+        let objects = parse_documents("{kind: A, spec: {timeout: 5m}}\n---\nkind: B\n").unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0]["spec"]["timeout"], "5m");
+        assert_eq!(objects[1]["kind"], "B");
+        assert_eq!(parse_documents("{}\n---\n{}\n").unwrap().len(), 2);
+        assert_eq!(parse_documents("[{kind: A}, {kind: B}]").unwrap().len(), 2);
+    }
+
+    #[test]
     fn bad_documents_name_their_position() {
         let err = parse_documents("kind: A\n---\nkind: [unclosed\n").unwrap_err();
         assert!(matches!(err, ManifestError::Yaml(_)), "{err}");
         assert!(err.to_string().contains("line 3"), "{err}");
-        let err = parse_documents("{\"kind\": }").unwrap_err();
-        assert!(matches!(err, ManifestError::Json { index: 1, .. }), "{err}");
+        // Broken as JSON and as YAML: the JSON error, which names the document, is reported.
+        let err = parse_documents("{\"kind\": \"A\"}\n{\"kind\": ").unwrap_err();
+        assert!(matches!(err, ManifestError::Json { index: 2, .. }), "{err}");
         let err = parse_documents("just a string").unwrap_err();
         assert!(err.to_string().contains("document 1 is a string"), "{err}");
         let err = parse_documents("[1, 2]").unwrap_err();
