@@ -343,6 +343,11 @@ pub struct ServeArgs {
     #[arg(long, env = "FLUXGATE_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
 
+    /// How long the GitRepository watch may be broken before `/readyz` reports the exporter
+    /// stale (its gauges may no longer be current).
+    #[arg(long, env = "FLUXGATE_WATCH_STALE_AFTER", default_value = "60s", value_parser = parse_duration)]
+    pub watch_stale_after: Duration,
+
     /// Largest admission request body accepted (larger ones get 413).
     #[arg(long, env = "FLUXGATE_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
     pub max_body_bytes: usize,

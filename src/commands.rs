@@ -26,6 +26,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics.registry_mut(),
             ExporterConfig {
                 namespaces: args.watch_namespaces.clone(),
+                stale_after: args.watch_stale_after,
             },
         )
     });

@@ -144,6 +144,7 @@ async fn fifty_one_failures_reach_the_receiver_and_resolve() {
         metrics.registry_mut(),
         ExporterConfig {
             namespaces: vec![ns.clone()],
+            ..ExporterConfig::default()
         },
     );
     let readiness = ops::Readiness::new(false);

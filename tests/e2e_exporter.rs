@@ -1,6 +1,7 @@
 //! The exporter against a real kube-apiserver: statuses written through the status subresource
 //! show in the gauges, deletions and recoveries remove series, and after an API server or etcd
-//! restart mid-watch the gauges equal a fresh list again.
+//! restart mid-watch the gauges equal a fresh list again. During an API server outage `/readyz`
+//! turns the exporter stale while the webhook keeps answering, and both recover after it.
 
 mod support;
 
@@ -84,6 +85,9 @@ async fn until(registry: &Registry, series: &str, value: Option<f64>) -> Duratio
     started.elapsed()
 }
 
+/// The exporter's stale threshold in this test (the default is 60 s).
+const STALE_AFTER: Duration = Duration::from_secs(3);
+
 fn controlplane(action: &str) {
     let script = std::env::var("FLUXGATE_E2E_CONTROLPLANE")
         .expect("FLUXGATE_E2E_CONTROLPLANE from controlplane.sh env");
@@ -154,6 +158,8 @@ async fn gauges_follow_statuses_and_survive_control_plane_restarts() {
         &mut registry,
         ExporterConfig {
             namespaces: vec![ns.clone()],
+            // Short, so that the outage below shows on /readyz within the test's time.
+            stale_after: STALE_AFTER,
         },
     );
     let status = exporter.status();
@@ -318,5 +324,57 @@ async fn gauges_follow_statuses_and_survive_control_plane_restarts() {
     .await;
     assert!(synced_again.is_some());
     assert!(status.is_ready());
+
+    // An outage longer than the stale threshold: the exporter reports itself not ready (its
+    // gauges may be old), the webhook keeps answering, and both are fine once the API server is
+    // back.
+    let outage = Instant::now();
+    controlplane("stop-apiserver");
+    let mut answered = 0;
+    let mut went_stale = None;
+    while outage.elapsed() < Duration::from_secs(60) {
+        let reply = hook
+            .client()
+            .post_json(hook.addr(), "/mutate", review.clone())
+            .await;
+        assert_eq!(reply.status, 200, "the webhook failed during the outage");
+        answered += 1;
+        if !status.is_ready() {
+            went_stale = Some(outage.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let went_stale = went_stale.unwrap_or_else(|| {
+        panic!(
+            "the exporter still reported ready {:?} into the outage",
+            outage.elapsed()
+        )
+    });
+    // The threshold counts whole seconds from the first failed watch call.
+    assert!(
+        went_stale >= STALE_AFTER - Duration::from_secs(1),
+        "stale after {went_stale:?}, before the {STALE_AFTER:?} threshold"
+    );
+    assert!(answered >= 3, "only {answered} reviews during the outage");
+    controlplane("start-apiserver");
+    create(&api, "after-outage", Some(failing("i/o timeout"))).await;
+    let recovered = eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        let registry = &registry;
+        let ns = ns.clone();
+        let status = status.clone();
+        async move {
+            (status.is_ready() && gauges(registry, &ns).await == truth(&api).await).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        recovered.is_some(),
+        "after the outage: ready {}, gauges {:?}, truth {:?}",
+        status.is_ready(),
+        gauges(&registry, &ns).await,
+        truth(&api).await
+    );
     task.abort();
 }

@@ -22,15 +22,27 @@ pub use store::{Store, StoreCollector};
 
 use crate::health;
 
-/// Which GitRepositories to watch.
-#[derive(Debug, Clone, Default)]
+/// Which GitRepositories to watch, and when a broken watch counts as stale.
+#[derive(Debug, Clone)]
 pub struct ExporterConfig {
     /// Namespaces to watch; empty means cluster-wide.
     pub namespaces: Vec<String>,
+    /// How long the watch may be broken (or re-listing after a failure) before `/readyz` says
+    /// so. Short API server restarts stay within it; an outage does not.
+    pub stale_after: Duration,
 }
 
-/// How long the watch may be broken (or re-listing after a failure) before `/readyz` says so.
-pub const READY_GRACE_SECONDS: i64 = 60;
+/// The default of [`ExporterConfig::stale_after`].
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(60);
+
+impl Default for ExporterConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            stale_after: DEFAULT_STALE_AFTER,
+        }
+    }
+}
 
 /// Objects per page of the initial list: bounds the memory a list of 100k objects needs at once.
 const LIST_PAGE_SIZE: u32 = 500;
@@ -42,13 +54,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct WatchStatus {
     store: Arc<Store>,
+    stale_after_seconds: i64,
 }
 
 impl WatchStatus {
     /// Ready once the first full list is in, and not in a failure streak (watch errors and the
-    /// re-list that follows) longer than [`READY_GRACE_SECONDS`].
+    /// re-list that follows) longer than [`ExporterConfig::stale_after`].
     pub fn is_ready(&self) -> bool {
-        self.store.is_ready(now(), READY_GRACE_SECONDS)
+        self.store.is_ready(now(), self.stale_after_seconds)
     }
 }
 
@@ -137,6 +150,9 @@ impl Exporter {
     pub fn status(&self) -> Arc<WatchStatus> {
         Arc::new(WatchStatus {
             store: self.store.clone(),
+            stale_after_seconds: i64::try_from(self.config.stale_after.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1),
         })
     }
 

@@ -8,6 +8,8 @@
 #   tests/e2e/controlplane.sh status              exit 0 when both processes are up and ready
 #   tests/e2e/controlplane.sh restart-apiserver   same ports, same data; waits for /readyz
 #   tests/e2e/controlplane.sh restart-etcd        same ports, same data; waits for /readyz
+#   tests/e2e/controlplane.sh stop-apiserver      an outage: etcd keeps running
+#   tests/e2e/controlplane.sh start-apiserver     ends it: same ports, same data; waits for /readyz
 #   tests/e2e/controlplane.sh down                stop both; keeps logs; KEEP=1 keeps data too
 #
 # State (pids, logs, certs, etcd data, kubeconfig): ${FLUXGATE_E2E_DIR:-<repo>/target/e2e}.
@@ -507,6 +509,17 @@ cmd_restart_apiserver() {
   start_apiserver
 }
 
+cmd_stop_apiserver() {
+  load_ports || die "not up: run '$0 up' first"
+  stop_process apiserver
+}
+
+cmd_start_apiserver() {
+  load_ports || die "not up: run '$0 up' first"
+  running_pid apiserver >/dev/null && die "apiserver is already running"
+  start_apiserver
+}
+
 cmd_restart_etcd() {
   load_ports || die "not up: run '$0 up' first"
   stop_process etcd
@@ -525,6 +538,8 @@ case "$1" in
   env) cmd_env ;;
   restart-apiserver) cmd_restart_apiserver ;;
   restart-etcd) cmd_restart_etcd ;;
+  stop-apiserver) cmd_stop_apiserver ;;
+  start-apiserver) cmd_start_apiserver ;;
   -h | --help | help) usage ;;
   *) usage ;;
 esac
