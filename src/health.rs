@@ -268,8 +268,14 @@ pub fn git_host(url: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub class: FailureClass,
-    /// The Ready condition's `lastTransitionTime`: when it started failing. `None` when missing or
-    /// not RFC 3339.
+    /// When it started failing: the earlier of the Ready condition's `lastTransitionTime` and,
+    /// while the fetch keeps failing, the `FetchFailed` condition's. `None` when neither is
+    /// readable (missing or not RFC 3339).
+    ///
+    /// Why both: while a GitRepository's generation is not yet observed (it never succeeded),
+    /// source-controller marks Ready `Unknown` at the start of every attempt and `False` again at
+    /// its end, so Ready's time is only the last attempt's. `FetchFailed` stays `True` from the
+    /// first failed fetch until a checkout succeeds.
     pub since: Option<OffsetDateTime>,
     pub reason: String,
     pub message: String,
@@ -386,12 +392,23 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         }
     };
 
+    let fetch_failed_since = conditions
+        .iter()
+        .find(|c| {
+            c.get("type").and_then(Value::as_str) == Some("FetchFailed")
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        })
+        .and_then(|c| timestamp(c.get("lastTransitionTime")));
     let failure = ready.filter(|_| state == State::Failed).map(|ready| {
         let reason = text(ready.get("reason"));
         let message = text(ready.get("message"));
+        let ready_since = timestamp(ready.get("lastTransitionTime"));
         Failure {
             class: failure_class(&reason, &message),
-            since: timestamp(ready.get("lastTransitionTime")),
+            since: match (ready_since, fetch_failed_since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             reason,
             message,
         }
@@ -625,6 +642,46 @@ mod tests {
             h.first_condition_at,
             Some(datetime!(2026-11-27 10:00:05 UTC))
         );
+    }
+
+    /// As source-controller v1.9 leaves a never-succeeded GitRepository after a retry: Ready was
+    /// re-stamped by the attempt, FetchFailed still holds the first failure.
+    #[test]
+    fn failing_since_survives_the_ready_restamp_of_each_retry() {
+        let status = json!({ "observedGeneration": -1, "conditions": [
+            { "type": "FetchFailed", "status": "True", "reason": "GitOperationFailed",
+              "message": "context deadline exceeded", "lastTransitionTime": "2026-11-20T08:00:00Z" },
+            ready("False", "GitOperationFailed", "context deadline exceeded"),
+        ] });
+        let h = classify(&repo(spec(), Some(status))).unwrap();
+        assert_eq!(h.failing_since(), Some(datetime!(2026-11-20 08:00 UTC)));
+
+        // A FetchFailed newer than Ready (the fetch failed after something else already did):
+        // the older time wins.
+        let status = json!({ "observedGeneration": 1, "conditions": [
+            { "type": "FetchFailed", "status": "True", "lastTransitionTime": "2026-11-27T12:00:00Z" },
+            ready("False", "StorageOperationFailed", "disk full"),
+        ] });
+        let h = classify(&repo(spec(), Some(status))).unwrap();
+        assert_eq!(h.failing_since(), Some(datetime!(2026-11-27 11:00 UTC)));
+
+        // FetchFailed=False, or with an unreadable time, does not count; Ready's time alone is
+        // used, and without any readable time there is none.
+        for fetch_failed in [
+            json!({ "type": "FetchFailed", "status": "False", "lastTransitionTime": "2026-11-01T00:00:00Z" }),
+            json!({ "type": "FetchFailed", "status": "True", "lastTransitionTime": "yesterday" }),
+        ] {
+            let status =
+                json!({ "conditions": [fetch_failed, ready("False", "GitOperationFailed", "x")] });
+            let h = classify(&repo(spec(), Some(status))).unwrap();
+            assert_eq!(h.failing_since(), Some(datetime!(2026-11-27 11:00 UTC)));
+        }
+        let status = json!({ "conditions": [
+            { "type": "FetchFailed", "status": "True", "lastTransitionTime": "2026-11-20T08:00:00Z" },
+            { "type": "Ready", "status": "False", "reason": "GitOperationFailed", "message": "x" },
+        ] });
+        let h = classify(&repo(spec(), Some(status))).unwrap();
+        assert_eq!(h.failing_since(), Some(datetime!(2026-11-20 08:00 UTC)));
     }
 
     #[test]
