@@ -6,12 +6,17 @@
 //! that lacks a field fluxgate does not need still be answered (allowed, unchanged) rather than
 //! refused.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::policy::{Mutation, Policy, Target};
+use crate::policy::fields::{Field, Skip, key_index};
+use crate::policy::{GitRepositoryFields, Mutation, Policy, PolicyError, Target};
 
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 pub const ADMISSION_KIND: &str = "AdmissionReview";
@@ -103,44 +108,218 @@ impl Operation {
     }
 }
 
+// Reading a review. Strings are borrowed from the body where they have no escapes, fields fluxgate
+// does not use are skipped, and the object is read in the same pass straight into what the policy
+// looks at: a GitRepository's few fields, a Pod as a JSON value, and nothing at all for what is
+// not fluxgate's business (still checked as a JSON value would be). Only when `object` comes
+// before `kind` or `operation` (kube-apiserver always sends them first) is it read as a value and
+// sorted out afterwards.
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
-    #[serde(default)]
-    api_version: Option<String>,
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    request: Option<RequestIn>,
+struct ReviewIn<'a> {
+    #[serde(default, borrow)]
+    api_version: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    kind: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+/// A JSON string, borrowed from the body unless it had escapes.
+#[derive(Default)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
 }
 
 /// The request fields fluxgate reads; everything is optional so a partial request is still
 /// answerable as long as it carries a uid.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn {
-    #[serde(default)]
-    uid: Option<String>,
-    #[serde(default)]
-    kind: Option<GroupVersionKind>,
-    #[serde(default)]
-    operation: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    object: Option<Value>,
-    #[serde(default)]
+#[derive(Default)]
+struct RequestIn<'a> {
+    uid: Option<Text<'a>>,
+    kind: Option<GroupKind<'a>>,
+    operation: Option<Text<'a>>,
+    namespace: Option<Text<'a>>,
+    name: Option<Text<'a>>,
+    object: ObjectIn<'a>,
     dry_run: Option<bool>,
 }
 
 #[derive(Deserialize)]
-struct GroupVersionKind {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    kind: String,
+struct GroupKind<'a> {
+    #[serde(default, borrow)]
+    group: Text<'a>,
+    #[serde(default, borrow)]
+    kind: Text<'a>,
+}
+
+/// `request.object`, read as far as the request's kind and operation call for.
+#[derive(Default)]
+enum ObjectIn<'a> {
+    /// Absent or `null`.
+    #[default]
+    Missing,
+    /// Read before the kind and operation were known.
+    Value(Value),
+    /// A GitRepository being created.
+    GitRepository(GitRepositoryFields<'a>),
+    /// A GitRepository being created whose object is not a JSON object (its type).
+    NotAnObject,
+    /// A Pod being created.
+    Pod(Value),
+    /// Not fluxgate's business: read and dropped.
+    Skipped,
+}
+
+const REQUEST_FIELDS: &[&str] = &[
+    "uid",
+    "kind",
+    "operation",
+    "namespace",
+    "name",
+    "object",
+    "dryRun",
+];
+
+impl RequestIn<'_> {
+    fn target(&self) -> Option<Target> {
+        self.kind
+            .as_ref()
+            .and_then(|gvk| Target::from_group_kind(&gvk.group.0, &gvk.kind.0))
+    }
+
+    fn operation(&self) -> Operation {
+        Operation::parse(self.operation.as_ref().map(|op| &*op.0))
+    }
+
+    /// How to read the object given the fields read so far.
+    fn object_seed(&self) -> ObjectSeed {
+        if self.kind.is_none() || self.operation.is_none() {
+            return ObjectSeed::Value;
+        }
+        match (self.target(), self.operation()) {
+            (Some(Target::GitRepository), Operation::Create) => ObjectSeed::GitRepository,
+            (Some(Target::Pod), Operation::Create) => ObjectSeed::Pod,
+            _ => ObjectSeed::Skip,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum ObjectSeed {
+    Value,
+    GitRepository,
+    Pod,
+    Skip,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed {
+    type Value = ObjectIn<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<ObjectIn<'de>, D::Error> {
+        let value = |v: Option<Value>, wrap: fn(Value) -> ObjectIn<'de>| match v {
+            None | Some(Value::Null) => ObjectIn::Missing,
+            Some(v) => wrap(v),
+        };
+        Ok(match self {
+            Self::Value => value(Option::deserialize(deserializer)?, ObjectIn::Value),
+            Self::Pod => value(Option::deserialize(deserializer)?, ObjectIn::Pod),
+            Self::GitRepository => match Field::<GitRepositoryFields>::deserialize(deserializer)? {
+                Field::Missing | Field::Null => ObjectIn::Missing,
+                Field::Is(fields) => ObjectIn::GitRepository(fields),
+                Field::Other(_) => ObjectIn::NotAnObject,
+            },
+            Self::Skip => {
+                Skip::deserialize(deserializer)?;
+                ObjectIn::Skipped
+            }
+        })
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestIn<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct("RequestIn", REQUEST_FIELDS, RequestVisitor)
+    }
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = RequestIn<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("struct RequestIn")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestIn<'de>, A::Error> {
+        let mut request = RequestIn::default();
+        let mut seen = [false; REQUEST_FIELDS.len()];
+        while let Some(key) = map.next_key_seed(key_index(REQUEST_FIELDS))? {
+            let Some(index) = key else {
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            };
+            if seen.get(index).copied().unwrap_or(true) {
+                return Err(de::Error::duplicate_field(REQUEST_FIELDS[index]));
+            }
+            seen[index] = true;
+            match index {
+                0 => request.uid = map.next_value()?,
+                1 => request.kind = map.next_value()?,
+                2 => request.operation = map.next_value()?,
+                3 => request.namespace = map.next_value()?,
+                4 => request.name = map.next_value()?,
+                5 => request.object = map.next_value_seed(request.object_seed())?,
+                _ => request.dry_run = map.next_value()?,
+            }
+        }
+        Ok(request)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RequestIn<'de>, A::Error> {
+        // serde's derived readers also take a struct as the list of its fields in order.
+        let mut request = RequestIn::default();
+        macro_rules! next {
+            ($field:ident) => {
+                match seq.next_element()? {
+                    Some(value) => request.$field = value,
+                    None => return Ok(request),
+                }
+            };
+        }
+        next!(uid);
+        next!(kind);
+        next!(operation);
+        next!(namespace);
+        next!(name);
+        match seq.next_element_seed(request.object_seed())? {
+            Some(object) => request.object = object,
+            None => return Ok(request),
+        }
+        next!(dry_run);
+        Ok(request)
+    }
 }
 
 #[derive(Serialize)]
@@ -172,30 +351,31 @@ pub fn review(
     now: OffsetDateTime,
 ) -> Result<Reviewed, InvalidReview> {
     let review: ReviewIn = serde_json::from_slice(body)?;
-    let api_version = review.api_version.unwrap_or_default();
-    let kind = review.kind.unwrap_or_default();
+    let api_version = review.api_version.unwrap_or_default().0;
+    let kind = review.kind.unwrap_or_default().0;
     if api_version != ADMISSION_API_VERSION || kind != ADMISSION_KIND {
-        return Err(InvalidReview::Version { api_version, kind });
+        return Err(InvalidReview::Version {
+            api_version: api_version.into_owned(),
+            kind: kind.into_owned(),
+        });
     }
     let request = review.request.ok_or(InvalidReview::MissingRequest)?;
-    let uid = match request.uid {
-        Some(uid) if !uid.is_empty() => uid,
+    let uid = match &request.uid {
+        Some(uid) if !uid.0.is_empty() => uid.0.clone().into_owned(),
         _ => return Err(InvalidReview::MissingUid),
     };
 
-    let operation = Operation::parse(request.operation.as_deref());
-    let target = request
-        .kind
-        .as_ref()
-        .and_then(|gvk| Target::from_group_kind(&gvk.group, &gvk.kind));
+    let operation = request.operation();
+    let target = request.target();
+    let owned = |text: Option<Text>| text.map(|t| t.0.into_owned());
     let mut reviewed = Reviewed {
         body: Vec::new(),
         uid,
         target,
         operation,
         outcome: Outcome::Skipped,
-        namespace: request.namespace,
-        name: request.name,
+        namespace: owned(request.namespace),
+        name: owned(request.name),
         dry_run: request.dry_run.unwrap_or(false),
         warnings: Vec::new(),
         error: None,
@@ -203,38 +383,40 @@ pub fn review(
 
     let mut patch = None;
     if let (Some(target), Operation::Create) = (target, operation) {
-        match &request.object {
-            None | Some(Value::Null) => {
-                reviewed.outcome = Outcome::Error;
-                reviewed.error = Some("CREATE request carries no object".to_owned());
-            }
-            Some(object) => {
-                match policy.mutate(target, reviewed.namespace.as_deref(), object, now) {
-                    Ok(Mutation { patch: p, warnings }) => {
-                        reviewed.warnings = warnings;
-                        if p.0.is_empty() {
-                            reviewed.outcome = Outcome::Unchanged;
-                        } else {
-                            match serde_json::to_vec(&p) {
-                                Ok(bytes) => {
-                                    reviewed.outcome = Outcome::Patched;
-                                    patch = Some(
-                                        base64::engine::general_purpose::STANDARD.encode(bytes),
-                                    );
-                                }
-                                Err(err) => {
-                                    reviewed.outcome = Outcome::Error;
-                                    reviewed.error = Some(format!("encoding the patch: {err}"));
-                                    reviewed.warnings.clear();
-                                }
-                            }
+        let mutation = match request.object {
+            ObjectIn::Missing => Err("CREATE request carries no object".to_owned()),
+            ObjectIn::GitRepository(fields) => policy
+                .mutate_gitrepository(&fields, now)
+                .map_err(|err| err.to_string()),
+            ObjectIn::NotAnObject => Err(PolicyError::NotAnObject.to_string()),
+            ObjectIn::Value(object) | ObjectIn::Pod(object) => policy
+                .mutate(target, reviewed.namespace.as_deref(), &object, now)
+                .map_err(|err| err.to_string()),
+            // Unreachable: a CREATE of a target is never skipped. Answer it as the others.
+            ObjectIn::Skipped => Err("the object was not read".to_owned()),
+        };
+        match mutation {
+            Ok(Mutation { patch: p, warnings }) => {
+                reviewed.warnings = warnings;
+                if p.0.is_empty() {
+                    reviewed.outcome = Outcome::Unchanged;
+                } else {
+                    match serde_json::to_vec(&p) {
+                        Ok(bytes) => {
+                            reviewed.outcome = Outcome::Patched;
+                            patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+                        }
+                        Err(err) => {
+                            reviewed.outcome = Outcome::Error;
+                            reviewed.error = Some(format!("encoding the patch: {err}"));
+                            reviewed.warnings.clear();
                         }
                     }
-                    Err(err) => {
-                        reviewed.outcome = Outcome::Error;
-                        reviewed.error = Some(err.to_string());
-                    }
                 }
+            }
+            Err(err) => {
+                reviewed.outcome = Outcome::Error;
+                reviewed.error = Some(err);
             }
         }
     }
@@ -427,6 +609,24 @@ mod tests {
             .unwrap()
             .remove("object");
         assert_eq!(run(&no_object).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn an_object_before_kind_and_operation_gets_the_same_answer() {
+        for object in [repo(), json!("text"), json!(null), json!({ "spec": [] })] {
+            let in_order = run(&gitrepository_review("CREATE", object.clone()));
+            let mut body = gitrepository_review("CREATE", object);
+            let request = body["request"].as_object_mut().unwrap();
+            let object = request.shift_remove("object").unwrap();
+            let mut reordered = serde_json::Map::new();
+            reordered.insert("object".into(), object);
+            reordered.extend(std::mem::take(request));
+            body["request"] = Value::Object(reordered);
+            let reordered = run(&body);
+            assert_eq!(reordered.outcome, in_order.outcome);
+            assert_eq!(reordered.error, in_order.error);
+            assert_eq!(reordered.body, in_order.body);
+        }
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! Works on the raw JSON object so every served version (v1, v1beta2) and every field fluxgate does
 //! not know about pass through untouched.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
+
+use super::fields::{Field, Read, Skip, key_index};
 
 use super::{Mutation, PatchBuilder, PolicyError, rfc3339_seconds};
 use crate::duration::{FluxDuration, parse_timeout};
@@ -48,20 +52,32 @@ impl Default for GitRepositoryPolicy {
     }
 }
 
-/// Decides the patch for one GitRepository being created. Pure: `now` is the admission time.
+/// Decides the patch for one GitRepository being created, given as a parsed JSON value (what
+/// `fluxgate mutate` reads from manifests). Pure: `now` is the admission time.
 pub fn mutate(
     object: &Value,
     policy: &GitRepositoryPolicy,
     now: OffsetDateTime,
 ) -> Result<Mutation, PolicyError> {
-    let object = object.as_object().ok_or(PolicyError::NotAnObject)?;
+    plan(&GitRepositoryFields::from_value(object)?, policy, now)
+}
+
+/// The decision itself, on the only parts of a GitRepository it reads. The webhook reads these
+/// fields straight from the AdmissionReview's JSON ([`GitRepositoryFields`]'s `Deserialize`) and
+/// `fluxgate mutate` from a parsed value ([`GitRepositoryFields::from_value`]); both then decide
+/// here, so they cannot disagree.
+pub fn plan(
+    object: &GitRepositoryFields<'_>,
+    policy: &GitRepositoryPolicy,
+    now: OffsetDateTime,
+) -> Result<Mutation, PolicyError> {
     let mut patch = PatchBuilder::default();
     let mut warnings = Vec::new();
 
-    plan_requested_at(object, now, &mut patch)?;
+    plan_requested_at(&object.metadata, now, &mut patch)?;
 
-    match object.get("spec") {
-        None | Some(Value::Null) => {
+    match &object.spec {
+        Field::Missing | Field::Null => {
             // Nothing to merge into: create the whole spec with just fluxgate's fields. The API
             // server's schema validation still reports the user's missing url/interval.
             let mut spec = Map::new();
@@ -69,11 +85,11 @@ pub fn mutate(
             spec.insert("suspend".into(), json!(false));
             patch.add(&["spec"], Value::Object(spec));
         }
-        Some(Value::Object(spec)) => {
-            plan_timeout(spec, policy, &mut patch, &mut warnings);
-            plan_suspend(spec, policy, &mut patch, &mut warnings);
+        Field::Is(spec) => {
+            plan_timeout(&spec.timeout, policy, &mut patch, &mut warnings);
+            plan_suspend(&spec.suspend, policy, &mut patch, &mut warnings);
         }
-        Some(other) => return Err(PolicyError::FieldNotAnObject("spec", type_name(other))),
+        Field::Other(kind) => return Err(PolicyError::FieldNotAnObject("spec", kind)),
     }
 
     Ok(Mutation {
@@ -83,56 +99,53 @@ pub fn mutate(
 }
 
 fn plan_requested_at(
-    object: &Map<String, Value>,
+    metadata: &Field<MetadataFields>,
     now: OffsetDateTime,
     patch: &mut PatchBuilder,
 ) -> Result<(), PolicyError> {
     let stamp = json!(rfc3339_seconds(now));
-    match object.get("metadata") {
-        None | Some(Value::Null) => {
+    match metadata {
+        Field::Missing | Field::Null => {
             patch.add(
                 &["metadata"],
                 json!({ "annotations": { REQUESTED_AT_ANNOTATION: stamp } }),
             );
         }
-        Some(Value::Object(metadata)) => match metadata.get("annotations") {
-            None | Some(Value::Null) => {
+        Field::Is(metadata) => match &metadata.annotations {
+            Field::Missing | Field::Null => {
                 patch.add(
                     &["metadata", "annotations"],
                     json!({ REQUESTED_AT_ANNOTATION: stamp }),
                 );
             }
-            Some(Value::Object(annotations)) => {
+            Field::Is(annotations) => {
                 // Any existing value is kept: the user may have asked for a reconcile, and a
                 // re-invoked webhook must not produce a second patch.
-                if !annotations.contains_key(REQUESTED_AT_ANNOTATION) {
+                if !annotations.has_requested_at {
                     patch.add(&["metadata", "annotations", REQUESTED_AT_ANNOTATION], stamp);
                 }
             }
-            Some(other) => {
-                return Err(PolicyError::FieldNotAnObject(
-                    "metadata.annotations",
-                    type_name(other),
-                ));
+            Field::Other(kind) => {
+                return Err(PolicyError::FieldNotAnObject("metadata.annotations", kind));
             }
         },
-        Some(other) => return Err(PolicyError::FieldNotAnObject("metadata", type_name(other))),
+        Field::Other(kind) => return Err(PolicyError::FieldNotAnObject("metadata", kind)),
     }
     Ok(())
 }
 
 fn plan_timeout(
-    spec: &Map<String, Value>,
+    timeout: &Field<Cow<'_, str>>,
     policy: &GitRepositoryPolicy,
     patch: &mut PatchBuilder,
     warnings: &mut Vec<String>,
 ) {
     let wanted = policy.timeout.as_duration();
     let wanted_text = json!(policy.timeout.to_string());
-    match spec.get("timeout") {
-        None => patch.add(&["spec", "timeout"], wanted_text),
-        Some(Value::Null) => patch.replace(&["spec", "timeout"], wanted_text),
-        Some(Value::String(text)) => match parse_timeout(text) {
+    match timeout {
+        Field::Missing => patch.add(&["spec", "timeout"], wanted_text),
+        Field::Null => patch.replace(&["spec", "timeout"], wanted_text),
+        Field::Is(text) => match parse_timeout(text) {
             Ok(current) => {
                 let keep = match policy.timeout_mode {
                     TimeoutMode::Floor => current >= wanted,
@@ -144,16 +157,15 @@ fn plan_timeout(
             }
             Err(_) => {
                 warnings.push(truncate_warning(format!(
-                    "spec.timeout {text:?} is not a valid duration; fluxgate set it to {}",
-                    policy.timeout
+                    "spec.timeout {:?} is not a valid duration; fluxgate set it to {}",
+                    &**text, policy.timeout
                 )));
                 patch.replace(&["spec", "timeout"], wanted_text);
             }
         },
-        Some(other) => {
+        Field::Other(kind) => {
             warnings.push(format!(
-                "spec.timeout was a {}, not a duration; fluxgate set it to {}",
-                type_name(other),
+                "spec.timeout was a {kind}, not a duration; fluxgate set it to {}",
                 policy.timeout
             ));
             patch.replace(&["spec", "timeout"], wanted_text);
@@ -162,15 +174,15 @@ fn plan_timeout(
 }
 
 fn plan_suspend(
-    spec: &Map<String, Value>,
+    suspend: &Field<bool>,
     policy: &GitRepositoryPolicy,
     patch: &mut PatchBuilder,
     warnings: &mut Vec<String>,
 ) {
-    match spec.get("suspend") {
-        None => patch.add(&["spec", "suspend"], json!(false)),
-        Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => {
+    let other = match suspend {
+        Field::Missing => return patch.add(&["spec", "suspend"], json!(false)),
+        Field::Is(false) => return,
+        Field::Is(true) => {
             if policy.suspend_mode == SuspendMode::Force {
                 warnings.push(
                     "spec.suspend: true was changed to false by fluxgate: new GitRepositories \
@@ -179,15 +191,15 @@ fn plan_suspend(
                 );
                 patch.replace(&["spec", "suspend"], json!(false));
             }
+            return;
         }
-        Some(other) => {
-            warnings.push(format!(
-                "spec.suspend was a {}, not a boolean; fluxgate set it to false",
-                type_name(other)
-            ));
-            patch.replace(&["spec", "suspend"], json!(false));
-        }
-    }
+        Field::Null => "null",
+        Field::Other(kind) => kind,
+    };
+    warnings.push(format!(
+        "spec.suspend was a {other}, not a boolean; fluxgate set it to false"
+    ));
+    patch.replace(&["spec", "suspend"], json!(false));
 }
 
 /// kube-apiserver truncates longer warnings; keep ours whole and readable instead.
@@ -204,14 +216,115 @@ fn truncate_warning(mut text: String) -> String {
     text
 }
 
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "object",
+/// What the policy reads of a GitRepository: `metadata.annotations` (only whether the requestedAt
+/// key is there), `spec.timeout` and `spec.suspend`, each with its JSON type when it is not the
+/// expected one. Everything else in the object passes through untouched.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GitRepositoryFields<'a> {
+    pub metadata: Field<MetadataFields>,
+    pub spec: Field<SpecFields<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetadataFields {
+    pub annotations: Field<AnnotationsFields>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AnnotationsFields {
+    /// Whether `reconcile.fluxcd.io/requestedAt` is present, whatever its value.
+    pub has_requested_at: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SpecFields<'a> {
+    pub timeout: Field<Cow<'a, str>>,
+    pub suspend: Field<bool>,
+}
+
+impl<'a> GitRepositoryFields<'a> {
+    /// Reads the fields from a parsed object.
+    pub fn from_value(object: &'a Value) -> Result<Self, PolicyError> {
+        let object = object.as_object().ok_or(PolicyError::NotAnObject)?;
+        Ok(Self {
+            metadata: Field::from_value(object.get("metadata"), |metadata| {
+                let metadata = metadata.as_object()?;
+                Some(MetadataFields {
+                    annotations: Field::from_value(metadata.get("annotations"), |annotations| {
+                        Some(AnnotationsFields {
+                            has_requested_at: annotations
+                                .as_object()?
+                                .contains_key(REQUESTED_AT_ANNOTATION),
+                        })
+                    }),
+                })
+            }),
+            spec: Field::from_value(object.get("spec"), |spec| {
+                let spec = spec.as_object()?;
+                Some(SpecFields {
+                    timeout: Field::from_value(spec.get("timeout"), |t| {
+                        t.as_str().map(Cow::Borrowed)
+                    }),
+                    suspend: Field::from_value(spec.get("suspend"), Value::as_bool),
+                })
+            }),
+        })
+    }
+}
+
+// Reading the same fields from JSON text: one pass, nothing else in the object is built (but
+// all of it is still read and checked as `serde_json::Value` would, nesting limit included).
+// On a repeated key the last one wins, as in a `serde_json::Map`.
+
+impl<'de> Read<'de> for GitRepositoryFields<'de> {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut fields = Self::default();
+        while let Some(key) = map.next_key_seed(key_index(&["metadata", "spec"]))? {
+            match key {
+                Some(0) => fields.metadata = map.next_value()?,
+                Some(_) => fields.spec = map.next_value()?,
+                None => map.next_value::<Skip>().map(drop)?,
+            }
+        }
+        Ok(Some(fields))
+    }
+}
+
+impl<'de> Read<'de> for MetadataFields {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut fields = Self::default();
+        while let Some(key) = map.next_key_seed(key_index(&["annotations"]))? {
+            match key {
+                Some(_) => fields.annotations = map.next_value()?,
+                None => map.next_value::<Skip>().map(drop)?,
+            }
+        }
+        Ok(Some(fields))
+    }
+}
+
+impl<'de> Read<'de> for AnnotationsFields {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut fields = Self::default();
+        while let Some(key) = map.next_key_seed(key_index(&[REQUESTED_AT_ANNOTATION]))? {
+            fields.has_requested_at |= key.is_some();
+            map.next_value::<Skip>()?;
+        }
+        Ok(Some(fields))
+    }
+}
+
+impl<'de> Read<'de> for SpecFields<'de> {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut fields = Self::default();
+        while let Some(key) = map.next_key_seed(key_index(&["timeout", "suspend"]))? {
+            match key {
+                Some(0) => fields.timeout = map.next_value()?,
+                Some(_) => fields.suspend = map.next_value()?,
+                None => map.next_value::<Skip>().map(drop)?,
+            }
+        }
+        Ok(Some(fields))
     }
 }
 
@@ -500,6 +613,36 @@ mod tests {
                 "list"
             ))
         ));
+    }
+
+    #[test]
+    fn fields_read_from_json_text_equal_fields_read_from_a_value() {
+        for object in [
+            repo(
+                json!({ "url": "u", "timeout": "60s", "suspend": true }),
+                None,
+            ),
+            repo(
+                json!({ "timeout": null, "suspend": "yes" }),
+                Some(json!({})),
+            ),
+            repo(json!({ "timeout": 30, "suspend": null }), Some(Value::Null)),
+            repo(json!([]), Some(json!({ REQUESTED_AT_ANNOTATION: null }))),
+            repo(Value::Null, Some(json!([1]))),
+            json!({ "metadata": "x", "spec": { "timeout": "1h\n\"x" } }),
+            json!({}),
+        ] {
+            let text = serde_json::to_string(&object).unwrap();
+            let from_text: Field<GitRepositoryFields> = serde_json::from_str(&text).unwrap();
+            let from_value = GitRepositoryFields::from_value(&object).unwrap();
+            assert_eq!(from_text, Field::Is(from_value), "{text}");
+        }
+        // On a repeated key the last one wins, as when parsing into a value.
+        let text = r#"{"spec":{"suspend":true},"spec":{"timeout":"5m","timeout":"9m"}}"#;
+        let from_text: Field<GitRepositoryFields> = serde_json::from_str(text).unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
+        let from_value = GitRepositoryFields::from_value(&value).unwrap();
+        assert_eq!(from_text, Field::Is(from_value));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure decisions about how fluxgate changes objects on admission. No I/O and no clock: the
 //! webhook and `fluxgate mutate` both call [`Policy::mutate`], so they cannot disagree.
 
+pub mod fields;
 pub mod gitrepository;
 pub mod proxy;
 
@@ -9,7 +10,7 @@ use jsonptr::PointerBuf;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-pub use gitrepository::{GitRepositoryPolicy, SuspendMode, TimeoutMode};
+pub use gitrepository::{GitRepositoryFields, GitRepositoryPolicy, SuspendMode, TimeoutMode};
 pub use proxy::ProxyPolicy;
 
 pub const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
@@ -82,6 +83,16 @@ impl Policy {
             Target::GitRepository => gitrepository::mutate(object, &self.gitrepository, now),
             Target::Pod => self.proxy.mutate_pod(namespace, object),
         }
+    }
+
+    /// [`Policy::mutate`] for a GitRepository already read into the fields the policy looks at
+    /// (the webhook reads them straight from the review's JSON). The same decision either way.
+    pub fn mutate_gitrepository(
+        &self,
+        object: &GitRepositoryFields<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Mutation, PolicyError> {
+        gitrepository::plan(object, &self.gitrepository, now)
     }
 }
 
