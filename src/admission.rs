@@ -157,7 +157,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 #[derive(Default)]
 struct RequestIn<'a> {
     uid: Option<Text<'a>>,
-    kind: Option<GroupKind<'a>>,
+    kind: Option<GroupVersionKind<'a>>,
     operation: Option<Text<'a>>,
     namespace: Option<Text<'a>>,
     name: Option<Text<'a>>,
@@ -166,7 +166,7 @@ struct RequestIn<'a> {
 }
 
 #[derive(Deserialize)]
-struct GroupKind<'a> {
+struct GroupVersionKind<'a> {
     #[serde(default, borrow)]
     group: Text<'a>,
     #[serde(default, borrow)]
