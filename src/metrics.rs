@@ -9,6 +9,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, OnceLock};
+
+use crate::admission::{Operation, Outcome};
+use crate::policy::Target;
 
 /// Content type of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -60,6 +64,7 @@ fn admission_duration_histogram() -> Histogram {
 pub struct AdmissionMetrics {
     pub requests: Family<AdmissionLabels, Counter>,
     pub duration: Family<KindLabels, Histogram, fn() -> Histogram>,
+    resolved: Arc<Resolved>,
 }
 
 impl Default for AdmissionMetrics {
@@ -67,6 +72,95 @@ impl Default for AdmissionMetrics {
         Self {
             requests: Family::default(),
             duration: Family::new_with_constructor(admission_duration_histogram),
+            resolved: Arc::default(),
+        }
+    }
+}
+
+const KINDS: usize = 3;
+const OPERATIONS: usize = 5;
+/// The four review outcomes and `invalid`.
+const OUTCOMES: usize = 5;
+
+/// Each label set's counter and histogram, taken from its family on first use and kept: a review
+/// then costs an atomic add, not hashing its labels under the family's lock. Series still appear
+/// on first use only, as with `get_or_create`.
+#[derive(Debug)]
+struct Resolved {
+    requests: [OnceLock<Counter>; KINDS * OPERATIONS * OUTCOMES],
+    duration: [OnceLock<Histogram>; KINDS],
+}
+
+impl Default for Resolved {
+    fn default() -> Self {
+        Self {
+            requests: [const { OnceLock::new() }; KINDS * OPERATIONS * OUTCOMES],
+            duration: [const { OnceLock::new() }; KINDS],
+        }
+    }
+}
+
+fn kind_index(target: Option<Target>) -> (usize, &'static str) {
+    match target {
+        Some(Target::GitRepository) => (0, "GitRepository"),
+        Some(Target::Pod) => (1, "Pod"),
+        None => (2, "other"),
+    }
+}
+
+impl AdmissionMetrics {
+    /// Counts one answered review.
+    pub fn count_review(&self, target: Option<Target>, operation: Operation, outcome: Outcome) {
+        let outcome_index = match outcome {
+            Outcome::Patched => 0,
+            Outcome::Unchanged => 1,
+            Outcome::Skipped => 2,
+            Outcome::Error => 3,
+        };
+        self.count(target, operation, outcome_index, outcome.as_str());
+    }
+
+    /// Counts one request that could not be answered with a review (415, 413, 400).
+    pub fn count_invalid(&self) {
+        self.count(None, Operation::Other, 4, "invalid");
+    }
+
+    fn count(
+        &self,
+        target: Option<Target>,
+        operation: Operation,
+        outcome_index: usize,
+        outcome: &'static str,
+    ) {
+        let (kind_index, kind) = kind_index(target);
+        let operation_index = match operation {
+            Operation::Create => 0,
+            Operation::Update => 1,
+            Operation::Delete => 2,
+            Operation::Connect => 3,
+            Operation::Other => 4,
+        };
+        let index = (kind_index * OPERATIONS + operation_index) * OUTCOMES + outcome_index;
+        let labels = || AdmissionLabels {
+            kind,
+            operation: operation.as_str(),
+            outcome,
+        };
+        match self.resolved.requests.get(index) {
+            Some(cell) => cell
+                .get_or_init(|| self.requests.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.requests.get_or_create(&labels()).inc(),
+        };
+    }
+
+    /// Records the time taken to answer one review.
+    pub fn observe_duration(&self, target: Option<Target>, seconds: f64) {
+        let (index, kind) = kind_index(target);
+        let histogram = || self.duration.get_or_create(&KindLabels { kind }).clone();
+        match self.resolved.duration.get(index) {
+            Some(cell) => cell.get_or_init(histogram).observe(seconds),
+            None => histogram().observe(seconds),
         }
     }
 }
@@ -233,8 +327,21 @@ mod tests {
                 outcome: "done",
             })
             .inc();
+        metrics
+            .admission
+            .count_review(Some(Target::Pod), Operation::Update, Outcome::Skipped);
+        metrics
+            .admission
+            .count_review(Some(Target::Pod), Operation::Update, Outcome::Skipped);
+        metrics.admission.count_invalid();
+        metrics
+            .admission
+            .observe_duration(Some(Target::GitRepository), 0.01);
         let text = metrics.encode();
         for line in [
+            "fluxgate_admission_requests_total{kind=\"Pod\",operation=\"UPDATE\",outcome=\"skipped\"} 2",
+            "fluxgate_admission_requests_total{kind=\"other\",operation=\"other\",outcome=\"invalid\"} 1",
+            "fluxgate_admission_duration_seconds_count{kind=\"GitRepository\"} 2",
             "fluxgate_build_info{version=\"",
             "fluxgate_admission_requests_total{kind=\"GitRepository\",operation=\"CREATE\",outcome=\"patched\"} 1",
             "fluxgate_admission_duration_seconds_bucket{le=\"0.001\",kind=\"GitRepository\"} 1",

@@ -5,8 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -15,7 +14,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::admission::{self, Outcome};
-use crate::metrics::{AdmissionLabels, KindLabels, Metrics};
+use crate::metrics::{AdmissionLabels, Metrics};
 use crate::policy::Policy;
 
 /// The path kube-apiserver posts every AdmissionReview to.
@@ -126,25 +125,15 @@ fn shorten(message: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…{}", &message[..head], &message[tail..]).into()
 }
 
-async fn mutate(
-    State(state): State<Arc<WebhookState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn mutate(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics.admission;
-    let count_invalid = || {
-        metrics
-            .requests
-            .get_or_create(&AdmissionLabels {
-                kind: "other",
-                operation: "other",
-                outcome: "invalid",
-            })
-            .inc();
-    };
-    if !is_json(&headers) {
-        count_invalid();
+    // The headers are looked at in place (a `HeaderMap` extractor would copy them) and the body
+    // is read through the same extractor as before, so the body limit and its 413 still apply.
+    let json = is_json(request.headers());
+    let body = Bytes::from_request(request, &()).await;
+    if !json {
+        metrics.count_invalid();
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "expected Content-Type: application/json\n",
@@ -156,7 +145,7 @@ async fn mutate(
         Ok(body) => body,
         Err(rejection) => {
             // Oversized (413) or a broken body stream: counted like any other unusable request.
-            count_invalid();
+            metrics.count_invalid();
             tracing::warn!(error = %rejection, "refused an admission request body");
             return rejection.into_response();
         }
@@ -166,7 +155,7 @@ async fn mutate(
     let reviewed = match admission::review(&body, &policy, OffsetDateTime::now_utc()) {
         Ok(reviewed) => reviewed,
         Err(err) => {
-            count_invalid();
+            metrics.count_invalid();
             // serde quotes the offending value, which can be megabytes: keep logs and answers short.
             let message = err.to_string();
             let message = shorten(&message);
@@ -176,14 +165,7 @@ async fn mutate(
     };
 
     let kind = reviewed.target.map_or("other", |t| t.as_str());
-    metrics
-        .requests
-        .get_or_create(&AdmissionLabels {
-            kind,
-            operation: reviewed.operation.as_str(),
-            outcome: reviewed.outcome.as_str(),
-        })
-        .inc();
+    metrics.count_review(reviewed.target, reviewed.operation, reviewed.outcome);
     if reviewed.outcome == Outcome::Patched && kind == "Pod" {
         state
             .metrics
@@ -227,10 +209,7 @@ async fn mutate(
             tracing::debug!(uid = %reviewed.uid, kind, outcome = reviewed.outcome.as_str(), "admitted")
         }
     }
-    metrics
-        .duration
-        .get_or_create(&KindLabels { kind })
-        .observe(started.elapsed().as_secs_f64());
+    metrics.observe_duration(reviewed.target, started.elapsed().as_secs_f64());
 
     (
         StatusCode::OK,
