@@ -18,13 +18,17 @@ fn ago(hours: i64) -> String {
     fluxgate::policy::rfc3339_seconds(OffsetDateTime::now_utc() - time::Duration::hours(hours))
 }
 
+/// A GitRepository that never succeeded, as source-controller leaves it: `FetchFailed` since the
+/// first failed fetch, `Ready` re-stamped by the latest attempt (a few minutes ago).
 fn failing_status(since_hours: i64) -> Value {
+    let latest_attempt =
+        fluxgate::policy::rfc3339_seconds(OffsetDateTime::now_utc() - time::Duration::minutes(3));
     json!({
         "observedGeneration": -1,
         "conditions": [
             { "type": "Ready", "status": "False", "reason": "GitOperationFailed",
               "message": "failed to checkout and determine revision: unable to clone 'https://github.com/example/x': context deadline exceeded",
-              "lastTransitionTime": ago(since_hours), "observedGeneration": 1 },
+              "lastTransitionTime": latest_attempt, "observedGeneration": 1 },
             { "type": "FetchFailed", "status": "True", "reason": "GitOperationFailed",
               "message": "context deadline exceeded", "lastTransitionTime": ago(since_hours), "observedGeneration": 1 }
         ]
