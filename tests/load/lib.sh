@@ -104,6 +104,9 @@ alive() {
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# cpu_ticks PID: user + system CPU time of the process so far, in clock ticks (getconf CLK_TCK).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
 # oha_run OUT.json PORT ARGS...: one bounded oha run against the review endpoint, JSON to
 # OUT.json. Prefix with `taskset -c N` through OHA_PIN to keep the generator off the server's core.
 oha_run() {
