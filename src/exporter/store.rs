@@ -162,7 +162,13 @@ impl Store {
             let mut inner = self.lock();
             let fresh = inner.relisting.remove(&scope).unwrap_or_default();
             inner.records.retain(|_, r| r.scope != scope);
-            inner.records.extend(fresh);
+            if inner.records.is_empty() {
+                // One scope (the cluster-wide watch) or the first to list: take the fresh map
+                // as it is instead of copying 100k records into a second one.
+                inner.records = fresh;
+            } else {
+                inner.records.extend(fresh);
+            }
             inner.interner.sweep();
         }
         if all_synced {
