@@ -52,7 +52,8 @@ stop_all() {
 }
 
 # start_server KIND PORT [taskset-cpu-list]: starts `fluxgate serve --no-exporter` (KIND=fluxgate),
-# the do-nothing baseline (KIND=noop) or the admission router on the baseline (KIND=router) on
+# the do-nothing baseline (KIND=noop), the baseline that only parses the body into a JSON value and
+# serialises it back (KIND=floor) or the admission router on the baseline (KIND=router) on
 # 127.0.0.1:PORT; sets SERVER_PID and STARTUP_MS (spawn
 # to first 200 answered, measured by a client polling every millisecond).
 start_server() {
@@ -66,9 +67,10 @@ start_server() {
         --webhook-addr "127.0.0.1:$port" --metrics-addr "127.0.0.1:$((port + 1))"
         --tls-cert-file "$WORK/certs/tls.crt" --tls-key-file "$WORK/certs/tls.key"
         --shutdown-delay 0s --drain-timeout 5s) ;;
-    noop|router)
-      # router: fluxgate's admission router on the baseline's stack, without a log subscriber.
-      local handler=noop
+    noop|floor|router)
+      # floor: the JSON round trip any JSON webhook does, nothing else. router: fluxgate's
+      # admission router on the baseline's stack, without a log subscriber.
+      local handler="$kind"
       [[ "$kind" == router ]] && handler=webhook
       cmd=("${pin[@]}" "$BENCH_SERVER" --addr "127.0.0.1:$port" --handler "$handler"
         --cert "$WORK/certs/tls.crt" --key "$WORK/certs/tls.key") ;;
