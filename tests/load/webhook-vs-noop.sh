@@ -156,8 +156,8 @@ if "noop" in kinds and "fluxgate" in kinds:
     p99 = med["fluxgate"]["p99_ms"] / med["noop"]["p99_ms"]
     tp = med["fluxgate"]["h2_rps"] / med["noop"]["h2_rps"]
     cpu = med["noop"]["h2_cpu_us"] / med["fluxgate"]["h2_cpu_us"]
-    print(f"\ntargets: p99 ratio {p99:.2f} (target <= 1.30): {'met' if p99 <= 1.3 else 'MISSED'}; "
-          f"throughput ratio {tp:.2f} (target >= 0.80): {'met' if tp >= 0.8 else 'MISSED'}; "
+    print(f"\ntargets: p99 ratio {p99:.3f} (target <= 1.30): {'met' if p99 <= 1.3 else 'MISSED'}; "
+          f"throughput ratio {tp:.3f} (target >= 0.80): {'met' if tp >= 0.8 else 'MISSED'}; "
           f"one-core throughput from CPU per request (HTTP/2) {cpu:.2f}")
     if p99 > 1.3:
         missed.append("p99")
