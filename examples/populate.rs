@@ -673,6 +673,10 @@ async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     }
 
     let mut latencies = Vec::with_capacity(args.samples);
+    // From the write to the start of the scrape that showed it: the exporter computes its
+    // series when a scrape arrives, so the gauge had changed by then. With a large /metrics this
+    // separates the exporter's update from the time the scrape itself takes.
+    let mut starts = Vec::with_capacity(args.samples);
     let mut writes = Vec::with_capacity(args.samples);
     let mut scrapes = Vec::new();
     let mut timeouts = 0usize;
@@ -708,14 +712,17 @@ async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
             scrapes.push(s0.elapsed().as_secs_f64());
             if observed(&body, &args, name, to_ready, expected) {
                 // Conservative: when the scrape that showed it finished.
-                seen = Some(t0.elapsed().as_secs_f64());
+                seen = Some((t0.elapsed().as_secs_f64(), (s0 - t0).as_secs_f64()));
                 break;
             }
             tokio::time::sleep(args.poll).await;
         }
         ready_count = expected;
         match seen {
-            Some(latency) => latencies.push(latency),
+            Some((latency, start)) => {
+                latencies.push(latency);
+                starts.push(start);
+            }
             None => {
                 timeouts += 1;
                 eprintln!(
@@ -728,17 +735,21 @@ async fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     }
 
     latencies.sort_by(f64::total_cmp);
+    starts.sort_by(f64::total_cmp);
     writes.sort_by(f64::total_cmp);
     scrapes.sort_by(f64::total_cmp);
     let ms = |v: f64| v * 1000.0;
     println!(
         "samples={} timeouts={timeouts} p50_ms={:.0} p90_ms={:.0} p99_ms={:.0} max_ms={:.0} \
+         start_p50_ms={:.0} start_p99_ms={:.0} \
          write_p50_ms={:.0} write_p99_ms={:.0} scrape_p50_ms={:.1} scrape_p99_ms={:.1}",
         latencies.len(),
         ms(percentile(&latencies, 50.0)),
         ms(percentile(&latencies, 90.0)),
         ms(percentile(&latencies, 99.0)),
         ms(latencies.last().copied().unwrap_or(f64::NAN)),
+        ms(percentile(&starts, 50.0)),
+        ms(percentile(&starts, 99.0)),
         ms(percentile(&writes, 50.0)),
         ms(percentile(&writes, 99.0)),
         ms(percentile(&scrapes, 50.0)),

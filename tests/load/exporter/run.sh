@@ -113,7 +113,7 @@ busy_pct() {
   local b0 t0 b1 t1
   read -r b0 t0 <<<"$1"
   read -r b1 t1 <<<"$(host_ticks)"
-  awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", t > 0 ? 100 * b / t : 0 }'
+  awk -v b=$((b1 - b0)) -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", (t > 0 ? 100 * b / t : 0) }'
 }
 free_port() {
   python3 -c 'import socket
@@ -406,6 +406,8 @@ metrics = [
     ("status change → metrics, p50 (ms)", "p50_ms", 0),
     ("status change → metrics, p99 (ms)", "p99_ms", 0),
     ("status change → metrics, max (ms)", "max_ms", 0),
+    ("status change → start of the scrape showing it, p50 (ms)", "start_p50_ms", 0),
+    ("status change → start of the scrape showing it, p99 (ms)", "start_p99_ms", 0),
     ("probe scrape p50 (ms)", "scrape_p50_ms", 1),
     ("API server CPU during the sync (s)", "apiserver_sync_cpu_s", 2),
     ("etcd CPU during the sync (s)", "etcd_sync_cpu_s", 2),
