@@ -23,7 +23,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut metrics = Metrics::new();
     let exporter = (!args.no_exporter).then(|| {
         Exporter::new(
-            metrics.registry_mut(),
+            &mut metrics,
             ExporterConfig {
                 namespaces: args.watch_namespaces.clone(),
                 stale_after: args.watch_stale_after,

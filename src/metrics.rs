@@ -1,6 +1,11 @@
 //! The metric registry and the families the webhook and janitor update. Every name is prefixed
 //! `fluxgate_`; the exporter registers its own GitRepository families here too.
+//!
+//! A scrape is served as a sequence of chunks ([`Metrics::exposition`]): the registry's families
+//! first, then the [`ChunkedFamily`]s, whose text is made as the client reads it, so a family with
+//! a series per object never sits in memory whole.
 
+use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -13,6 +18,61 @@ use std::sync::{Arc, OnceLock};
 
 use crate::admission::{Operation, Outcome};
 use crate::policy::Target;
+
+/// Target size of one chunk of a [`ChunkedFamily`].
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// A family too large to encode in one buffer. Its full name (with the `fluxgate_` prefix) must
+/// not be registered in the registry too.
+pub trait ChunkedFamily: Send + Sync + std::fmt::Debug {
+    /// Takes the family's series now; returns their OpenMetrics text (descriptor first) in
+    /// chunks of about [`CHUNK_BYTES`], each encoded when it is pulled.
+    fn chunks(&self) -> Box<dyn Iterator<Item = Bytes> + Send>;
+}
+
+/// Writes a family's `# HELP` and `# TYPE` lines as prometheus-client does.
+pub fn write_descriptor(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+    for part in [
+        "# HELP ",
+        name,
+        " ",
+        help,
+        "\n# TYPE ",
+        name,
+        " ",
+        kind,
+        "\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
+/// Writes `{key="value",...}`, escaping values as OpenMetrics requires (backslash, double
+/// quote, newline).
+pub fn write_labels(out: &mut Vec<u8>, labels: &[(&str, &str)]) {
+    out.push(b'{');
+    for (i, (key, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"=\"");
+        if value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+            for b in value.bytes() {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'"' => out.extend_from_slice(b"\\\""),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    _ => out.push(b),
+                }
+            }
+        } else {
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.push(b'"');
+    }
+    out.push(b'}');
+}
 
 /// Content type of `/metrics`.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -191,6 +251,7 @@ pub struct JanitorMetrics {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    chunked: Vec<Arc<dyn ChunkedFamily>>,
     pub admission: AdmissionMetrics,
     pub tls: TlsMetrics,
     pub proxy: ProxyMetrics,
@@ -259,6 +320,7 @@ impl Metrics {
 
         Self {
             registry,
+            chunked: Vec::new(),
             admission,
             tls,
             proxy,
@@ -271,15 +333,38 @@ impl Metrics {
         &mut self.registry
     }
 
-    /// OpenMetrics text of every registered family.
-    pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
+    /// Adds a family encoded in chunks after the registry's families.
+    pub fn register_chunked(&mut self, family: Arc<dyn ChunkedFamily>) {
+        self.chunked.push(family);
+    }
+
+    /// A scrape's OpenMetrics text as chunks: the registry's families (encoded now), each chunked
+    /// family (its series taken now, encoded as the chunks are pulled), then `# EOF`.
+    pub fn exposition(&self) -> impl Iterator<Item = Bytes> + Send + use<> {
+        let chunked: Vec<_> = self.chunked.iter().map(|f| f.chunks()).collect();
+        let mut head = String::with_capacity(16 * 1024);
         // Encoding into a String only fails if a collector reports an error; what was written
         // up to then is still served.
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        if let Err(err) =
+            prometheus_client::encoding::text::encode_registry(&mut head, &self.registry)
+        {
             tracing::warn!(error = %err, "encoding metrics failed");
         }
-        out
+        std::iter::once(Bytes::from(head))
+            .chain(chunked.into_iter().flatten())
+            .chain(std::iter::once(Bytes::from_static(b"# EOF\n")))
+    }
+
+    /// The whole exposition in one string, for tests and tools; `/metrics` streams
+    /// [`exposition`](Self::exposition) instead.
+    pub fn encode(&self) -> String {
+        let mut out = Vec::new();
+        for chunk in self.exposition() {
+            out.extend_from_slice(&chunk);
+        }
+        // Every chunk is UTF-8 text made from `str`s.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 

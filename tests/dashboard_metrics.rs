@@ -14,7 +14,7 @@ use serde_json::json;
 
 fn exported_series() -> BTreeSet<String> {
     let mut metrics = Metrics::new();
-    let exporter = Exporter::new(metrics.registry_mut(), ExporterConfig::default());
+    let exporter = Exporter::new(&mut metrics, ExporterConfig::default());
     let store = exporter.store();
     store.relist_start(0);
     for (name, status) in [

@@ -141,7 +141,7 @@ async fn fifty_one_failures_reach_the_receiver_and_resolve() {
     // fluxgate's exporter and its metrics endpoint.
     let mut metrics = Metrics::new();
     let exporter = Exporter::new(
-        metrics.registry_mut(),
+        &mut metrics,
         ExporterConfig {
             namespaces: vec![ns.clone()],
             ..ExporterConfig::default()

@@ -224,7 +224,7 @@ async fn deploy_applies_and_its_rbac_is_exactly_what_fluxgate_uses() {
     );
 
     // 2. Exporter: list and watch GitRepositories cluster-wide until synced.
-    let mut registry = prometheus_client::registry::Registry::default();
+    let mut registry = fluxgate::metrics::Metrics::new();
     let exporter = fluxgate::exporter::Exporter::new(&mut registry, Default::default());
     let status = exporter.status();
     let exporter_task = tokio::spawn(exporter.run(sa.clone()));

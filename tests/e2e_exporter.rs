@@ -9,15 +9,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use fluxgate::exporter::{Exporter, ExporterConfig};
+use fluxgate::metrics::Metrics;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use support::e2e::{self, eventually};
 
-fn encode(registry: &Registry) -> String {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
-    text
+fn encode(metrics: &Metrics) -> String {
+    metrics.encode()
 }
 
 /// The value of one sample line, by its exact name and labels.
@@ -70,7 +68,7 @@ async fn set_status(api: &Api<DynamicObject>, name: &str, status: Value) {
 }
 
 /// Waits (bounded) until `series` has `value`, and returns how long it took.
-async fn until(registry: &Registry, series: &str, value: Option<f64>) -> Duration {
+async fn until(registry: &Metrics, series: &str, value: Option<f64>) -> Duration {
     let started = Instant::now();
     let seen = eventually(Duration::from_secs(20), || {
         let found = sample(&encode(registry), series);
@@ -107,7 +105,7 @@ async fn truth(api: &Api<DynamicObject>) -> (usize, usize, usize, usize) {
     (report.total, report.failed, report.ready, report.pending)
 }
 
-async fn gauges(registry: &Registry, ns: &str) -> (usize, usize, usize, usize) {
+async fn gauges(registry: &Metrics, ns: &str) -> (usize, usize, usize, usize) {
     let text = encode(registry);
     let state = |s: &str| {
         sample(
@@ -153,7 +151,7 @@ async fn gauges_follow_statuses_and_survive_control_plane_restarts() {
     create(&api, "fine", Some(ready())).await;
     create(&api, "waiting", None).await;
 
-    let mut registry = Registry::with_prefix("fluxgate");
+    let mut registry = Metrics::new();
     let exporter = Exporter::new(
         &mut registry,
         ExporterConfig {

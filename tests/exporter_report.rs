@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use fluxgate::exporter::{Exporter, ExporterConfig, Folder};
+use fluxgate::metrics::Metrics;
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
-use prometheus_client::registry::Registry;
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -22,9 +22,8 @@ fn snapshot() -> Vec<Value> {
 }
 
 /// `name{labels} value` lines of the encoded registry, as (name, labels, value).
-fn samples(registry: &Registry) -> Vec<(String, BTreeMap<String, String>, f64)> {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+fn samples(registry: &Metrics) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let text = registry.encode();
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .map(|line| {
@@ -53,7 +52,7 @@ fn exporter_gauges_equal_the_report_on_the_incident_snapshot() {
     let objects = snapshot();
     let report = fluxgate::report::build(&objects, NOW).unwrap();
 
-    let mut registry = Registry::with_prefix("fluxgate");
+    let mut registry = Metrics::new();
     let exporter = Exporter::new(&mut registry, ExporterConfig::default());
     let mut folder = Folder::new(exporter.store(), 1);
     let now = NOW.unix_timestamp();
@@ -190,7 +189,7 @@ fn exporter_gauges_equal_the_report_on_the_incident_snapshot() {
 #[test]
 fn the_snapshot_drains_to_nothing_when_every_object_is_deleted() {
     let objects = snapshot();
-    let mut registry = Registry::with_prefix("fluxgate");
+    let mut registry = Metrics::new();
     let exporter = Exporter::new(&mut registry, ExporterConfig::default());
     let mut folder = Folder::new(exporter.store(), 1);
     let now = NOW.unix_timestamp();
@@ -209,7 +208,9 @@ fn the_snapshot_drains_to_nothing_when_every_object_is_deleted() {
     let left: Vec<String> = samples(&registry)
         .into_iter()
         .filter(|(name, labels, _)| {
-            !labels.is_empty() && !name.contains("first_reconcile_seconds_bucket")
+            name.starts_with("fluxgate_gitrepositor")
+                && !labels.is_empty()
+                && !name.contains("first_reconcile_seconds_bucket")
         })
         .map(|(name, labels, _)| format!("{name}{labels:?}"))
         .collect();

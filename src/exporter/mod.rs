@@ -16,13 +16,13 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher;
-use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
 
-pub use store::{Store, StoreCollector};
+pub use store::{FailingSinceFamily, Store, StoreCollector};
 pub use watched::WatchedGitRepository;
 
 use crate::health;
+use crate::metrics::Metrics;
 
 /// Which GitRepositories to watch, and when a broken watch counts as stale.
 #[derive(Debug, Clone)]
@@ -148,8 +148,10 @@ impl Folder {
 
 impl Exporter {
     /// Registers the exporter's metric families; call before the registry is shared.
-    pub fn new(registry: &mut Registry, config: ExporterConfig) -> Self {
+    pub fn new(metrics: &mut Metrics, config: ExporterConfig) -> Self {
         let store = Arc::new(Store::default());
+        metrics.register_chunked(Arc::new(FailingSinceFamily(store.clone())));
+        let registry = metrics.registry_mut();
         registry.register(
             "gitrepository_first_reconcile_seconds",
             "Time from a GitRepository's creation to its first status condition, for repositories \
@@ -301,23 +303,33 @@ mod tests {
         json!({ "observedGeneration": -1 })
     }
 
-    fn exporter() -> (Registry, Exporter) {
-        let mut registry = Registry::with_prefix("fluxgate");
-        let exporter = Exporter::new(&mut registry, ExporterConfig::default());
-        (registry, exporter)
+    fn exporter() -> (Metrics, Exporter) {
+        let mut metrics = Metrics::new();
+        let exporter = Exporter::new(&mut metrics, ExporterConfig::default());
+        (metrics, exporter)
     }
 
-    fn encode(registry: &Registry) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
-        text
+    fn encode(metrics: &Metrics) -> String {
+        metrics.encode()
     }
 
-    /// Sample lines of the GitRepository families (not the histogram, nor HELP/TYPE).
-    fn gauges(registry: &Registry) -> Vec<String> {
-        encode(registry)
+    /// The exposition from the exporter's first family on (the webhook's come before).
+    fn exporter_text(metrics: &Metrics) -> String {
+        let text = encode(metrics);
+        let start = text
+            .find("# HELP fluxgate_gitrepository_first_reconcile_seconds")
+            .expect("the exporter's families are registered");
+        text[start..].to_owned()
+    }
+
+    /// Sample lines of the exporter's families (not the histogram, nor HELP/TYPE).
+    fn gauges(metrics: &Metrics) -> Vec<String> {
+        encode(metrics)
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.contains("first_reconcile"))
+            .filter(|l| {
+                (l.starts_with("fluxgate_gitrepositor") || l.starts_with("fluxgate_watcher_"))
+                    && !l.contains("first_reconcile")
+            })
             .map(str::to_owned)
             .collect()
     }
@@ -335,7 +347,7 @@ mod tests {
 
     #[test]
     fn the_whole_exposition_after_a_list_and_events() {
-        let (registry, exporter) = exporter();
+        let (metrics, exporter) = exporter();
         let mut folder = Folder::new(exporter.store(), 1);
         assert!(list(
             &mut folder,
@@ -366,7 +378,7 @@ mod tests {
             NOW,
         );
         assert_eq!(
-            encode(&registry),
+            exporter_text(&metrics),
             r#"# HELP fluxgate_gitrepository_first_reconcile_seconds Time from a GitRepository's creation to its first status condition, for repositories the exporter saw waiting.
 # TYPE fluxgate_gitrepository_first_reconcile_seconds histogram
 fluxgate_gitrepository_first_reconcile_seconds_sum 10.0
@@ -396,10 +408,6 @@ fluxgate_gitrepositories_unobserved{namespace="proj-a"} 1
 fluxgate_gitrepositories_unobserved{namespace="proj-b"} 1
 # HELP fluxgate_gitrepositories_oldest_pending_timestamp_seconds Creation time of the oldest GitRepository without any status condition, by namespace.
 # TYPE fluxgate_gitrepositories_oldest_pending_timestamp_seconds gauge
-# HELP fluxgate_gitrepository_failing_since_timestamp_seconds When each failed GitRepository started failing (Ready condition's lastTransitionTime).
-# TYPE fluxgate_gitrepository_failing_since_timestamp_seconds gauge
-fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-a",name="a",host="github.com",reason="timeout"} 1795863660
-fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-b",name="c",host="github.com",reason="auth"} 1795865400
 # HELP fluxgate_watcher_objects GitRepositories in the exporter's cache.
 # TYPE fluxgate_watcher_objects gauge
 fluxgate_watcher_objects 2
@@ -412,6 +420,10 @@ fluxgate_watcher_last_event_timestamp_seconds 1795867200
 # HELP fluxgate_watcher_restarts Times the GitRepository watch failed and was re-established with a fresh list.
 # TYPE fluxgate_watcher_restarts counter
 fluxgate_watcher_restarts_total 0
+# HELP fluxgate_gitrepository_failing_since_timestamp_seconds When each failed GitRepository started failing (the earlier of its Ready and FetchFailed conditions' lastTransitionTime).
+# TYPE fluxgate_gitrepository_failing_since_timestamp_seconds gauge
+fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-a",name="a",host="github.com",reason="timeout"} 1795863660
+fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-b",name="c",host="github.com",reason="auth"} 1795865400
 # EOF
 "#
         );
@@ -419,7 +431,7 @@ fluxgate_watcher_restarts_total 0
 
     #[test]
     fn a_relist_after_an_error_forgets_objects_deleted_meanwhile() {
-        let (registry, exporter) = exporter();
+        let (metrics, exporter) = exporter();
         let store = exporter.store();
         let status = exporter.status();
         let mut folder = Folder::new(store.clone(), 1);
@@ -433,7 +445,7 @@ fluxgate_watcher_restarts_total 0
             NOW,
         );
         folder.failed(NOW + 1);
-        let during = gauges(&registry);
+        let during = gauges(&metrics);
         assert!(
             during.contains(&"fluxgate_watcher_synced 0".to_owned()),
             "{during:?}"
@@ -454,12 +466,12 @@ fluxgate_watcher_restarts_total 0
             NOW + 2,
         );
         assert!(
-            gauges(&registry).iter().any(|l| l.contains("proj-gone")),
+            gauges(&metrics).iter().any(|l| l.contains("proj-gone")),
             "a list in progress replaces nothing yet"
         );
         assert!(folder.fold(0, watcher::Event::InitDone, NOW + 3));
         assert_eq!(
-            gauges(&registry),
+            gauges(&metrics),
             [
                 r#"fluxgate_gitrepositories{namespace="proj-a",state="ready"} 1"#,
                 "fluxgate_watcher_objects 1",
@@ -474,7 +486,7 @@ fluxgate_watcher_restarts_total 0
 
     #[test]
     fn namespaced_scopes_are_synced_only_when_every_list_is_in() {
-        let (registry, exporter) = exporter();
+        let (metrics, exporter) = exporter();
         let mut folder = Folder::new(exporter.store(), 2);
         assert!(!list(
             &mut folder,
@@ -482,28 +494,28 @@ fluxgate_watcher_restarts_total 0
             vec![object("proj-a", "a", ready())],
             NOW
         ));
-        assert!(gauges(&registry).contains(&"fluxgate_watcher_synced 0".to_owned()));
+        assert!(gauges(&metrics).contains(&"fluxgate_watcher_synced 0".to_owned()));
         assert!(list(
             &mut folder,
             1,
             vec![object("proj-b", "b", waiting())],
             NOW
         ));
-        assert!(gauges(&registry).contains(&"fluxgate_watcher_synced 1".to_owned()));
-        assert!(gauges(&registry).contains(
+        assert!(gauges(&metrics).contains(&"fluxgate_watcher_synced 1".to_owned()));
+        assert!(gauges(&metrics).contains(
             &r#"fluxgate_gitrepositories_oldest_pending_timestamp_seconds{namespace="proj-b"} 1795863600"#.to_owned()
         ));
         // After a failure both scopes must list again before the view counts as synced.
         folder.failed(NOW + 5);
         assert!(!list(&mut folder, 1, vec![], NOW + 6));
-        assert!(gauges(&registry).contains(&"fluxgate_watcher_synced 0".to_owned()));
+        assert!(gauges(&metrics).contains(&"fluxgate_watcher_synced 0".to_owned()));
         assert!(list(
             &mut folder,
             0,
             vec![object("proj-a", "a", ready())],
             NOW + 7
         ));
-        let lines = gauges(&registry);
+        let lines = gauges(&metrics);
         assert!(
             lines.contains(&"fluxgate_watcher_objects 1".to_owned()),
             "{lines:?}"
@@ -513,14 +525,14 @@ fluxgate_watcher_restarts_total 0
 
     #[test]
     fn objects_listed_with_conditions_are_not_first_reconciles() {
-        let (registry, exporter) = exporter();
+        let (metrics, exporter) = exporter();
         let mut folder = Folder::new(exporter.store(), 1);
         list(&mut folder, 0, vec![object("p", "old", ready())], NOW);
         // Seen for the first time already reconciled (e.g. created and reconciled between a
         // failure and the re-list): its wait was not watched.
         folder.fold(0, watcher::Event::Apply(object("p", "new", ready())), NOW);
         folder.fold(0, watcher::Event::Apply(object("p", "old", ready())), NOW);
-        let text = encode(&registry);
+        let text = encode(&metrics);
         assert!(
             text.contains("fluxgate_gitrepository_first_reconcile_seconds_count 0"),
             "{text}"
@@ -540,7 +552,7 @@ fluxgate_watcher_restarts_total 0
             )),
             NOW,
         );
-        let text = encode(&registry);
+        let text = encode(&metrics);
         assert!(
             text.contains("fluxgate_gitrepository_first_reconcile_seconds_count 1"),
             "{text}"
@@ -553,14 +565,14 @@ fluxgate_watcher_restarts_total 0
 
     #[test]
     fn objects_without_uid_are_skipped() {
-        let (registry, exporter) = exporter();
+        let (metrics, exporter) = exporter();
         let mut folder = Folder::new(exporter.store(), 1);
         let mut o = object("p", "a", ready());
         o.metadata.uid = None;
         list(&mut folder, 0, vec![o.clone()], NOW);
         folder.fold(0, watcher::Event::Apply(o.clone()), NOW);
         folder.fold(0, watcher::Event::Delete(o), NOW);
-        assert!(gauges(&registry).contains(&"fluxgate_watcher_objects 0".to_owned()));
+        assert!(gauges(&metrics).contains(&"fluxgate_watcher_objects 0".to_owned()));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! objects that no longer exist vanish by construction.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +16,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::health::{FailureClass, Health, State};
+use crate::metrics::{CHUNK_BYTES, ChunkedFamily, write_descriptor, write_labels};
 
 /// Shares one allocation per distinct namespace and host: at 100k objects there are a few
 /// hundred of each, not 100k.
@@ -50,7 +53,8 @@ impl Interner {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub namespace: Arc<str>,
-    pub name: Box<str>,
+    /// Shared with scrape snapshots, which then copy a pointer instead of the name.
+    pub name: Arc<str>,
     pub state: State,
     pub unobserved: bool,
     pub host: Arc<str>,
@@ -257,9 +261,6 @@ impl Store {
     }
 }
 
-/// One failed GitRepository's series: namespace, name, host, failure class, failing since.
-pub type FailingSeries = (Arc<str>, Box<str>, Arc<str>, FailureClass, i64);
-
 /// Aggregated numbers, computed from the records under the lock, encoded after releasing it.
 #[derive(Debug, Default, PartialEq)]
 pub struct Aggregate {
@@ -267,53 +268,170 @@ pub struct Aggregate {
     pub failed: BTreeMap<(Arc<str>, Arc<str>, FailureClass), i64>,
     pub unobserved: BTreeMap<Arc<str>, i64>,
     pub oldest_pending: BTreeMap<Arc<str>, i64>,
-    pub failing_since: Vec<FailingSeries>,
     pub objects: i64,
 }
 
+/// Identity of an interned string. Counting by pointer skips a string comparison per record
+/// (with 100k records, most of a scrape's time); equal strings behind different pointers are
+/// merged when the counts are keyed by text.
+fn identity(s: &Arc<str>) -> usize {
+    Arc::as_ptr(s).cast::<u8>() as usize
+}
+
+/// Namespace and host identities, and failure class.
+type FailedKey = (usize, usize, FailureClass);
+
 impl Store {
     pub fn aggregate(&self) -> Aggregate {
-        let inner = self.lock();
+        let mut by_state: HashMap<(usize, State), (Arc<str>, i64)> = HashMap::new();
+        let mut failed: HashMap<FailedKey, (Arc<str>, Arc<str>, i64)> = HashMap::new();
+        let mut unobserved: HashMap<usize, (Arc<str>, i64)> = HashMap::new();
+        let mut oldest_pending: HashMap<usize, (Arc<str>, i64)> = HashMap::new();
+        let objects = {
+            let inner = self.lock();
+            for r in inner.records.values() {
+                let ns = identity(&r.namespace);
+                by_state
+                    .entry((ns, r.state))
+                    .or_insert_with(|| (r.namespace.clone(), 0))
+                    .1 += 1;
+                if r.unobserved {
+                    unobserved
+                        .entry(ns)
+                        .or_insert_with(|| (r.namespace.clone(), 0))
+                        .1 += 1;
+                }
+                match r.state {
+                    State::Failed => {
+                        let class = r.class.unwrap_or(FailureClass::Other);
+                        failed
+                            .entry((ns, identity(&r.host), class))
+                            .or_insert_with(|| (r.namespace.clone(), r.host.clone(), 0))
+                            .2 += 1;
+                    }
+                    State::Pending if r.created > 0 => {
+                        let oldest = oldest_pending
+                            .entry(ns)
+                            .or_insert_with(|| (r.namespace.clone(), r.created));
+                        oldest.1 = oldest.1.min(r.created);
+                    }
+                    _ => {}
+                }
+            }
+            inner.records.len() as i64
+        };
         let mut agg = Aggregate {
-            objects: inner.records.len() as i64,
+            objects,
             ..Aggregate::default()
         };
-        for r in inner.records.values() {
-            *agg.by_state
-                .entry((r.namespace.clone(), r.state))
-                .or_default() += 1;
-            if r.unobserved {
-                *agg.unobserved.entry(r.namespace.clone()).or_default() += 1;
+        for ((_, state), (ns, n)) in by_state {
+            *agg.by_state.entry((ns, state)).or_default() += n;
+        }
+        for ((_, _, class), (ns, host, n)) in failed {
+            *agg.failed.entry((ns, host, class)).or_default() += n;
+        }
+        for (ns, n) in unobserved.into_values() {
+            *agg.unobserved.entry(ns).or_default() += n;
+        }
+        for (ns, created) in oldest_pending.into_values() {
+            let oldest = agg.oldest_pending.entry(ns).or_insert(created);
+            *oldest = (*oldest).min(created);
+        }
+        agg
+    }
+
+    /// The failed records with a known start, sorted by namespace and name, copied in one lock.
+    /// Strings are shared, so a copy is a few words per record.
+    pub fn failing_since(&self) -> Vec<FailingSeries> {
+        let mut series: Vec<FailingSeries> = {
+            let inner = self.lock();
+            inner
+                .records
+                .values()
+                .filter(|r| r.state == State::Failed && r.failing_since > 0)
+                .map(|r| FailingSeries {
+                    namespace: r.namespace.clone(),
+                    name: r.name.clone(),
+                    host: r.host.clone(),
+                    class: r.class.unwrap_or(FailureClass::Other),
+                    since: r.failing_since,
+                })
+                .collect()
+        };
+        series.sort_unstable_by(|a, b| {
+            if Arc::ptr_eq(&a.namespace, &b.namespace) {
+                a.name.cmp(&b.name)
+            } else {
+                (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
             }
-            match r.state {
-                State::Failed => {
-                    let class = r.class.unwrap_or(FailureClass::Other);
-                    *agg.failed
-                        .entry((r.namespace.clone(), r.host.clone(), class))
-                        .or_default() += 1;
-                    if r.failing_since > 0 {
-                        agg.failing_since.push((
-                            r.namespace.clone(),
-                            r.name.clone(),
-                            r.host.clone(),
-                            class,
-                            r.failing_since,
-                        ));
-                    }
-                }
-                State::Pending if r.created > 0 => {
-                    let oldest = agg
-                        .oldest_pending
-                        .entry(r.namespace.clone())
-                        .or_insert(r.created);
-                    *oldest = (*oldest).min(r.created);
-                }
-                _ => {}
+        });
+        series
+    }
+}
+
+/// One failed GitRepository's `failing_since` series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailingSeries {
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub host: Arc<str>,
+    pub class: FailureClass,
+    /// Unix seconds.
+    pub since: i64,
+}
+
+/// Full name of the per-object family, which is not in the registry (so carries its prefix).
+pub const FAILING_SINCE_FAMILY: &str = "fluxgate_gitrepository_failing_since_timestamp_seconds";
+const FAILING_SINCE_HELP: &str = "When each failed GitRepository started failing (the earlier of \
+     its Ready and FetchFailed conditions' lastTransitionTime).";
+
+/// The per-object family, one series per failed GitRepository: at 100k objects it is 90 % of
+/// a scrape. It is encoded here rather than through the registry so that a scrape sends it in
+/// chunks made as the client reads, instead of building the whole text (18 MB at 100k) first.
+#[derive(Debug, Clone)]
+pub struct FailingSinceFamily(pub Arc<Store>);
+
+impl ChunkedFamily for FailingSinceFamily {
+    fn chunks(&self) -> Box<dyn Iterator<Item = Bytes> + Send> {
+        Box::new(FailingSinceChunks {
+            series: self.0.failing_since().into_iter(),
+            header: true,
+        })
+    }
+}
+
+struct FailingSinceChunks {
+    series: std::vec::IntoIter<FailingSeries>,
+    header: bool,
+}
+
+impl Iterator for FailingSinceChunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let mut out = Vec::with_capacity(CHUNK_BYTES + 512);
+        if std::mem::take(&mut self.header) {
+            write_descriptor(&mut out, FAILING_SINCE_FAMILY, FAILING_SINCE_HELP, "gauge");
+        }
+        for s in self.series.by_ref() {
+            out.extend_from_slice(FAILING_SINCE_FAMILY.as_bytes());
+            write_labels(
+                &mut out,
+                &[
+                    ("namespace", &s.namespace),
+                    ("name", &s.name),
+                    ("host", &s.host),
+                    ("reason", s.class.as_str()),
+                ],
+            );
+            out.push(b' ');
+            out.extend_from_slice(itoa::Buffer::new().format(s.since).as_bytes());
+            out.push(b'\n');
+            if out.len() >= CHUNK_BYTES {
+                break;
             }
         }
-        agg.failing_since
-            .sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        agg
+        (!out.is_empty()).then(|| Bytes::from(out))
     }
 }
 
@@ -378,24 +496,6 @@ impl Collector for StoreCollector {
                 .iter()
                 .map(|(ns, t)| ([("namespace", &**ns)], *t)),
         )?;
-        gauge_family(
-            &mut encoder,
-            "gitrepository_failing_since_timestamp_seconds",
-            "When each failed GitRepository started failing (Ready condition's lastTransitionTime).",
-            agg.failing_since
-                .iter()
-                .map(|(ns, name, host, class, since)| {
-                    (
-                        [
-                            ("namespace", &**ns),
-                            ("name", &**name),
-                            ("host", &**host),
-                            ("reason", class.as_str()),
-                        ],
-                        *since,
-                    )
-                }),
-        )?;
         let plain = |encoder: &mut DescriptorEncoder,
                      name: &str,
                      help: &str,
@@ -446,7 +546,7 @@ impl Collector for StoreCollector {
 mod tests {
     use super::*;
     use crate::health::classify;
-    use prometheus_client::registry::Registry;
+    use crate::metrics::Metrics;
     use serde_json::{Value, json};
 
     const NOW: i64 = 1_795_000_000;
@@ -475,23 +575,29 @@ mod tests {
             "lastTransitionTime": "2026-11-28T10:00:30Z" }] }))
     }
 
-    fn encode(store: &Arc<Store>) -> String {
-        let mut registry = Registry::with_prefix("fluxgate");
+    fn metrics(store: &Arc<Store>) -> Metrics {
+        let mut metrics = Metrics::new();
+        let registry = metrics.registry_mut();
         registry.register(
             "gitrepository_first_reconcile_seconds",
             "wait",
             store.first_reconcile(),
         );
         registry.register_collector(Box::new(StoreCollector(store.clone())));
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-        text
+        metrics.register_chunked(Arc::new(FailingSinceFamily(store.clone())));
+        metrics
     }
 
+    fn encode(store: &Arc<Store>) -> String {
+        metrics(store).encode()
+    }
+
+    /// The exporter's samples, without the histogram.
     fn samples(text: &str) -> Vec<&str> {
         text.lines()
             .filter(|l| {
-                !l.starts_with('#') && !l.starts_with("fluxgate_gitrepository_first_reconcile")
+                (l.starts_with("fluxgate_gitrepositor") || l.starts_with("fluxgate_watcher_"))
+                    && !l.starts_with("fluxgate_gitrepository_first_reconcile")
             })
             .collect()
     }
@@ -528,12 +634,12 @@ mod tests {
                 r#"fluxgate_gitrepositories_unobserved{namespace="proj-1"} 2"#,
                 r#"fluxgate_gitrepositories_unobserved{namespace="proj-2"} 1"#,
                 r#"fluxgate_gitrepositories_oldest_pending_timestamp_seconds{namespace="proj-2"} 1795860000"#,
-                r#"fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-1",name="a",host="github.com",reason="timeout"} 1795860060"#,
-                r#"fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-1",name="b",host="github.com",reason="tls"} 1795860060"#,
                 "fluxgate_watcher_objects 4",
                 "fluxgate_watcher_synced 1",
                 "fluxgate_watcher_last_event_timestamp_seconds 1795000000",
                 "fluxgate_watcher_restarts_total 0",
+                r#"fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-1",name="a",host="github.com",reason="timeout"} 1795860060"#,
+                r#"fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-1",name="b",host="github.com",reason="tls"} 1795860060"#,
             ]
         );
         assert!(
@@ -682,6 +788,166 @@ mod tests {
         assert_eq!(store.records()[0].host.as_ref(), "github.com");
         store.delete("u1", NOW);
         assert_eq!(store.interned(), 0);
+    }
+
+    /// prometheus-client's own encoding of the same series, as the family was encoded before it
+    /// was chunked: the chunked encoder must produce the same text.
+    #[derive(Debug)]
+    struct Reference(Vec<FailingSeries>);
+
+    impl Collector for Reference {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            gauge_family(
+                &mut encoder,
+                FAILING_SINCE_FAMILY.trim_start_matches("fluxgate_"),
+                FAILING_SINCE_HELP,
+                self.0.iter().map(|s| {
+                    (
+                        [
+                            ("namespace", &*s.namespace),
+                            ("name", &*s.name),
+                            ("host", &*s.host),
+                            ("reason", s.class.as_str()),
+                        ],
+                        s.since,
+                    )
+                }),
+            )
+        }
+    }
+
+    fn reference_text(series: Vec<FailingSeries>) -> String {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("fluxgate");
+        registry.register_collector(Box::new(Reference(series)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut text, &registry).unwrap();
+        text
+    }
+
+    fn chunked_text(store: &Arc<Store>) -> (String, Vec<usize>) {
+        let mut text = Vec::new();
+        let mut sizes = Vec::new();
+        for chunk in FailingSinceFamily(store.clone()).chunks() {
+            sizes.push(chunk.len());
+            text.extend_from_slice(&chunk);
+        }
+        (String::from_utf8(text).unwrap(), sizes)
+    }
+
+    fn insert_failing(store: &Store, uid: &str, namespace: Arc<str>, name: &str, host: Arc<str>) {
+        store.lock().records.insert(
+            uid.into(),
+            Record {
+                namespace,
+                name: name.into(),
+                state: State::Failed,
+                unobserved: true,
+                host,
+                class: Some(FailureClass::Timeout),
+                failing_since: NOW,
+                created: NOW - 60,
+                scope: 0,
+            },
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_chunked_family_is_what_prometheus_client_would_write(
+            hosts in proptest::collection::vec("[a-z.\\\\\"\\n\\PC]{0,12}", 1..20),
+        ) {
+            let store = Arc::new(Store::default());
+            for (i, host) in hosts.iter().enumerate() {
+                insert_failing(&store, &format!("u{i}"), Arc::from(format!("ns-{}", i % 3)),
+                    &format!("r-{i}"), Arc::from(host.as_str()));
+            }
+            let (chunked, _) = chunked_text(&store);
+            proptest::prop_assert_eq!(chunked, reference_text(store.failing_since()));
+        }
+    }
+
+    #[test]
+    fn the_failing_family_is_sent_in_bounded_chunks_of_whole_lines() {
+        let store = Arc::new(Store::default());
+        let ns: Arc<str> = Arc::from("tenant");
+        let host: Arc<str> = Arc::from("github.com");
+        for i in 0..5_000 {
+            insert_failing(
+                &store,
+                &format!("u{i}"),
+                ns.clone(),
+                &format!("project-{i:05}"),
+                host.clone(),
+            );
+        }
+        let (text, sizes) = chunked_text(&store);
+        assert!(sizes.len() > 1, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n < CHUNK_BYTES + 512), "{sizes:?}");
+        assert_eq!(text, reference_text(store.failing_since()));
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), 5_000);
+        assert!(
+            lines[0].contains(r#"name="project-00000""#),
+            "sorted by name: {}",
+            lines[0]
+        );
+        assert!(
+            lines[4_999].contains(r#"name="project-04999""#),
+            "{}",
+            lines[4_999]
+        );
+    }
+
+    #[test]
+    fn equal_namespaces_behind_different_strings_are_one_series() {
+        // Records share interned strings, but the counts must not depend on it.
+        let store = Arc::new(Store::default());
+        insert_failing(
+            &store,
+            "u1",
+            Arc::from("proj"),
+            "a",
+            Arc::from("github.com"),
+        );
+        insert_failing(
+            &store,
+            "u2",
+            Arc::from("proj"),
+            "b",
+            Arc::from("github.com"),
+        );
+        let text = encode(&store);
+        let samples = samples(&text);
+        for series in [
+            r#"fluxgate_gitrepositories{namespace="proj",state="failed"} 2"#,
+            r#"fluxgate_gitrepositories_failed{namespace="proj",host="github.com",reason="timeout"} 2"#,
+            r#"fluxgate_gitrepositories_unobserved{namespace="proj"} 2"#,
+        ] {
+            assert_eq!(
+                samples.iter().filter(|l| **l == series).count(),
+                1,
+                "{series} in {text}"
+            );
+        }
+        assert_eq!(
+            samples
+                .iter()
+                .filter(|l| l.starts_with("fluxgate_gitrepositories{"))
+                .count(),
+            1,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_store_still_describes_the_failing_family() {
+        let store = Arc::new(Store::default());
+        let (text, _) = chunked_text(&store);
+        assert_eq!(text, reference_text(Vec::new()));
+        assert!(text.starts_with("# HELP fluxgate_gitrepository_failing_since_timestamp_seconds "));
+        assert!(encode(&store).ends_with(
+            "# TYPE fluxgate_gitrepository_failing_since_timestamp_seconds gauge\n# EOF\n"
+        ));
     }
 
     #[test]
