@@ -8,6 +8,7 @@ use fluxgate::commands;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format, &cli.log_level);
+    keep_allocator_thresholds_fixed();
     // kube and the webhook both use rustls; pick the provider once for the whole process.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -29,6 +30,23 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB), and its
+/// trim threshold with it. After the first scrape of a large cluster, each scrape's multi-megabyte
+/// buffers then come from the heap and stay resident: at 100k GitRepositories RSS climbed from 53
+/// to 80 MiB over five scrapes. Setting the threshold (to glibc's own starting value) turns that
+/// adjustment off, so large blocks are mapped and given back when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_allocator_thresholds_fixed() {
+    const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+    // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
+    if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } != 1 {
+        tracing::warn!("could not fix the allocator's mmap threshold; RSS may grow after scrapes");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_allocator_thresholds_fixed() {}
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
