@@ -1,6 +1,7 @@
 //! Time to answer one `/metrics` scrape from the exporter's store, at the sizes of the exporter
 //! load test (`tests/load/exporter/run.sh`): 80 % of the GitRepositories failing, each with its
-//! own failing-since series. Records are built once; only the scrape is timed.
+//! own failing-since series, SIZE/10 namespaces. Records are built once; only the scrape is
+//! timed.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -10,8 +11,6 @@ use fluxgate::exporter::{Exporter, ExporterConfig};
 use fluxgate::health::classify;
 use fluxgate::metrics::Metrics;
 use serde_json::json;
-
-const NAMESPACES: usize = 100;
 
 fn populated(size: usize) -> Metrics {
     let mut metrics = Metrics::new();
@@ -31,7 +30,7 @@ fn populated(size: usize) -> Metrics {
                 "lastTransitionTime": "2026-11-28T10:00:30Z" }] })
         };
         let object = json!({
-            "metadata": { "name": format!("project-{i:06}"), "namespace": format!("tenant-{:03}", i % NAMESPACES),
+            "metadata": { "name": format!("project-{i:06}"), "namespace": format!("tenant-{:05}", i % (size / 10)),
                           "uid": format!("uid-{i}"), "generation": 1,
                           "creationTimestamp": "2026-11-28T10:00:00Z" },
             "spec": { "url": format!("https://github.com/acme/project-{i}"), "interval": "1m" },
