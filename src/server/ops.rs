@@ -288,6 +288,34 @@ mod tests {
         assert!(stream.next().await.is_none());
     }
 
+    /// A family of many chunks, as the exporter's is at scale.
+    #[derive(Debug)]
+    struct ManyChunks;
+
+    impl crate::metrics::ChunkedFamily for ManyChunks {
+        fn chunks(&self) -> Box<dyn Iterator<Item = Bytes> + Send> {
+            let header =
+                "# HELP fluxgate_test_series One per object.\n# TYPE fluxgate_test_series gauge\n";
+            let lines = (0..20_000)
+                .map(|i| Bytes::from(format!("fluxgate_test_series{{n=\"{i}\"}} {i}\n")));
+            Box::new(std::iter::once(Bytes::from_static(header.as_bytes())).chain(lines))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunked_family_is_served_whole_before_eof() {
+        let mut metrics = Metrics::new();
+        metrics.register_chunked(Arc::new(ManyChunks));
+        let metrics = Arc::new(metrics);
+        let expected = metrics.encode();
+        let (status, body) = get(&router(metrics, Readiness::new(false)), "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, expected);
+        assert!(body.contains("fluxgate_build_info"));
+        assert!(body.contains("fluxgate_test_series{n=\"19999\"} 19999\n# EOF\n"));
+        assert_eq!(body.matches("# EOF").count(), 1);
+    }
+
     #[tokio::test]
     async fn metrics_are_openmetrics() {
         let router = router(Arc::new(Metrics::new()), Readiness::new(false));
