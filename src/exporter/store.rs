@@ -936,20 +936,16 @@ mod tests {
     fn equal_namespaces_behind_different_strings_are_one_series() {
         // Records share interned strings, but the counts must not depend on it.
         let store = Arc::new(Store::default());
-        insert_failing(
-            &store,
-            "u1",
-            Arc::from("proj"),
-            "a",
-            Arc::from("github.com"),
-        );
-        insert_failing(
-            &store,
-            "u2",
-            Arc::from("proj"),
-            "b",
-            Arc::from("github.com"),
-        );
+        for (uid, name) in [("u1", "a"), ("u2", "b")] {
+            // A fresh allocation of the same text for each record.
+            insert_failing(
+                &store,
+                uid,
+                Arc::from("proj"),
+                name,
+                Arc::from("github.com"),
+            );
+        }
         let text = encode(&store);
         let samples = samples(&text);
         for series in [
