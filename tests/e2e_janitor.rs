@@ -328,23 +328,6 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
         })
         .collect();
 
-    let all_suspended = eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            for i in 0..4 {
-                if !suspended(&api, &format!("failing-{i}")).await {
-                    return None;
-                }
-            }
-            Some(())
-        }
-    })
-    .await;
-    assert!(
-        all_suspended.is_some(),
-        "the leader never archived the repositories"
-    );
-
     let done = |m: &Metrics| {
         m.encode()
             .lines()
@@ -353,6 +336,29 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
+    let total_done = || replicas.iter().map(|(m, _)| done(m)).sum::<u64>();
+
+    // The API shows an object suspended as soon as the PATCH lands; the janitor counts it only
+    // after the response and the Event. Wait for both before asserting exact counts.
+    let all_suspended = eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        let counted = total_done();
+        async move {
+            for i in 0..4 {
+                if !suspended(&api, &format!("failing-{i}")).await {
+                    return None;
+                }
+            }
+            (counted >= 4).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        all_suspended.is_some(),
+        "the leader never archived the repositories (counted {})",
+        total_done()
+    );
+
     let leaders: Vec<bool> = replicas
         .iter()
         .map(|(m, _)| m.encode().lines().any(|l| l == "fluxgate_janitor_leader 1"))
@@ -362,8 +368,7 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
         1,
         "exactly one leader: {leaders:?}"
     );
-    let total: u64 = replicas.iter().map(|(m, _)| done(m)).sum();
-    assert_eq!(total, 4, "each object acted on once");
+    assert_eq!(total_done(), 4, "each object acted on once");
     let leader_index = leaders.iter().position(|l| *l).unwrap();
 
     // The leader goes away without releasing (a crash): the other replica takes over once the
@@ -380,7 +385,8 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
     let follower = &replicas[1 - leader_index].0;
     let took_over = eventually(Duration::from_secs(60), || {
         let api = api.clone();
-        async move { suspended(&api, "failing-late").await.then_some(()) }
+        let counted = done(follower);
+        async move { (suspended(&api, "failing-late").await && counted >= 1).then_some(()) }
     })
     .await;
     assert!(took_over.is_some(), "the second replica never took over");
@@ -395,8 +401,11 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
         1,
         "the new leader archived only the new repository"
     );
-    let total: u64 = replicas.iter().map(|(m, _)| done(m)).sum();
-    assert_eq!(total, 5, "no object acted on twice across the handover");
+    assert_eq!(
+        total_done(),
+        5,
+        "no object acted on twice across the handover"
+    );
     let events: Api<Event> = Api::namespaced(client.clone(), &ns);
     let list = events.list(&ListParams::default()).await.unwrap();
     for i in 0..4 {
