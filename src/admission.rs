@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -322,26 +322,42 @@ impl<'de> Visitor<'de> for RequestVisitor {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
-    api_version: &'static str,
-    kind: &'static str,
-    response: ResponseOut<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ResponseOut<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    /// Base64 of the JSON Patch document, as the API documents it (a string, not bytes).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
+/// Writes the AdmissionReview response: `{"apiVersion","kind","response":{"uid","allowed",
+/// "patchType","patch","warnings"}}`, the last three only when there is a patch or warnings.
+/// The skeleton is fixed text and the patch is base64, which never needs escaping, so it is
+/// encoded straight into the body; serde_json escapes the uid and the warnings.
+fn write_response(
+    uid: &str,
+    patch: Option<&[u8]>,
+    warnings: &[String],
+) -> Result<Vec<u8>, serde_json::Error> {
+    const HEAD: &[u8] =
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
+    const PATCH: &[u8] = br#","patchType":"JSONPatch","patch":""#;
+    let base64_len = patch.map_or(0, |p| p.len().div_ceil(3) * 4);
+    let warnings_len: usize = warnings.iter().map(|w| w.len() + 3).sum();
+    let mut out = Vec::with_capacity(
+        HEAD.len() + uid.len() + 2 + 16 + PATCH.len() + base64_len + 16 + warnings_len + 2,
+    );
+    out.extend_from_slice(HEAD);
+    serde_json::to_writer(&mut out, uid)?;
+    out.extend_from_slice(br#","allowed":true"#);
+    if let Some(patch) = patch {
+        out.extend_from_slice(PATCH);
+        let start = out.len();
+        out.resize(start + base64_len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(patch, &mut out[start..])
+            .map_err(serde::ser::Error::custom)?;
+        out.truncate(start + written);
+        out.push(b'"');
+    }
+    if !warnings.is_empty() {
+        out.extend_from_slice(br#","warnings":"#);
+        serde_json::to_writer(&mut out, warnings)?;
+    }
+    out.extend_from_slice(b"}}");
+    Ok(out)
 }
 
 /// Answers one AdmissionReview. Never denies: every answerable review is `allowed: true`.
@@ -350,7 +366,13 @@ pub fn review(
     policy: &Policy,
     now: OffsetDateTime,
 ) -> Result<Reviewed, InvalidReview> {
-    let review: ReviewIn = serde_json::from_slice(body)?;
+    let review: ReviewIn = match std::str::from_utf8(body) {
+        // Checked as UTF-8 once, the review's strings (most of its bytes) are not checked again
+        // one by one.
+        Ok(text) => serde_json::from_str(text)?,
+        // serde_json reports bad UTF-8 where it matters and tolerates it in fields nobody reads.
+        Err(_) => serde_json::from_slice(body)?,
+    };
     let api_version = review.api_version.unwrap_or_default().0;
     let kind = review.kind.unwrap_or_default().0;
     if api_version != ADMISSION_API_VERSION || kind != ADMISSION_KIND {
@@ -401,10 +423,11 @@ pub fn review(
                 if p.0.is_empty() {
                     reviewed.outcome = Outcome::Unchanged;
                 } else {
-                    match serde_json::to_vec(&p) {
-                        Ok(bytes) => {
+                    let mut bytes = Vec::with_capacity(256);
+                    match serde_json::to_writer(&mut bytes, &p) {
+                        Ok(()) => {
                             reviewed.outcome = Outcome::Patched;
-                            patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+                            patch = Some(bytes);
                         }
                         Err(err) => {
                             reviewed.outcome = Outcome::Error;
@@ -421,36 +444,14 @@ pub fn review(
         }
     }
 
-    let out = ReviewOut {
-        api_version: ADMISSION_API_VERSION,
-        kind: ADMISSION_KIND,
-        response: ResponseOut {
-            uid: &reviewed.uid,
-            allowed: true,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch,
-            warnings: &reviewed.warnings,
-        },
-    };
-    reviewed.body = serde_json::to_vec(&out)?;
+    reviewed.body = write_response(&reviewed.uid, patch.as_deref(), &reviewed.warnings)?;
     Ok(reviewed)
 }
 
 /// The answer for a review that could be parsed far enough to echo its uid but then failed in a way
 /// `review` could not anticipate: allowed, no patch.
 pub fn allow_unchanged(uid: &str) -> Vec<u8> {
-    let out = ReviewOut {
-        api_version: ADMISSION_API_VERSION,
-        kind: ADMISSION_KIND,
-        response: ResponseOut {
-            uid,
-            allowed: true,
-            patch_type: None,
-            patch: None,
-            warnings: &[],
-        },
-    };
-    serde_json::to_vec(&out).unwrap_or_default()
+    write_response(uid, None, &[]).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -669,6 +670,32 @@ mod tests {
     }
 
     #[test]
+    fn bad_utf8_is_refused_where_it_is_read_and_tolerated_where_it_is_not() {
+        let body = serde_json::to_vec(&gitrepository_review("CREATE", repo())).unwrap();
+        let replace = |from: &[u8], to: &[u8]| -> Vec<u8> {
+            let at = body
+                .windows(from.len())
+                .position(|w| w == from)
+                .expect("pattern in the review");
+            [&body[..at], to, &body[at + from.len()..]].concat()
+        };
+        // userInfo is skipped unread: the review is answered as if the bytes were fine.
+        let in_skipped = replace(b"\"platform\"", b"\"plat\xffform\"");
+        let answered = review(&in_skipped, &Policy::default(), NOW).unwrap();
+        assert_eq!(answered.outcome, Outcome::Patched);
+        assert_eq!(
+            answered.body,
+            run(&gitrepository_review("CREATE", repo())).body
+        );
+        // The uid is read and echoed: refused.
+        let in_uid = replace(b"705ab4f5", b"705a\xff4f5");
+        assert!(matches!(
+            review(&in_uid, &Policy::default(), NOW),
+            Err(InvalidReview::Json(_))
+        ));
+    }
+
+    #[test]
     fn allow_unchanged_echoes_the_uid() {
         let out: Value = serde_json::from_slice(&allow_unchanged("abc")).unwrap();
         assert_eq!(
@@ -676,5 +703,55 @@ mod tests {
             json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                     "response": { "uid": "abc", "allowed": true } })
         );
+    }
+
+    /// The response as a derived `Serialize` writes it: what `write_response` must match byte
+    /// for byte.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ReferenceReview<'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        response: ReferenceResponse<'a>,
+    }
+
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ReferenceResponse<'a> {
+        uid: &'a str,
+        allowed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch_type: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_written_response_is_what_serde_would_write(
+            uid in "\\PC{0,40}|[\"\\\\\u{0}-\u{1f}\u{7f}-\u{10ffff}]{0,8}",
+            patch in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..300)),
+            warnings in proptest::collection::vec("\\PC{0,30}|[\"\\\\\u{0}-\u{1f}]{0,4}", 0..3),
+        ) {
+            let reference = serde_json::to_vec(&ReferenceReview {
+                api_version: ADMISSION_API_VERSION,
+                kind: ADMISSION_KIND,
+                response: ReferenceResponse {
+                    uid: &uid,
+                    allowed: true,
+                    patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                    patch: patch.as_ref().map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+                    warnings: &warnings,
+                },
+            })
+            .unwrap();
+            let written = write_response(&uid, patch.as_deref(), &warnings).unwrap();
+            proptest::prop_assert_eq!(
+                String::from_utf8(written).unwrap(),
+                String::from_utf8(reference).unwrap()
+            );
+        }
     }
 }
