@@ -129,9 +129,10 @@ struct Counts {
     by_state: BTreeMap<(Arc<str>, State), i64>,
     failed: BTreeMap<(Arc<str>, Arc<str>, FailureClass), i64>,
     unobserved: BTreeMap<Arc<str>, i64>,
-    /// Creation times of the pending records of each namespace, with how many share each: the
-    /// oldest must be known again when any one of them goes.
-    pending_created: BTreeMap<Arc<str>, BTreeMap<i64, i64>>,
+    /// Pending records by namespace and creation time, with how many share each: the oldest
+    /// of a namespace (its first entry) must be known again when any one of them goes. One map
+    /// for all namespaces, not a small map per namespace: thousands of those cost megabytes.
+    pending_created: BTreeMap<(Arc<str>, i64), i64>,
 }
 
 impl Counts {
@@ -151,11 +152,11 @@ impl Counts {
                 );
             }
             State::Pending if r.created > 0 => {
-                let times = self.pending_created.entry(r.namespace.clone()).or_default();
-                bump(times, r.created, delta);
-                if times.is_empty() {
-                    self.pending_created.remove(&r.namespace);
-                }
+                bump(
+                    &mut self.pending_created,
+                    (r.namespace.clone(), r.created),
+                    delta,
+                );
             }
             _ => {}
         }
@@ -362,6 +363,17 @@ pub struct Aggregate {
     pub objects: i64,
 }
 
+/// The first (oldest) creation time of each namespace, from entries sorted by namespace, then time.
+fn oldest_per_namespace(pending: &BTreeMap<(Arc<str>, i64), i64>) -> BTreeMap<Arc<str>, i64> {
+    let mut oldest: Vec<(Arc<str>, i64)> = Vec::new();
+    for (ns, created) in pending.keys() {
+        if oldest.last().is_none_or(|(last, _)| last != ns) {
+            oldest.push((ns.clone(), *created));
+        }
+    }
+    oldest.into_iter().collect()
+}
+
 /// Identity of an interned string, to tell namespaces apart without comparing their text.
 fn identity(s: &Arc<str>) -> usize {
     Arc::as_ptr(s).cast::<u8>() as usize
@@ -375,11 +387,7 @@ impl Store {
             by_state: counts.by_state.clone(),
             failed: counts.failed.clone(),
             unobserved: counts.unobserved.clone(),
-            oldest_pending: counts
-                .pending_created
-                .iter()
-                .filter_map(|(ns, times)| Some((ns.clone(), *times.keys().next()?)))
-                .collect(),
+            oldest_pending: oldest_per_namespace(&counts.pending_created),
             objects: inner.records.len() as i64,
         }
     }
