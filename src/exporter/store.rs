@@ -85,7 +85,8 @@ pub struct Store {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Changed only through `insert`, `remove` and `recount`, which keep `counts` in step.
+    /// Changed one record at a time through `insert` and `remove`, which keep `counts` in step,
+    /// or wholesale (a re-list) followed by `recount`.
     records: HashMap<Box<str>, Record>,
     counts: Counts,
     /// Records of re-lists in progress, per scope; swapped in whole when a list completes, so
