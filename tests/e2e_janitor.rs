@@ -6,7 +6,8 @@ mod support;
 use std::ops::Not;
 use std::time::Duration;
 
-use fluxgate::janitor::{self, Action, JanitorConfig, Rule, Rules};
+use fluxgate::election::{self, Candidate};
+use fluxgate::janitor::{self, JanitorConfig, Removal, Rule, Rules};
 use fluxgate::metrics::Metrics;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -75,7 +76,7 @@ fn config(namespace: &str, dry_run: bool) -> JanitorConfig {
         rules: Rules {
             failing: Some(Rule {
                 after: Duration::from_secs(24 * 3600),
-                action: Action::Delete,
+                removal: Removal::Delete,
             }),
             ..Rules::default()
         },
@@ -86,6 +87,7 @@ fn config(namespace: &str, dry_run: bool) -> JanitorConfig {
 }
 
 #[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
 async fn archives_by_rule_records_events_and_restores() {
     let Some(client) = e2e::client().await else {
         return;
@@ -279,6 +281,7 @@ async fn archives_by_rule_records_events_and_restores() {
 }
 
 #[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
 async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
     let Some(client) = e2e::client().await else {
         return;
@@ -299,7 +302,7 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
     let mut config = config(&ns, false);
     config.rules.failing = Some(Rule {
         after: Duration::from_secs(24 * 3600),
-        action: Action::Suspend,
+        removal: Removal::Suspend,
     });
 
     let replicas: Vec<(Metrics, tokio::task::JoinHandle<()>)> = ["replica-a", "replica-b"]
@@ -312,12 +315,19 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
                 let janitor_metrics = metrics.janitor.clone();
                 let lease_ns = lease_ns.clone();
                 async move {
-                    let _ = janitor::run_elected(
+                    let candidate = Candidate {
+                        namespace: lease_ns,
+                        lease: "fluxgate-janitor".into(),
+                        identity: identity.into(),
+                    };
+                    let Ok(leadership) = election::join(client.clone(), candidate).await else {
+                        return;
+                    };
+                    let _ = janitor::run_while_leading(
                         client,
                         config,
                         janitor_metrics,
-                        lease_ns,
-                        "fluxgate-janitor".into(),
+                        leadership,
                         identity.into(),
                         Duration::from_secs(1),
                     )

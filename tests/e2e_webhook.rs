@@ -1,5 +1,5 @@
 //! The webhook called by a real kube-apiserver, with Flux's real GitRepository CRD.
-//! Run by `tests/e2e/run.sh`; skipped (saying so) without a control plane.
+//! Run by `tests/e2e/run.sh`; ignored by a plain `cargo test`.
 
 mod support;
 
@@ -47,6 +47,7 @@ async fn wait_until_registered(api: &kube::Api<kube::api::DynamicObject>) {
 }
 
 #[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
 async fn created_gitrepositories_come_back_patched_and_updates_do_not() {
     let Some(client) = e2e::client().await else {
         return;
@@ -155,6 +156,7 @@ async fn created_gitrepositories_come_back_patched_and_updates_do_not() {
 }
 
 #[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
 async fn with_fluxgate_down_creates_still_succeed_within_the_timeout() {
     let Some(client) = e2e::client().await else {
         return;
@@ -203,6 +205,7 @@ async fn with_fluxgate_down_creates_still_succeed_within_the_timeout() {
 }
 
 #[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
 async fn a_hanging_webhook_costs_at_most_its_timeout() {
     let Some(client) = e2e::client().await else {
         return;

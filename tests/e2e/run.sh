@@ -57,4 +57,4 @@ export FLUXGATE_E2E_KUBECONFIG="$kubeconfig" FLUXGATE_E2E_REQUIRED=1
 
 log "running test targets ${targets[*]} against $APISERVER_URL"
 # --no-fail-fast: one failing target must not hide the results of the others.
-cargo test --locked --no-fail-fast --test 'e2e_*' -- --test-threads=1 "$@"
+cargo test --locked --no-fail-fast --test 'e2e_*' -- --include-ignored --test-threads=1 "$@"
