@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
         group.bench_function("fluxgate_review", |b| {
             b.iter(|| {
                 let reviewed = admission::review(black_box(&body), &policy, now).unwrap();
-                assert_eq!(reviewed.outcome, admission::Outcome::Patched);
+                assert_eq!(reviewed.outcome, admission::ReviewOutcome::Patched);
                 black_box(reviewed.body)
             })
         });

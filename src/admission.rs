@@ -15,6 +15,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::metrics::LabelSlot;
 use crate::policy::fields::{Field, Skip, key_index};
 use crate::policy::{GitRepositoryFields, Mutation, Policy, PolicyError, Target};
 
@@ -39,7 +40,7 @@ pub enum InvalidReview {
 
 /// How a review ended, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub enum ReviewOutcome {
     /// Allowed with a patch.
     Patched,
     /// A kind and operation fluxgate handles, already compliant: allowed without a patch.
@@ -50,7 +51,7 @@ pub enum Outcome {
     Error,
 }
 
-impl Outcome {
+impl ReviewOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Patched => "patched",
@@ -58,6 +59,11 @@ impl Outcome {
             Self::Skipped => "skipped",
             Self::Error => "error",
         }
+    }
+
+    /// The `outcome` label of `fluxgate_admission_requests_total`.
+    pub fn label(self) -> LabelSlot {
+        LabelSlot::new(self as usize, self.as_str())
     }
 }
 
@@ -68,7 +74,7 @@ pub struct Reviewed {
     pub uid: String,
     pub target: Option<Target>,
     pub operation: Operation,
-    pub outcome: Outcome,
+    pub outcome: ReviewOutcome,
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub dry_run: bool,
@@ -105,6 +111,19 @@ impl Operation {
             Self::Connect => "CONNECT",
             Self::Other => "other",
         }
+    }
+
+    /// The `operation` label of `fluxgate_admission_requests_total`.
+    pub fn label(self) -> LabelSlot {
+        LabelSlot::new(self as usize, self.as_str())
+    }
+}
+
+/// The `kind` label of the admission metrics: the review's target, or `other`.
+pub fn kind_label(target: Option<Target>) -> LabelSlot {
+    match target {
+        Some(target) => LabelSlot::new(target as usize, target.as_str()),
+        None => LabelSlot::new(2, "other"),
     }
 }
 
@@ -395,7 +414,7 @@ pub fn review(
         uid,
         target,
         operation,
-        outcome: Outcome::Skipped,
+        outcome: ReviewOutcome::Skipped,
         namespace: owned(request.namespace),
         name: owned(request.name),
         dry_run: request.dry_run.unwrap_or(false),
@@ -408,11 +427,11 @@ pub fn review(
         let mutation = match request.object {
             ObjectIn::Missing => Err("CREATE request carries no object".to_owned()),
             ObjectIn::GitRepository(fields) => policy
-                .mutate_gitrepository(&fields, now)
+                .plan_gitrepository(&fields, now)
                 .map_err(|err| err.to_string()),
             ObjectIn::NotAnObject => Err(PolicyError::NotAnObject.to_string()),
             ObjectIn::Value(object) | ObjectIn::Pod(object) => policy
-                .mutate(target, reviewed.namespace.as_deref(), &object, now)
+                .plan(target, reviewed.namespace.as_deref(), &object, now)
                 .map_err(|err| err.to_string()),
             // Unreachable: a CREATE of a target is never skipped. Answer it as the others.
             ObjectIn::Skipped => Err("the object was not read".to_owned()),
@@ -421,16 +440,16 @@ pub fn review(
             Ok(Mutation { patch: p, warnings }) => {
                 reviewed.warnings = warnings;
                 if p.0.is_empty() {
-                    reviewed.outcome = Outcome::Unchanged;
+                    reviewed.outcome = ReviewOutcome::Unchanged;
                 } else {
                     let mut bytes = Vec::with_capacity(256);
                     match serde_json::to_writer(&mut bytes, &p) {
                         Ok(()) => {
-                            reviewed.outcome = Outcome::Patched;
+                            reviewed.outcome = ReviewOutcome::Patched;
                             patch = Some(bytes);
                         }
                         Err(err) => {
-                            reviewed.outcome = Outcome::Error;
+                            reviewed.outcome = ReviewOutcome::Error;
                             reviewed.error = Some(format!("encoding the patch: {err}"));
                             reviewed.warnings.clear();
                         }
@@ -438,7 +457,7 @@ pub fn review(
                 }
             }
             Err(err) => {
-                reviewed.outcome = Outcome::Error;
+                reviewed.outcome = ReviewOutcome::Error;
                 reviewed.error = Some(err);
             }
         }
@@ -509,7 +528,7 @@ mod tests {
     #[test]
     fn create_is_patched_with_a_base64_string_patch() {
         let r = run(&gitrepository_review("CREATE", repo()));
-        assert_eq!(r.outcome, Outcome::Patched);
+        assert_eq!(r.outcome, ReviewOutcome::Patched);
         let out = response(&r);
         assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(out["kind"], "AdmissionReview");
@@ -543,7 +562,7 @@ mod tests {
     fn update_delete_connect_and_other_kinds_are_skipped() {
         for op in ["UPDATE", "DELETE", "CONNECT"] {
             let r = run(&gitrepository_review(op, repo()));
-            assert_eq!(r.outcome, Outcome::Skipped, "{op}");
+            assert_eq!(r.outcome, ReviewOutcome::Skipped, "{op}");
             let out = response(&r);
             assert_eq!(out["response"]["allowed"], true);
             assert!(out["response"].get("patch").is_none());
@@ -552,7 +571,7 @@ mod tests {
         let mut other = gitrepository_review("CREATE", repo());
         other["request"]["kind"] =
             json!({ "group": "apps", "version": "v1", "kind": "Deployment" });
-        assert_eq!(run(&other).outcome, Outcome::Skipped);
+        assert_eq!(run(&other).outcome, ReviewOutcome::Skipped);
     }
 
     #[test]
@@ -586,7 +605,7 @@ mod tests {
         object["spec"]["timeout"] = json!("5m");
         object["spec"]["suspend"] = json!(false);
         let r = run(&gitrepository_review("CREATE", object));
-        assert_eq!(r.outcome, Outcome::Unchanged);
+        assert_eq!(r.outcome, ReviewOutcome::Unchanged);
         assert!(response(&r)["response"].get("patch").is_none());
     }
 
@@ -594,7 +613,7 @@ mod tests {
     fn unusable_objects_are_allowed_unchanged_and_reported() {
         for object in [json!(null), json!("text"), json!({ "spec": [] })] {
             let r = run(&gitrepository_review("CREATE", object.clone()));
-            assert_eq!(r.outcome, Outcome::Error, "{object}");
+            assert_eq!(r.outcome, ReviewOutcome::Error, "{object}");
             assert!(r.error.is_some());
             let out = response(&r);
             assert_eq!(out["response"]["allowed"], true);
@@ -609,7 +628,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("object");
-        assert_eq!(run(&no_object).outcome, Outcome::Error);
+        assert_eq!(run(&no_object).outcome, ReviewOutcome::Error);
     }
 
     #[test]
@@ -636,7 +655,7 @@ mod tests {
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": { "uid": "u-1" }
         }));
-        assert_eq!(r.outcome, Outcome::Skipped);
+        assert_eq!(r.outcome, ReviewOutcome::Skipped);
         assert_eq!(response(&r)["response"]["uid"], "u-1");
     }
 
@@ -682,7 +701,7 @@ mod tests {
         // userInfo is skipped unread: the review is answered as if the bytes were fine.
         let in_skipped = replace(b"\"platform\"", b"\"plat\xffform\"");
         let answered = review(&in_skipped, &Policy::default(), NOW).unwrap();
-        assert_eq!(answered.outcome, Outcome::Patched);
+        assert_eq!(answered.outcome, ReviewOutcome::Patched);
         assert_eq!(
             answered.body,
             run(&gitrepository_review("CREATE", repo())).body

@@ -1,181 +1,20 @@
-//! What each subcommand does, over the library's modules.
+//! What each offline and one-shot subcommand does, over the library's modules (`serve` is in
+//! [`crate::serve`]).
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use serde_json::Value;
 
-use crate::certs::{self, ServingNames, bootstrap};
+use crate::certs::{self, ServingNames};
 use crate::cli::{
-    CertsArgs, CleanupArgs, MutateArgs, MutateOutput, ReportArgs, RestoreArgs, ServeArgs, parse_now,
+    CertsArgs, CleanupArgs, MutateArgs, MutateOutput, ReportArgs, RestoreArgs, parse_now,
 };
-use crate::discovery;
-use crate::exporter::{Exporter, ExporterConfig};
+use crate::flux;
 use crate::janitor;
 use crate::manifests;
 use crate::metrics::Metrics;
 use crate::policy::{Mutation, Target};
-use crate::server::{self, ConnectionLimits, ops, tls, webhook};
-
-/// `fluxgate serve`.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut metrics = Metrics::new();
-    let exporter = (!args.no_exporter).then(|| {
-        Exporter::new(
-            &mut metrics,
-            ExporterConfig {
-                namespaces: args.watch_namespaces.clone(),
-                stale_after: args.watch_stale_after,
-            },
-        )
-    });
-    let metrics = Arc::new(metrics);
-    let readiness = ops::Readiness::new(!args.no_webhook);
-    let limits = ConnectionLimits::default();
-
-    // The webhook must work without any cluster access; only the exporter and the certificate
-    // bootstrap need a client, so its absence is fatal only for them.
-    let needs_client =
-        exporter.is_some() || args.janitor || (args.cert_bootstrap && !args.no_webhook);
-    let client = if needs_client {
-        Some(kube::Client::try_default().await.context(
-            "no Kubernetes client configuration (needed by the exporter or --cert-bootstrap)",
-        )?)
-    } else if args.policy.https_proxy.is_some() || args.policy.http_proxy.is_some() {
-        // Only for tracking the API server's ClusterIP; without it NO_PROXY uses the address
-        // the Pod was given at start.
-        match kube::Client::try_default().await {
-            Ok(client) => Some(client),
-            Err(err) => {
-                tracing::warn!(error = %err, "no Kubernetes client; the API server's ClusterIP is not tracked");
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    let mut background = tokio::task::JoinSet::new();
-    let mut servers = Vec::new();
-
-    if !args.no_webhook {
-        if let (true, Some(client)) = (args.cert_bootstrap, &client) {
-            let config = bootstrap::BootstrapConfig {
-                namespace: args.namespace.clone(),
-                secret_name: args.cert_secret.clone(),
-                webhook_config_name: args.webhook_config.clone(),
-                service_name: args.service_name.clone(),
-                cert_path: args.tls_cert_file.clone(),
-                key_path: args.tls_key_file.clone(),
-                renew_before: args.cert_renew_before,
-            };
-            bootstrap::ensure(client, &config)
-                .await
-                .context("bootstrapping the webhook certificate")?;
-            background.spawn(bootstrap::keep_current(
-                client.clone(),
-                config,
-                args.cert_check_interval,
-            ));
-        }
-        let tls =
-            tls::ReloadingTls::load(&args.tls_cert_file, &args.tls_key_file, metrics.tls.clone())
-                .context("loading the webhook certificate")?;
-        let mut policy = args.policy.policy();
-        if policy.proxy.is_enabled() && policy.proxy.kubernetes_service_ip.is_none() {
-            policy.proxy.kubernetes_service_ip = discovery::kubernetes_service_ip_from_env();
-        }
-        let track_service =
-            policy.proxy.is_enabled() && args.policy.kubernetes_service_ip.is_none();
-        if policy.proxy.is_enabled() {
-            tracing::info!(
-                https_proxy = ?policy.proxy.https_proxy,
-                http_proxy = ?policy.proxy.http_proxy,
-                no_proxy = %policy.proxy.no_proxy_value(),
-                "proxy injection enabled for source-controller Pods"
-            );
-        }
-        let state = webhook::WebhookState::new(policy, metrics.clone());
-        if let (true, Some(client)) = (track_service, &client) {
-            background.spawn(discovery::track_kubernetes_service(
-                client.clone(),
-                state.clone(),
-                std::time::Duration::from_secs(300),
-            ));
-        }
-        let router = webhook::router(
-            state.clone(),
-            webhook::WebhookLimits {
-                max_body_bytes: args.max_body_bytes,
-                request_timeout: args.request_timeout,
-            },
-        );
-        let running = server::spawn_tls(args.webhook_addr, tls.rustls_config(), router, limits)
-            .await
-            .with_context(|| format!("listening on {}", args.webhook_addr))?;
-        tracing::info!(addr = %running.addr, path = webhook::MUTATE_PATH, "webhook serving HTTPS");
-        background.spawn(tls.watch(args.tls_reload_interval));
-        readiness.set_webhook_listening();
-        servers.push(running);
-    }
-
-    if let (Some(exporter), Some(client)) = (exporter, client.clone()) {
-        readiness.set_exporter(exporter.status());
-        background.spawn(async move {
-            if let Err(err) = exporter.run(client).await {
-                tracing::error!(error = %err, "exporter stopped");
-            }
-        });
-    }
-
-    if let (true, Some(client)) = (args.janitor, client.clone()) {
-        let identity = args
-            .identity
-            .clone()
-            .unwrap_or_else(|| format!("fluxgate-{}", std::process::id()));
-        let config = args.janitor_rules.config(args.janitor_dry_run);
-        tracing::info!(?config, interval = ?args.janitor_interval, "janitor enabled");
-        background.spawn({
-            let metrics = metrics.janitor.clone();
-            let namespace = args.namespace.clone();
-            let lease = args.janitor_lease.clone();
-            let interval = args.janitor_interval;
-            async move {
-                if let Err(err) = janitor::run_elected(
-                    client, config, metrics, namespace, lease, identity, interval,
-                )
-                .await
-                {
-                    tracing::error!(error = %err, "janitor stopped");
-                }
-            }
-        });
-    }
-
-    let ops_server = server::spawn_plain(
-        args.metrics_addr,
-        ops::router(metrics.clone(), readiness.clone()),
-        limits,
-    )
-    .await
-    .with_context(|| format!("listening on {}", args.metrics_addr))?;
-    tracing::info!(addr = %ops_server.addr, "metrics and health serving HTTP");
-    // The operations listener goes last so /readyz stays answerable (false) during the drain.
-    servers.push(ops_server);
-
-    let result = server::drain_on(
-        server::shutdown_signal(),
-        &readiness,
-        args.shutdown_delay,
-        args.drain_timeout,
-        servers,
-    )
-    .await;
-    background.shutdown().await;
-    tracing::info!("stopped");
-    result.context("draining")
-}
 
 /// `fluxgate mutate`: writes the admitted objects (or patches) to `out`, warnings to `err`.
 pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
@@ -197,12 +36,12 @@ pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
             .map(str::to_owned);
         let mutation = match preview_kind(&object) {
             Some(Preview::Admitted(target)) => policy
-                .mutate(target, namespace.as_deref(), &object, now)
+                .plan(target, namespace.as_deref(), &object, now)
                 .with_context(|| format!("{} {}", target.as_str(), describe(&object)))?,
             // Pods are what the webhook sees; a Deployment's template shows what its Pods get.
             Some(Preview::PodTemplate) => policy
                 .proxy
-                .mutate_pod_template(&object)
+                .plan_pod_template(&object)
                 .with_context(|| format!("Deployment {}", describe(&object)))?,
             None => Mutation::default(),
         };
@@ -290,7 +129,8 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let objects =
         manifests::parse_documents(&text).with_context(|| manifests::source_name(&args.file))?;
-    let rendered = crate::report::render(&objects, now, args.output)?;
+    let rules = args.janitor.rules();
+    let rendered = crate::report::render(&objects, now, args.output, &rules)?;
     out.write_all(rendered.as_bytes())?;
     Ok(())
 }
@@ -322,12 +162,16 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
     match &args.target {
         None => {
             let config = args.janitor.config(args.dry_run);
-            let summary =
-                janitor::run_once(&client, Some(&recorder), &config, &metrics.janitor, &|| {
-                    true
-                })
-                .await
-                .context("janitor run")?;
+            let always_leading = || true;
+            let summary = janitor::run_once(
+                &client,
+                Some(&recorder),
+                &config,
+                &metrics.janitor,
+                &always_leading,
+            )
+            .await
+            .context("janitor run")?;
             writeln!(
                 out,
                 "examined {} GitRepositories: {} matched, {} acted on, {} dry-run, {} changed meanwhile, {} errors, {} deferred",
@@ -335,7 +179,7 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
                 summary.matched,
                 summary.done,
                 summary.dry_run,
-                summary.superseded,
+                summary.skipped,
                 summary.errors,
                 summary.deferred
             )?;
@@ -344,20 +188,17 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
             }
         }
         Some((namespace, name)) => {
-            let api = janitor::gitrepositories(&client, Some(namespace));
+            let api = flux::gitrepositories(&client, Some(namespace));
             let object = api
                 .get(name)
                 .await
                 .with_context(|| format!("reading GitRepository {namespace}/{name}"))?;
-            let gitops_managed = object.metadata.labels.as_ref().is_some_and(|l| {
-                l.contains_key("kustomize.toolkit.fluxcd.io/name")
-                    || l.contains_key("helm.toolkit.fluxcd.io/name")
-            });
-            let mut action = args.action;
+            let labels = object.metadata.labels.iter().flat_map(|l| l.keys());
+            let gitops_managed = flux::is_gitops_managed(labels.map(String::as_str));
+            let (removal, downgrade) = args.action.for_object(gitops_managed);
             let mut reason = "manual cleanup".to_owned();
-            if action == janitor::Action::Delete && gitops_managed {
-                action = janitor::Action::Suspend;
-                reason.push_str("; suspended instead of deleted because a Flux Kustomization or HelmRelease would re-apply it");
+            if let Some(note) = downgrade {
+                reason = format!("{reason}; {note}");
                 writeln!(
                     out,
                     "{namespace}/{name} is managed by Flux (Kustomization/HelmRelease): suspending instead of deleting"
@@ -369,22 +210,18 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
                 uid: object.metadata.uid.clone().unwrap_or_default(),
                 resource_version: object.metadata.resource_version.clone().unwrap_or_default(),
                 rule: "manual",
-                action,
+                removal,
                 reason,
             };
-            let outcome = janitor::actions::apply(
-                &api,
-                Some(&recorder),
-                &decision,
-                args.dry_run,
-                time::OffsetDateTime::now_utc(),
-            )
-            .await
-            .with_context(|| format!("cleaning up {namespace}/{name}"))?;
+            let now = time::OffsetDateTime::now_utc();
+            let recorder = Some(&recorder);
+            let outcome = janitor::actions::apply(&api, recorder, &decision, args.dry_run, now)
+                .await
+                .with_context(|| format!("cleaning up {namespace}/{name}"))?;
             writeln!(
                 out,
                 "{namespace}/{name}: {} ({})",
-                action.as_str(),
+                removal.as_str(),
                 outcome.as_str()
             )?;
         }
@@ -398,7 +235,7 @@ pub async fn restore(args: RestoreArgs, out: &mut (dyn Write + Send)) -> anyhow:
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (restore uses your kubeconfig)")?;
-    let api = janitor::gitrepositories(&client, Some(namespace));
+    let api = flux::gitrepositories(&client, Some(namespace));
     let recorder = janitor::recorder(&client, None);
     janitor::actions::restore(
         &api,

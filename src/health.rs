@@ -332,12 +332,6 @@ pub enum HealthError {
     NotAnObject,
 }
 
-/// Labels by which Flux marks the objects its Kustomizations and HelmReleases apply.
-const GITOPS_LABELS: [&str; 2] = [
-    "kustomize.toolkit.fluxcd.io/name",
-    "helm.toolkit.fluxcd.io/name",
-];
-
 fn timestamp(value: Option<&Value>) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(value?.as_str()?, &Rfc3339).ok()
 }
@@ -415,7 +409,7 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
     });
 
     let gitops_managed = object(metadata, "labels")
-        .is_some_and(|labels| GITOPS_LABELS.iter().any(|l| labels.contains_key(*l)));
+        .is_some_and(|labels| crate::flux::is_gitops_managed(labels.keys().map(String::as_str)));
     let annotations = object(metadata, "annotations")
         .map(|a| {
             a.iter()
@@ -994,7 +988,7 @@ mod tests {
 
     #[test]
     fn gitops_labels_and_fluxgate_annotations() {
-        for label in GITOPS_LABELS {
+        for label in crate::flux::GITOPS_LABELS {
             let mut object = repo(spec(), None);
             object["metadata"]["labels"] = json!({ label: "apps" });
             assert!(classify(&object).unwrap().gitops_managed, "{label}");

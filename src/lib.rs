@@ -5,17 +5,23 @@
 //! Two pure decisions sit at the centre and every surface calls them: [`policy`] (how a new object
 //! is changed) and [`health`] (how healthy a GitRepository is).
 
+#![forbid(unsafe_code)]
+
 pub mod admission;
 pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod discovery;
 pub mod duration;
+pub mod election;
 pub mod exporter;
+pub mod flux;
 pub mod health;
 pub mod janitor;
 pub mod manifests;
 pub mod metrics;
 pub mod policy;
 pub mod report;
+pub mod serve;
 pub mod server;
+pub mod text;

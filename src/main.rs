@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use fluxgate::cli::{Cli, Command, LogFormat};
-use fluxgate::commands;
+use fluxgate::{commands, serve};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     let result = match cli.command {
-        Command::Serve(args) => block_on(commands::serve(*args)),
+        Command::Serve(args) => block_on(serve::serve(*args)),
         Command::Mutate(args) => commands::mutate(&args, &mut stdout.lock(), &mut stderr.lock()),
         Command::Report(args) => commands::report(&args, &mut stdout.lock()),
         Command::Certs(args) => commands::certs(&args, &mut stdout.lock()),

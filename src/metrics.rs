@@ -16,9 +16,6 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
 
-use crate::admission::{Operation, Outcome};
-use crate::policy::Target;
-
 /// Target size of one chunk of a [`ChunkedFamily`].
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -137,76 +134,63 @@ impl Default for AdmissionMetrics {
     }
 }
 
-const KINDS: usize = 3;
-const OPERATIONS: usize = 5;
-/// The four review outcomes and `invalid`.
-const OUTCOMES: usize = 5;
+/// A label value from a small closed set, with its position in that set: each combination's
+/// series then sits in an array slot, and counting a review costs an atomic add instead of
+/// hashing its labels under the family's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LabelSlot {
+    pub index: usize,
+    pub value: &'static str,
+}
 
-/// Each label set's counter and histogram, taken from its family on first use and kept: a review
-/// then costs an atomic add, not hashing its labels under the family's lock. Series still appear
-/// on first use only, as with `get_or_create`.
+impl LabelSlot {
+    pub const fn new(index: usize, value: &'static str) -> Self {
+        Self { index, value }
+    }
+}
+
+/// `kind`: GitRepository, Pod, other.
+pub const KIND_SLOTS: usize = 3;
+/// `operation`: CREATE, UPDATE, DELETE, CONNECT, other.
+pub const OPERATION_SLOTS: usize = 5;
+/// `outcome`: the four review outcomes and `invalid`.
+pub const OUTCOME_SLOTS: usize = 5;
+
+const KIND_OTHER: LabelSlot = LabelSlot::new(2, "other");
+const OPERATION_OTHER: LabelSlot = LabelSlot::new(4, "other");
+const OUTCOME_INVALID: LabelSlot = LabelSlot::new(4, "invalid");
+
+/// Each label set's counter and histogram, taken from its family on first use and kept. Series
+/// still appear on first use only, as with `get_or_create`.
 #[derive(Debug)]
 struct Resolved {
-    requests: [OnceLock<Counter>; KINDS * OPERATIONS * OUTCOMES],
-    duration: [OnceLock<Histogram>; KINDS],
+    requests: [OnceLock<Counter>; KIND_SLOTS * OPERATION_SLOTS * OUTCOME_SLOTS],
+    duration: [OnceLock<Histogram>; KIND_SLOTS],
 }
 
 impl Default for Resolved {
     fn default() -> Self {
         Self {
-            requests: [const { OnceLock::new() }; KINDS * OPERATIONS * OUTCOMES],
-            duration: [const { OnceLock::new() }; KINDS],
+            requests: [const { OnceLock::new() }; KIND_SLOTS * OPERATION_SLOTS * OUTCOME_SLOTS],
+            duration: [const { OnceLock::new() }; KIND_SLOTS],
         }
-    }
-}
-
-fn kind_index(target: Option<Target>) -> (usize, &'static str) {
-    match target {
-        Some(Target::GitRepository) => (0, "GitRepository"),
-        Some(Target::Pod) => (1, "Pod"),
-        None => (2, "other"),
     }
 }
 
 impl AdmissionMetrics {
     /// Counts one answered review.
-    pub fn count_review(&self, target: Option<Target>, operation: Operation, outcome: Outcome) {
-        let outcome_index = match outcome {
-            Outcome::Patched => 0,
-            Outcome::Unchanged => 1,
-            Outcome::Skipped => 2,
-            Outcome::Error => 3,
-        };
-        self.count(target, operation, outcome_index, outcome.as_str());
-    }
-
-    /// Counts one request that could not be answered with a review (415, 413, 400).
-    pub fn count_invalid(&self) {
-        self.count(None, Operation::Other, 4, "invalid");
-    }
-
-    fn count(
-        &self,
-        target: Option<Target>,
-        operation: Operation,
-        outcome_index: usize,
-        outcome: &'static str,
-    ) {
-        let (kind_index, kind) = kind_index(target);
-        let operation_index = match operation {
-            Operation::Create => 0,
-            Operation::Update => 1,
-            Operation::Delete => 2,
-            Operation::Connect => 3,
-            Operation::Other => 4,
-        };
-        let index = (kind_index * OPERATIONS + operation_index) * OUTCOMES + outcome_index;
+    pub fn count_review(&self, kind: LabelSlot, operation: LabelSlot, outcome: LabelSlot) {
         let labels = || AdmissionLabels {
-            kind,
-            operation: operation.as_str(),
-            outcome,
+            kind: kind.value,
+            operation: operation.value,
+            outcome: outcome.value,
         };
-        match self.resolved.requests.get(index) {
+        let fits = kind.index < KIND_SLOTS
+            && operation.index < OPERATION_SLOTS
+            && outcome.index < OUTCOME_SLOTS;
+        let index =
+            (kind.index * OPERATION_SLOTS + operation.index) * OUTCOME_SLOTS + outcome.index;
+        match self.resolved.requests.get(index).filter(|_| fits) {
             Some(cell) => cell
                 .get_or_init(|| self.requests.get_or_create(&labels()).clone())
                 .inc(),
@@ -214,11 +198,19 @@ impl AdmissionMetrics {
         };
     }
 
+    /// Counts one request that could not be answered with a review (415, 413, 400).
+    pub fn count_invalid(&self) {
+        self.count_review(KIND_OTHER, OPERATION_OTHER, OUTCOME_INVALID);
+    }
+
     /// Records the time taken to answer one review.
-    pub fn observe_duration(&self, target: Option<Target>, seconds: f64) {
-        let (index, kind) = kind_index(target);
-        let histogram = || self.duration.get_or_create(&KindLabels { kind }).clone();
-        match self.resolved.duration.get(index) {
+    pub fn observe_duration(&self, kind: LabelSlot, seconds: f64) {
+        let histogram = || {
+            self.duration
+                .get_or_create(&KindLabels { kind: kind.value })
+                .clone()
+        };
+        match self.resolved.duration.get(kind.index) {
             Some(cell) => cell.get_or_init(histogram).observe(seconds),
             None => histogram().observe(seconds),
         }
@@ -412,16 +404,15 @@ mod tests {
                 outcome: "done",
             })
             .inc();
-        metrics
-            .admission
-            .count_review(Some(Target::Pod), Operation::Update, Outcome::Skipped);
-        metrics
-            .admission
-            .count_review(Some(Target::Pod), Operation::Update, Outcome::Skipped);
+        let pod = LabelSlot::new(1, "Pod");
+        let update = LabelSlot::new(1, "UPDATE");
+        let skipped = LabelSlot::new(2, "skipped");
+        metrics.admission.count_review(pod, update, skipped);
+        metrics.admission.count_review(pod, update, skipped);
         metrics.admission.count_invalid();
         metrics
             .admission
-            .observe_duration(Some(Target::GitRepository), 0.01);
+            .observe_duration(LabelSlot::new(0, "GitRepository"), 0.01);
         let text = metrics.encode();
         for line in [
             "fluxgate_admission_requests_total{kind=\"Pod\",operation=\"UPDATE\",outcome=\"skipped\"} 2",

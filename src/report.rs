@@ -25,8 +25,6 @@ pub enum ReportError {
     NotAGitRepository { index: usize, kind: String },
 }
 
-/// The API group every served GitRepository version belongs to.
-const GROUP: &str = "source.toolkit.fluxcd.io";
 
 /// Checks that item `index` (1-based) is a GitRepository. Items of a typed list
 /// (`GitRepositoryList` from the API itself) carry no `kind`; those are accepted when they look
@@ -39,7 +37,9 @@ fn check_kind(index: usize, object: &Value) -> Result<(), ReportError> {
     let api_version = map.get("apiVersion").and_then(Value::as_str);
     match map.get("kind").and_then(Value::as_str) {
         Some("GitRepository") => match api_version {
-            Some(v) if v.split('/').next() != Some(GROUP) => refuse(format!("GitRepository {v}")),
+            Some(v) if v.split('/').next() != Some(crate::flux::GROUP) => {
+                refuse(format!("GitRepository {v}"))
+            }
             _ => Ok(()),
         },
         Some(kind) => refuse(kind.to_owned()),
@@ -138,6 +138,8 @@ pub struct Report {
     pub longest_failing: Vec<Failing>,
     /// Never picked up by source-controller, longest waiting first.
     pub pending_repositories: Vec<Waiting>,
+    /// The rules the candidates were judged by, in words.
+    pub janitor_rules: String,
     pub janitor_candidates: Vec<Candidate>,
 }
 
@@ -165,7 +167,7 @@ pub fn janitor_candidates(
                 namespace: subject.namespace,
                 name: subject.name,
                 rule: verdict.rule.to_owned(),
-                action: verdict.action.as_str().to_owned(),
+                action: verdict.removal.as_str().to_owned(),
                 reason: verdict.reason,
             })
         })
@@ -185,9 +187,8 @@ fn group_counts<K: Ord>(keys: impl Iterator<Item = K>) -> Vec<(K, usize)> {
     counts
 }
 
-/// Builds the report for these GitRepository objects as of `now`, with the janitor's default
-/// rules.
-pub fn build(objects: &[Value], now: OffsetDateTime) -> Result<Report, ReportError> {
+/// Builds the report for these GitRepository objects as of `now`, with the janitor's `rules`.
+pub fn build(objects: &[Value], now: OffsetDateTime, rules: &Rules) -> Result<Report, ReportError> {
     let mut healths = Vec::with_capacity(objects.len());
     for (index, object) in objects.iter().enumerate() {
         check_kind(index + 1, object)?;
@@ -197,7 +198,7 @@ pub fn build(objects: &[Value], now: OffsetDateTime) -> Result<Report, ReportErr
         })?;
         healths.push(health);
     }
-    Ok(from_healths(&healths, now, &Rules::default()))
+    Ok(from_healths(&healths, now, rules))
 }
 
 /// The report over already classified GitRepositories.
@@ -329,17 +330,19 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rules) -> R
         failed_by_namespace_host_reason,
         longest_failing,
         pending_repositories,
+        janitor_rules: rules.describe(),
         janitor_candidates: janitor_candidates(healths, now, rules),
     }
 }
 
-/// Renders the report for these GitRepository objects as of `now`.
+/// Renders the report for these GitRepository objects as of `now`, with the janitor's `rules`.
 pub fn render(
     objects: &[Value],
     now: OffsetDateTime,
     format: ReportFormat,
+    rules: &Rules,
 ) -> Result<String, ReportError> {
-    let report = build(objects, now)?;
+    let report = build(objects, now, rules)?;
     Ok(match format {
         ReportFormat::Json => {
             let mut text = serde_json::to_string_pretty(&report)?;
@@ -487,7 +490,8 @@ fn table(r: &Report) -> String {
     let by_rule = group_counts(r.janitor_candidates.iter().map(|c| c.rule.as_str()));
     let _ = writeln!(
         out,
-        "\nJanitor candidates (default rules: failing > 24h, test/demo/tmp names without a new artifact for 7d): {}{}",
+        "\nJanitor candidates ({}): {}{}",
+        r.janitor_rules,
         r.janitor_candidates.len(),
         if by_rule.is_empty() {
             String::new()
@@ -560,7 +564,7 @@ mod tests {
 
     #[test]
     fn counts_and_candidates_match_the_health_model() {
-        let report = build(&objects(), NOW).unwrap();
+        let report = build(&objects(), NOW, &Rules::default()).unwrap();
         assert_eq!(
             (
                 report.total,
@@ -593,7 +597,7 @@ mod tests {
                 ..NamespaceCounts::default()
             }
         );
-        let table = render(&objects(), NOW, ReportFormat::Table).unwrap();
+        let table = render(&objects(), NOW, ReportFormat::Table, &Rules::default()).unwrap();
         assert!(
             table.starts_with("GitRepositories: 4 total, 2 failed (50%), 1 ready, 1 pending"),
             "{table}"
@@ -609,7 +613,7 @@ mod tests {
 
     #[test]
     fn json_leaves_out_the_fields_a_group_is_not_grouped_by() {
-        let text = render(&objects(), NOW, ReportFormat::Json).unwrap();
+        let text = render(&objects(), NOW, ReportFormat::Json, &Rules::default()).unwrap();
         let report: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             report["failed_by_host_reason"],
@@ -628,7 +632,7 @@ mod tests {
 
     #[test]
     fn an_empty_list_is_an_empty_cluster() {
-        let report = build(&[], NOW).unwrap();
+        let report = build(&[], NOW, &Rules::default()).unwrap();
         assert_eq!((report.total, report.failed), (0, 0));
         let table = table(&report);
         assert!(
@@ -654,17 +658,20 @@ mod tests {
             ),
             (json!([1]), "item 1 (not an object) is not a GitRepository"),
         ] {
-            let err = build(&[object], NOW).unwrap_err();
+            let err = build(&[object], NOW, &Rules::default()).unwrap_err();
             assert_eq!(err.to_string(), message);
         }
         // Items of a typed list (GitRepositoryList from the API) have no kind.
         let mut item = object("a", "x", failing("2026-11-28T11:00:00Z"));
         item.as_object_mut().unwrap().remove("kind");
         item.as_object_mut().unwrap().remove("apiVersion");
-        assert_eq!(build(&[item], NOW).unwrap().failed, 1);
+        assert_eq!(build(&[item], NOW, &Rules::default()).unwrap().failed, 1);
         let v1beta2 = json!({ "apiVersion": "source.toolkit.fluxcd.io/v1beta2", "kind": "GitRepository",
                               "metadata": { "name": "x" }, "spec": {} });
-        assert_eq!(build(&[v1beta2], NOW).unwrap().pending, 1);
+        assert_eq!(
+            build(&[v1beta2], NOW, &Rules::default()).unwrap().pending,
+            1
+        );
     }
 
     #[test]

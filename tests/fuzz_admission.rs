@@ -1,5 +1,5 @@
 //! Property-based fuzzing of the code that reads untrusted input: the AdmissionReview core
-//! (`admission::review`), the policy (`Policy::mutate`) and the manifest reader
+//! (`admission::review`), the policy (`Policy::plan`) and the manifest reader
 //! (`manifests::parse_documents`).
 //!
 //! Runs on stable Rust. Each `cargo test` replays the committed corpus in `tests/fuzz-corpus/` and a
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use fluxgate::admission::{self, InvalidReview, Outcome, Reviewed};
+use fluxgate::admission::{self, InvalidReview, ReviewOutcome, Reviewed};
 use fluxgate::duration::FluxDuration;
 use fluxgate::manifests::{self, ManifestError};
 use fluxgate::policy::proxy::ProxyValue;
@@ -543,7 +543,7 @@ fn check_review(body: &[u8], policy: &Policy) -> Result<Reviewed, InvalidReview>
             // A skipped field nested past serde_json's limit for values: only the answer above
             // can be checked.
             let Some(input) = input else {
-                assert_eq!(reviewed.outcome, Outcome::Skipped);
+                assert_eq!(reviewed.outcome, ReviewOutcome::Skipped);
                 return result;
             };
             assert_eq!(input["apiVersion"], "admission.k8s.io/v1");
@@ -560,23 +560,23 @@ fn check_review(body: &[u8], policy: &Policy) -> Result<Reviewed, InvalidReview>
             let acted_on = target.is_some() && request["operation"] == "CREATE";
             assert_eq!(reviewed.target, target);
             if !acted_on {
-                assert_eq!(reviewed.outcome, Outcome::Skipped);
+                assert_eq!(reviewed.outcome, ReviewOutcome::Skipped);
             }
             if !reviewed.warnings.is_empty() {
                 assert_eq!(
                     reviewed.outcome,
-                    Outcome::Patched,
+                    ReviewOutcome::Patched,
                     "{:?}",
                     reviewed.warnings
                 );
             }
             match reviewed.outcome {
-                Outcome::Error => assert!(reviewed.error.is_some()),
+                ReviewOutcome::Error => assert!(reviewed.error.is_some()),
                 _ => assert!(reviewed.error.is_none()),
             }
 
             let patch = out["response"].get("patch");
-            assert_eq!(patch.is_some(), reviewed.outcome == Outcome::Patched);
+            assert_eq!(patch.is_some(), reviewed.outcome == ReviewOutcome::Patched);
             assert_eq!(
                 out["response"].get("patchType").is_some(),
                 patch.is_some(),
@@ -597,7 +597,7 @@ fn check_review(body: &[u8], policy: &Policy) -> Result<Reviewed, InvalidReview>
                 again["request"]["object"] = object;
                 let again = admission::review(&serde_json::to_vec(&again).unwrap(), policy, NOW)
                     .expect("the patched review is answerable");
-                assert_eq!(again.outcome, Outcome::Unchanged, "{:?}", again.error);
+                assert_eq!(again.outcome, ReviewOutcome::Unchanged, "{:?}", again.error);
                 assert!(again.warnings.is_empty(), "{:?}", again.warnings);
             }
         }
@@ -670,7 +670,7 @@ fn type_is_container(value: Option<&Value>) -> bool {
 /// errors; a patch always applies; a second pass on the result is empty (idempotency); the
 /// patched object holds what the policy promises.
 fn check_mutation(policy: &Policy, target: Target, namespace: Option<&str>, object: &Value) {
-    let result = policy.mutate(target, namespace, object, NOW);
+    let result = policy.plan(target, namespace, object, NOW);
     if target == Target::GitRepository {
         let shape_ok = object.as_object().is_some_and(|o| {
             let metadata = o.get("metadata");
@@ -688,7 +688,7 @@ fn check_mutation(policy: &Policy, target: Target, namespace: Option<&str>, obje
     json_patch::patch(&mut patched, &mutation.patch)
         .unwrap_or_else(|e| panic!("patch {} does not apply to {object}: {e}", mutation.patch));
     let again = policy
-        .mutate(target, namespace, &patched, NOW)
+        .plan(target, namespace, &patched, NOW)
         .unwrap_or_else(|e| panic!("patched object {patched} refused: {e}"));
     assert!(
         again.patch.0.is_empty(),
@@ -974,7 +974,7 @@ fn deep_nesting_is_bounded_by_the_recursion_limit() {
     // Review, request, object and spec are four levels; serde_json takes 127 in all.
     let last_ok = 123;
     let ok = check_review(&at(last_ok), &policy).expect("within the limit");
-    assert_eq!(ok.outcome, Outcome::Patched);
+    assert_eq!(ok.outcome, ReviewOutcome::Patched);
     let err = check_review(&at(last_ok + 1), &policy).unwrap_err();
     assert!(
         err.to_string().contains("recursion limit exceeded"),
@@ -994,7 +994,7 @@ fn deep_nesting_is_bounded_by_the_recursion_limit() {
             "]".repeat(depth)
         );
         let reviewed = check_review(body.as_bytes(), &policy).unwrap();
-        assert_eq!(reviewed.outcome, Outcome::Skipped);
+        assert_eq!(reviewed.outcome, ReviewOutcome::Skipped);
         // Inside the object fluxgate reads, the limit applies.
         let mut deep = gitrepository_review_with(json!({}));
         deep["request"]["object"] = json!("PLACEHOLDER");
@@ -1072,7 +1072,7 @@ fn huge_strings_are_answered_and_warnings_stay_short() {
             &policy,
         )
         .unwrap();
-        assert_eq!(reviewed.outcome, Outcome::Patched);
+        assert_eq!(reviewed.outcome, ReviewOutcome::Patched);
         for warning in &reviewed.warnings {
             assert!(warning.len() <= 200, "{} bytes", warning.len());
         }

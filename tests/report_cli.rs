@@ -39,6 +39,47 @@ fn example_json() -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `report` judges by the janitor flags it is given, the same flags as `serve` and `cleanup`.
+#[test]
+fn the_janitor_candidates_follow_the_configured_rules() {
+    let with = |extra: &[&str]| {
+        let out = fluxgate(&[&EXAMPLE[..], &["-o", "json"], extra].concat(), b"");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let count = |report: &Value, rule: &str| {
+        report["janitor_candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["rule"] == rule)
+            .count()
+    };
+    let defaults = with(&[]);
+    let shorter = with(&["--failing-for", "6h", "--stale-test-for", "off"]);
+    assert!(
+        count(&shorter, "failing") > count(&defaults, "failing"),
+        "a 6h threshold must match more than 24h"
+    );
+    assert_eq!(count(&shorter, "stale_test"), 0);
+    assert_eq!(
+        shorter["janitor_rules"],
+        "rules: failing > 6h (suspend), stale test rule off; never in flux-system"
+    );
+    let deleting = with(&["--failing-action", "delete"]);
+    assert!(
+        deleting["janitor_candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["rule"] == "failing" && c["action"] == "delete")
+    );
+}
+
 #[test]
 fn the_incident_snapshot_in_json() {
     let report = example_json();
@@ -145,7 +186,7 @@ fn the_incident_snapshot_as_a_table() {
         "  ... and 19 more namespaces with 56 failed\n",
         "  proj-vault/vault-worker           github.com               timeout    30d          30d  2026-10-28T18:07:28Z\n",
         "  proj-docs/docs-app               18m      2026-11-28T11:42:00Z\n",
-        "Janitor candidates (default rules: failing > 24h, test/demo/tmp names without a new artifact for 7d): 96 (93 failing, 3 stale_test)\n",
+        "Janitor candidates (rules: failing > 24h (suspend), test/demo/tmp names without a new artifact for 7d (suspend); never in flux-system): 96 (93 failing, 3 stale_test)\n",
         "  ... and 76 more (-o json lists them all)\n",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");

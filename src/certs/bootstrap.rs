@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use json_patch::{AddOperation, PatchOperation, TestOperation};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
@@ -217,21 +218,30 @@ async fn patch_ca_bundle(
         if ours && webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
             // Guard each index with a test of the name, so a concurrent reorder fails the patch
             // instead of writing the bundle into someone else's webhook.
-            ops.push(serde_json::json!({
-                "op": "test", "path": format!("/webhooks/{index}/name"), "value": webhook.name
+            let webhook_path = ["webhooks".to_owned(), index.to_string()];
+            let path = |tail: &[&str]| {
+                let tokens = webhook_path
+                    .iter()
+                    .map(String::as_str)
+                    .chain(tail.iter().copied());
+                jsonptr::PointerBuf::from_tokens(tokens.map(jsonptr::Token::new))
+            };
+            ops.push(PatchOperation::Test(TestOperation {
+                path: path(&["name"]),
+                value: webhook.name.clone().into(),
             }));
-            ops.push(serde_json::json!({
-                "op": "add",
-                "path": format!("/webhooks/{index}/clientConfig/caBundle"),
-                "value": base64::engine::general_purpose::STANDARD.encode(ca_pem),
+            ops.push(PatchOperation::Add(AddOperation {
+                path: path(&["clientConfig", "caBundle"]),
+                value: base64::engine::general_purpose::STANDARD
+                    .encode(ca_pem)
+                    .into(),
             }));
         }
     }
     if ops.is_empty() {
         return Ok(());
     }
-    let patch: json_patch::Patch =
-        serde_json::from_value(serde_json::Value::Array(ops)).expect("well-formed JSON Patch");
+    let patch = json_patch::Patch(ops);
     api.patch(
         &config.webhook_config_name,
         &PatchParams::default(),

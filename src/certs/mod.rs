@@ -4,7 +4,10 @@
 //! bootstrap in [`bootstrap`], which keeps the pair in a Secret and the CA in the webhook
 //! configuration's `caBundle`.
 
+pub mod args;
 pub mod bootstrap;
+
+pub use args::CertArgs;
 
 use std::io::Write;
 use std::net::IpAddr;

@@ -6,6 +6,7 @@
 //! (with backoff), so the gauges equal the cluster again once the API server is back, including
 //! deletions missed meanwhile, and `fluxgate_watcher_synced` has a definite moment to return to 1.
 
+pub mod exposition;
 pub mod store;
 mod watched;
 
@@ -18,7 +19,8 @@ use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher;
 use time::OffsetDateTime;
 
-pub use store::{FailingSinceFamily, Store, StoreCollector};
+pub use exposition::{FailingSinceFamily, StoreCollector};
+pub use store::Store;
 pub use watched::WatchedGitRepository;
 
 use crate::health;
@@ -32,6 +34,36 @@ pub struct ExporterConfig {
     /// How long the watch may be broken (or re-listing after a failure) before `/readyz` says
     /// so. Short API server restarts stay within it; an outage does not.
     pub stale_after: Duration,
+}
+
+/// The exporter's flags in `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExporterArgs {
+    /// Run the webhook alone (needs no cluster access at all).
+    #[arg(long, env = "FLUXGATE_NO_EXPORTER")]
+    pub no_exporter: bool,
+
+    /// Namespaces whose GitRepositories are watched (comma-separated); empty: all.
+    #[arg(long, env = "FLUXGATE_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+
+    /// How long the GitRepository watch may be broken before `/readyz` reports the exporter
+    /// stale (its gauges may no longer be current).
+    #[arg(long, env = "FLUXGATE_WATCH_STALE_AFTER", default_value = "60s", value_parser = crate::cli::parse_duration)]
+    pub watch_stale_after: Duration,
+}
+
+impl ExporterArgs {
+    pub fn enabled(&self) -> bool {
+        !self.no_exporter
+    }
+
+    pub fn config(&self) -> ExporterConfig {
+        ExporterConfig {
+            namespaces: self.watch_namespaces.clone(),
+            stale_after: self.watch_stale_after,
+        }
+    }
 }
 
 /// The default of [`ExporterConfig::stale_after`].
@@ -177,7 +209,7 @@ impl Exporter {
 
     /// Runs until the returned future is dropped.
     pub async fn run(self, client: kube::Client) -> anyhow::Result<()> {
-        let resource = crate::janitor::gitrepository_api_resource();
+        let resource = crate::flux::api_resource();
         let mut namespaces = self.config.namespaces.clone();
         // A namespace listed twice would be two scopes fighting over the same records.
         namespaces.sort();
@@ -589,9 +621,12 @@ fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-b",name="
             .iter()
             .map(|o| serde_json::to_value(o).unwrap())
             .collect();
-        let report =
-            crate::report::build(&values, OffsetDateTime::from_unix_timestamp(NOW).unwrap())
-                .unwrap();
+        let report = crate::report::build(
+            &values,
+            OffsetDateTime::from_unix_timestamp(NOW).unwrap(),
+            &crate::janitor::Rules::default(),
+        )
+        .unwrap();
         let mut records = exporter.store().records();
         records.sort_by(|a, b| a.name.cmp(&b.name));
         let states: Vec<health::State> = records.iter().map(|r| r.state).collect();

@@ -7,34 +7,8 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::flux::{self, Removal, archive};
 use crate::policy::rfc3339_seconds;
-
-/// Label on archived GitRepositories (selectable: `kubectl get gitrepositories -l fluxgate.io/archived`).
-pub const ARCHIVED_LABEL: &str = "fluxgate.io/archived";
-pub const ARCHIVED_AT_ANNOTATION: &str = "fluxgate.io/archived-at";
-pub const ARCHIVED_REASON_ANNOTATION: &str = "fluxgate.io/archived-reason";
-pub const ARCHIVED_RULE_ANNOTATION: &str = "fluxgate.io/archived-rule";
-/// When `fluxgate restore` last ran: the rules count from here, not from the old failure.
-pub const RESTORED_AT_ANNOTATION: &str = "fluxgate.io/restored-at";
-/// Set to `false` on a GitRepository (or its namespace list in the config) to keep the janitor away.
-pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/janitor";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Action {
-    /// `spec.suspend: true` plus archive marks: reversible with `fluxgate restore`.
-    Suspend,
-    /// Delete the GitRepository (opt-in).
-    Delete,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Suspend => "suspend",
-            Self::Delete => "delete",
-        }
-    }
-}
 
 /// One GitRepository the janitor decided to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,25 +19,27 @@ pub struct Decision {
     pub resource_version: String,
     /// Rule name for metrics and marks: `failing`, `stale_test` or `manual`.
     pub rule: &'static str,
-    pub action: Action,
+    pub removal: Removal,
     /// Human-readable why, recorded on the object and in the Event.
     pub reason: String,
 }
 
+/// What became of one decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ActionOutcome {
     Done,
     DryRun,
     /// The object changed or vanished since it was judged; nothing was done.
-    Superseded,
+    Skipped,
 }
 
-impl Outcome {
+impl ActionOutcome {
+    /// The `outcome` label of `fluxgate_janitor_actions_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Done => "done",
             Self::DryRun => "dry_run",
-            Self::Superseded => "skip",
+            Self::Skipped => "skip",
         }
     }
 }
@@ -80,26 +56,26 @@ pub async fn apply(
     decision: &Decision,
     dry_run: bool,
     now: OffsetDateTime,
-) -> Result<Outcome, kube::Error> {
+) -> Result<ActionOutcome, kube::Error> {
     if dry_run {
         tracing::info!(
             namespace = %decision.namespace, name = %decision.name, rule = decision.rule,
-            action = decision.action.as_str(), reason = %decision.reason,
+            action = decision.removal.as_str(), reason = %decision.reason,
             "dry run: would act"
         );
-        return Ok(Outcome::DryRun);
+        return Ok(ActionOutcome::DryRun);
     }
-    let result = match decision.action {
-        Action::Suspend => {
+    let result = match decision.removal {
+        Removal::Suspend => {
             let patch = json!({
                 "metadata": {
                     // Conditional on the version that was judged: a concurrent change wins.
                     "resourceVersion": decision.resource_version,
-                    "labels": { ARCHIVED_LABEL: "true" },
+                    "labels": { archive::LABEL: "true" },
                     "annotations": {
-                        ARCHIVED_AT_ANNOTATION: rfc3339_seconds(now),
-                        ARCHIVED_REASON_ANNOTATION: decision.reason,
-                        ARCHIVED_RULE_ANNOTATION: decision.rule,
+                        archive::AT_ANNOTATION: rfc3339_seconds(now),
+                        archive::REASON_ANNOTATION: decision.reason,
+                        archive::RULE_ANNOTATION: decision.rule,
                     },
                 },
                 "spec": { "suspend": true },
@@ -112,7 +88,7 @@ pub async fn apply(
             .await
             .map(|_| ())
         }
-        Action::Delete => {
+        Removal::Delete => {
             let params = DeleteParams {
                 preconditions: Some(Preconditions {
                     uid: Some(decision.uid.clone()),
@@ -130,39 +106,45 @@ pub async fn apply(
                 namespace = %decision.namespace, name = %decision.name,
                 "changed since it was judged; left alone"
             );
-            return Ok(Outcome::Superseded);
+            return Ok(ActionOutcome::Skipped);
         }
         Err(err) => return Err(err),
     }
     tracing::info!(
         namespace = %decision.namespace, name = %decision.name, rule = decision.rule,
-        action = decision.action.as_str(), reason = %decision.reason,
+        action = decision.removal.as_str(), reason = %decision.reason,
         "janitor acted"
     );
     if let Some(recorder) = recorder {
         let reference = object_reference(decision);
         let event = Event {
             type_: EventType::Warning,
-            reason: match decision.action {
-                Action::Suspend => "Archived".to_owned(),
-                Action::Delete => "Deleted".to_owned(),
+            reason: match decision.removal {
+                Removal::Suspend => "Archived".to_owned(),
+                Removal::Delete => "Deleted".to_owned(),
             },
-            note: Some(truncate(&format!(
-                "fluxgate {}: {} (rule {}){}",
-                match decision.action {
-                    Action::Suspend => "suspended this GitRepository",
-                    Action::Delete => "deleted this GitRepository",
-                },
-                decision.reason,
-                decision.rule,
-                match decision.action {
-                    Action::Suspend => "; undo with `fluxgate restore NAMESPACE/NAME`",
-                    Action::Delete => "",
-                },
-            ))),
-            action: match decision.action {
-                Action::Suspend => "Suspend".to_owned(),
-                Action::Delete => "Delete".to_owned(),
+            note: Some(
+                crate::text::fit(
+                    &format!(
+                        "fluxgate {}: {} (rule {}){}",
+                        match decision.removal {
+                            Removal::Suspend => "suspended this GitRepository",
+                            Removal::Delete => "deleted this GitRepository",
+                        },
+                        decision.reason,
+                        decision.rule,
+                        match decision.removal {
+                            Removal::Suspend => "; undo with `fluxgate restore NAMESPACE/NAME`",
+                            Removal::Delete => "",
+                        },
+                    ),
+                    EVENT_NOTE_LIMIT,
+                )
+                .into_owned(),
+            ),
+            action: match decision.removal {
+                Removal::Suspend => "Suspend".to_owned(),
+                Removal::Delete => "Delete".to_owned(),
             },
             secondary: None,
         };
@@ -171,33 +153,20 @@ pub async fn apply(
             tracing::warn!(error = %err, name = %decision.name, "recording the Event failed");
         }
     }
-    Ok(Outcome::Done)
+    Ok(ActionOutcome::Done)
 }
 
 fn object_reference(decision: &Decision) -> k8s_openapi::api::core::v1::ObjectReference {
-    k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("source.toolkit.fluxcd.io/v1".to_owned()),
-        kind: Some("GitRepository".to_owned()),
-        namespace: Some(decision.namespace.clone()),
-        name: Some(decision.name.clone()),
-        uid: Some(decision.uid.clone()),
-        resource_version: Some(decision.resource_version.clone()),
-        ..Default::default()
-    }
+    flux::object_reference(
+        &decision.namespace,
+        &decision.name,
+        Some(decision.uid.clone()),
+        Some(decision.resource_version.clone()),
+    )
 }
 
 /// Event notes are limited to 1 KiB by the API.
-fn truncate(text: &str) -> String {
-    const LIMIT: usize = 1000;
-    if text.len() <= LIMIT {
-        return text.to_owned();
-    }
-    let mut cut = LIMIT;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &text[..cut])
-}
+const EVENT_NOTE_LIMIT: usize = 1000;
 
 /// Undoes an archive: unsuspends, clears the marks, and asks for a reconcile now.
 pub async fn restore(
@@ -209,13 +178,13 @@ pub async fn restore(
 ) -> Result<(), kube::Error> {
     let patch = json!({
         "metadata": {
-            "labels": { ARCHIVED_LABEL: null },
+            "labels": { archive::LABEL: null },
             "annotations": {
-                ARCHIVED_AT_ANNOTATION: null,
-                ARCHIVED_REASON_ANNOTATION: null,
-                ARCHIVED_RULE_ANNOTATION: null,
-                RESTORED_AT_ANNOTATION: rfc3339_seconds(now),
-                crate::policy::gitrepository::REQUESTED_AT_ANNOTATION: rfc3339_seconds(now),
+                archive::AT_ANNOTATION: null,
+                archive::REASON_ANNOTATION: null,
+                archive::RULE_ANNOTATION: null,
+                archive::RESTORED_AT_ANNOTATION: rfc3339_seconds(now),
+                flux::REQUESTED_AT_ANNOTATION: rfc3339_seconds(now),
             },
         },
         "spec": { "suspend": false },
@@ -225,14 +194,8 @@ pub async fn restore(
         .await?;
     tracing::info!(%namespace, %name, "restored");
     if let Some(recorder) = recorder {
-        let reference = k8s_openapi::api::core::v1::ObjectReference {
-            api_version: Some("source.toolkit.fluxcd.io/v1".to_owned()),
-            kind: Some("GitRepository".to_owned()),
-            namespace: Some(namespace.to_owned()),
-            name: Some(name.to_owned()),
-            uid: restored.metadata.uid.clone(),
-            ..Default::default()
-        };
+        let reference =
+            flux::object_reference(namespace, name, restored.metadata.uid.clone(), None);
         let event = Event {
             type_: EventType::Normal,
             reason: "Restored".to_owned(),

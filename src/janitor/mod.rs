@@ -4,18 +4,22 @@
 //! cleanup --once` runs it from a CronJob.
 
 pub mod actions;
+pub mod args;
 pub mod rules;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{DynamicObject, ListParams};
 use kube::runtime::events::{Recorder, Reporter};
 use time::OffsetDateTime;
 
-pub use actions::{Action, Decision, Outcome};
+pub use crate::flux::Removal;
+pub use actions::{ActionOutcome, Decision};
+pub use args::{JanitorArgs, RuleArgs};
 pub use rules::{Rule, Rules, Subject, Verdict};
 
+use crate::election::Leadership;
+use crate::flux::{self, archive};
 use crate::metrics::{JanitorActionLabels, JanitorMetrics, RuleLabels};
 
 #[derive(Debug, Clone)]
@@ -35,24 +39,10 @@ pub struct RunSummary {
     pub matched: usize,
     pub done: usize,
     pub dry_run: usize,
-    pub superseded: usize,
+    /// Changed or vanished since they were judged: left alone.
+    pub skipped: usize,
     pub errors: usize,
     pub deferred: usize,
-}
-
-pub fn gitrepository_api_resource() -> kube::api::ApiResource {
-    kube::api::ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("source.toolkit.fluxcd.io", "v1", "GitRepository"),
-        "gitrepositories",
-    )
-}
-
-pub fn gitrepositories(client: &kube::Client, namespace: Option<&str>) -> Api<DynamicObject> {
-    let resource = gitrepository_api_resource();
-    match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
-    }
 }
 
 pub fn recorder(client: &kube::Client, instance: Option<String>) -> Recorder {
@@ -77,7 +67,7 @@ async fn list_all(
     };
     let mut objects = Vec::new();
     for scope in scopes {
-        let api = gitrepositories(client, scope);
+        let api = flux::gitrepositories(client, scope);
         let mut params = ListParams::default().limit(500);
         loop {
             let page = api.list(&params).await?;
@@ -121,7 +111,7 @@ pub async fn run_once(
                 uid: subject.uid,
                 resource_version: subject.resource_version,
                 rule: verdict.rule,
-                action: verdict.action,
+                removal: verdict.removal,
                 reason: verdict.reason,
             });
         }
@@ -149,7 +139,7 @@ pub async fn run_once(
             tracing::warn!("lost the janitor Lease mid-run; stopping");
             break;
         }
-        let api = gitrepositories(client, Some(&decision.namespace));
+        let api = flux::gitrepositories(client, Some(&decision.namespace));
         let outcome = actions::apply(&api, recorder, decision, config.dry_run, now).await;
         let label = match &outcome {
             Ok(outcome) => outcome.as_str(),
@@ -159,14 +149,14 @@ pub async fn run_once(
             .actions
             .get_or_create(&JanitorActionLabels {
                 rule: decision.rule,
-                action: decision.action.as_str(),
+                action: decision.removal.as_str(),
                 outcome: label,
             })
             .inc();
         match outcome {
-            Ok(Outcome::Done) => summary.done += 1,
-            Ok(Outcome::DryRun) => summary.dry_run += 1,
-            Ok(Outcome::Superseded) => summary.superseded += 1,
+            Ok(ActionOutcome::Done) => summary.done += 1,
+            Ok(ActionOutcome::DryRun) => summary.dry_run += 1,
+            Ok(ActionOutcome::Skipped) => summary.skipped += 1,
             Err(err) => {
                 summary.errors += 1;
                 tracing::warn!(error = %err, namespace = %decision.namespace, name = %decision.name, "janitor action failed");
@@ -189,7 +179,7 @@ pub fn subject_from(health: &crate::health::Health) -> Option<Subject> {
         return None;
     }
     let restored_at = health
-        .annotation(actions::RESTORED_AT_ANNOTATION)
+        .annotation(archive::RESTORED_AT_ANNOTATION)
         .and_then(|t| {
             OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
         });
@@ -206,55 +196,46 @@ pub fn subject_from(health: &crate::health::Health) -> Option<Subject> {
         last_activity: health.last_artifact.or(health.created),
         gitops_managed: health.gitops_managed,
         opted_out: health
-            .annotation(actions::OPT_OUT_ANNOTATION)
-            .is_some_and(|v| v == "false" || v == "disabled"),
+            .annotation(archive::OPT_OUT_ANNOTATION)
+            .is_some_and(archive::opts_out),
         restored_at,
     })
 }
 
-/// Runs the janitor every `interval` while this replica holds the Lease `lease_name`.
-pub async fn run_elected(
+/// Runs the janitor every `interval` while `leadership` says this replica leads. `instance`
+/// names this replica in the Events it records.
+pub async fn run_while_leading(
     client: kube::Client,
     config: JanitorConfig,
     metrics: JanitorMetrics,
-    lease_namespace: String,
-    lease_name: String,
-    identity: String,
+    mut leadership: Leadership,
+    instance: String,
     interval: Duration,
 ) -> anyhow::Result<()> {
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), lease_name)
-        .with_namespace(lease_namespace)
-        .with_identity(identity.clone())
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await?;
-    let (mut leader, _task) = manager.watch().await;
-    let is_leader = {
-        let leader = leader.clone();
-        Arc::new(move || *leader.borrow())
+    let still_leader = {
+        let leadership = leadership.clone();
+        move || leadership.is_leader()
     };
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        metrics.leader.set(i64::from(*leader.borrow()));
+        metrics.leader.set(i64::from(leadership.is_leader()));
         tokio::select! {
             _ = ticker.tick() => {
-                let leading = *leader.borrow();
                 // A recorder per run: each action is a distinct Event, created and never patched
                 // into a series, which keeps the RBAC to `create`.
-                let recorder = recorder(&client, Some(identity.clone()));
-                if leading
-                    && let Err(err) = run_once(&client, Some(&recorder), &config, &metrics, is_leader.as_ref()).await
+                let recorder = recorder(&client, Some(instance.clone()));
+                if leadership.is_leader()
+                    && let Err(err) = run_once(&client, Some(&recorder), &config, &metrics, &still_leader).await
                 {
                     tracing::warn!(error = %err, "janitor run failed; retrying next interval");
                 }
             }
-            changed = leader.changed() => {
-                if changed.is_err() {
+            changed = leadership.changed() => {
+                let Ok(leading) = changed else {
                     anyhow::bail!("janitor Lease manager stopped");
-                }
-                tracing::info!(leader = *leader.borrow(), "janitor leadership changed");
+                };
+                tracing::info!(leader = leading, "janitor leadership changed");
             }
         }
     }

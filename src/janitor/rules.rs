@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::actions::Action;
+use crate::flux::Removal;
 
 /// What the rules need to know about one GitRepository (filled from the shared health model).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Subject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
     pub after: Duration,
-    pub action: Action,
+    pub removal: Removal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,11 +52,11 @@ impl Default for Rules {
         Self {
             failing: Some(Rule {
                 after: Duration::from_secs(24 * 3600),
-                action: Action::Suspend,
+                removal: Removal::Suspend,
             }),
             stale_test: Some(Rule {
                 after: Duration::from_secs(7 * 24 * 3600),
-                action: Action::Suspend,
+                removal: Removal::Suspend,
             }),
             test_tokens: ["test", "demo", "tmp"].map(str::to_owned).to_vec(),
             excluded_namespaces: vec!["flux-system".to_owned()],
@@ -68,7 +68,7 @@ impl Default for Rules {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub rule: &'static str,
-    pub action: Action,
+    pub removal: Removal,
     pub reason: String,
     /// Set when a `delete` was turned into a `suspend` for a GitOps-managed object.
     pub downgraded: bool,
@@ -82,6 +82,35 @@ impl Rules {
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(token))
         })
+    }
+
+    /// The rules in words, for reports: `failing > 24h (suspend), test/demo/tmp names without a
+    /// new artifact for 7d (suspend)`.
+    pub fn describe(&self) -> String {
+        let age = |d: Duration| human_age(time::Duration::seconds_f64(d.as_secs_f64()));
+        let failing = self.failing.as_ref().map_or_else(
+            || "failing rule off".to_owned(),
+            |r| format!("failing > {} ({})", age(r.after), r.removal.as_str()),
+        );
+        let stale = self.stale_test.as_ref().map_or_else(
+            || "stale test rule off".to_owned(),
+            |r| {
+                format!(
+                    "{} names without a new artifact for {} ({})",
+                    self.test_tokens.join("/"),
+                    age(r.after),
+                    r.removal.as_str()
+                )
+            },
+        );
+        let mut text = format!("rules: {failing}, {stale}");
+        if !self.excluded_namespaces.is_empty() {
+            text.push_str(&format!(
+                "; never in {}",
+                self.excluded_namespaces.join(", ")
+            ));
+        }
+        text
     }
 
     /// The first rule that matches `subject` (failing before stale), or `None`.
@@ -129,24 +158,16 @@ impl Rules {
         } else {
             return None;
         };
-        let downgraded = spec.action == Action::Delete && subject.gitops_managed;
-        let action = if downgraded {
-            Action::Suspend
-        } else {
-            spec.action
-        };
-        let reason = if downgraded {
-            format!(
-                "{reason}; suspended instead of deleted because a Flux Kustomization or HelmRelease would re-apply it"
-            )
-        } else {
-            reason
+        let (removal, downgrade) = spec.removal.for_object(subject.gitops_managed);
+        let reason = match downgrade {
+            Some(note) => format!("{reason}; {note}"),
+            None => reason,
         };
         Some(Verdict {
             rule,
-            action,
+            removal,
             reason,
-            downgraded,
+            downgraded: downgrade.is_some(),
         })
     }
 }
@@ -212,7 +233,7 @@ mod tests {
         s.failing_since = Some(NOW - time::Duration::hours(26));
         let verdict = rules.evaluate(&s, NOW).unwrap();
         assert_eq!(verdict.rule, "failing");
-        assert_eq!(verdict.action, Action::Suspend);
+        assert_eq!(verdict.removal, Removal::Suspend);
         assert_eq!(verdict.reason, "failing for 26h (timeout, github.com)");
 
         s.failing_since = Some(NOW - time::Duration::hours(23));
@@ -287,16 +308,16 @@ mod tests {
         let rules = Rules {
             failing: Some(Rule {
                 after: Duration::from_secs(3600),
-                action: Action::Delete,
+                removal: Removal::Delete,
             }),
             ..Rules::default()
         };
         let mut s = subject("project-a");
         s.failing_since = Some(NOW - time::Duration::hours(2));
-        assert_eq!(rules.evaluate(&s, NOW).unwrap().action, Action::Delete);
+        assert_eq!(rules.evaluate(&s, NOW).unwrap().removal, Removal::Delete);
         s.gitops_managed = true;
         let verdict = rules.evaluate(&s, NOW).unwrap();
-        assert_eq!(verdict.action, Action::Suspend);
+        assert_eq!(verdict.removal, Removal::Suspend);
         assert!(verdict.downgraded);
         assert!(
             verdict.reason.contains("would re-apply it"),

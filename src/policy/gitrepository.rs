@@ -14,8 +14,7 @@ use super::fields::{Field, Read, Skip, key_index};
 use super::{Mutation, PatchBuilder, PolicyError, rfc3339_seconds};
 use crate::duration::{FluxDuration, parse_timeout};
 
-/// Flux's annotation for "reconcile now"; a value the controller has not handled yet queues one.
-pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+use crate::flux::REQUESTED_AT_ANNOTATION;
 
 /// How `spec.timeout` is brought to the configured value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +53,7 @@ impl Default for GitRepositoryPolicy {
 
 /// Decides the patch for one GitRepository being created, given as a parsed JSON value (what
 /// `fluxgate mutate` reads from manifests). Pure: `now` is the admission time.
-pub fn mutate(
+pub fn plan_object(
     object: &Value,
     policy: &GitRepositoryPolicy,
     now: OffsetDateTime,
@@ -156,10 +155,11 @@ fn plan_timeout(
                 }
             }
             Err(_) => {
-                warnings.push(truncate_warning(format!(
+                let warning = format!(
                     "spec.timeout {:?} is not a valid duration; fluxgate set it to {}",
                     &**text, policy.timeout
-                )));
+                );
+                warnings.push(crate::text::fit(&warning, WARNING_LIMIT).into_owned());
                 patch.replace(&["spec", "timeout"], wanted_text);
             }
         },
@@ -203,18 +203,7 @@ fn plan_suspend(
 }
 
 /// kube-apiserver truncates longer warnings; keep ours whole and readable instead.
-fn truncate_warning(mut text: String) -> String {
-    const LIMIT: usize = 120;
-    if text.len() > LIMIT {
-        let mut cut = LIMIT - 3;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    text
-}
+const WARNING_LIMIT: usize = 120;
 
 /// What the policy reads of a GitRepository: `metadata.annotations` (only whether the requestedAt
 /// key is there), `spec.timeout` and `spec.suspend`, each with its JSON type when it is not the
@@ -359,7 +348,7 @@ mod tests {
 
     /// Applies the planned patch the way kube-apiserver would and returns the result.
     fn apply(object: &Value, policy: &GitRepositoryPolicy) -> (Value, Mutation) {
-        let mutation = mutate(object, policy, NOW).expect("mutation");
+        let mutation = plan_object(object, policy, NOW).expect("mutation");
         let mut patched = object.clone();
         json_patch::patch(&mut patched, &mutation.patch).expect("patch applies");
         (patched, mutation)
@@ -429,7 +418,7 @@ mod tests {
         let object = repo(json!({ "url": "u", "interval": "1m" }), None);
         let (patched, first) = apply(&object, &GitRepositoryPolicy::default());
         assert!(!first.is_empty());
-        let second = mutate(&patched, &GitRepositoryPolicy::default(), NOW).unwrap();
+        let second = plan_object(&patched, &GitRepositoryPolicy::default(), NOW).unwrap();
         assert!(second.is_empty(), "second pass patched: {:?}", second.patch);
         assert!(second.warnings.is_empty());
     }
@@ -440,7 +429,7 @@ mod tests {
             json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": false }),
             Some(json!({ REQUESTED_AT_ANNOTATION: "by-hand" })),
         );
-        let m = mutate(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
+        let m = plan_object(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
         assert!(m.is_empty());
     }
 
@@ -530,7 +519,7 @@ mod tests {
             json!({ "url": "u", "interval": "1m", "timeout": long }),
             None,
         );
-        let m = mutate(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
+        let m = plan_object(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
         assert!(m.warnings[0].len() <= 120);
         assert!(m.warnings[0].ends_with("..."));
     }
@@ -558,7 +547,7 @@ mod tests {
             json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": true }),
             Some(json!({ REQUESTED_AT_ANNOTATION: "x" })),
         );
-        let m = mutate(&suspended, &p, NOW).unwrap();
+        let m = plan_object(&suspended, &p, NOW).unwrap();
         assert!(m.is_empty() && m.warnings.is_empty());
 
         let unset = repo(
@@ -599,15 +588,15 @@ mod tests {
     fn wrong_shapes_are_errors_not_panics() {
         let p = GitRepositoryPolicy::default();
         assert_eq!(
-            mutate(&json!([1, 2]), &p, NOW),
+            plan_object(&json!([1, 2]), &p, NOW),
             Err(PolicyError::NotAnObject)
         );
         assert!(matches!(
-            mutate(&json!({ "spec": "x" }), &p, NOW),
+            plan_object(&json!({ "spec": "x" }), &p, NOW),
             Err(PolicyError::FieldNotAnObject("spec", "string"))
         ));
         assert!(matches!(
-            mutate(&json!({ "metadata": { "annotations": [] } }), &p, NOW),
+            plan_object(&json!({ "metadata": { "annotations": [] } }), &p, NOW),
             Err(PolicyError::FieldNotAnObject(
                 "metadata.annotations",
                 "list"

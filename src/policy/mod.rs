@@ -1,6 +1,7 @@
 //! Pure decisions about how fluxgate changes objects on admission. No I/O and no clock: the
-//! webhook and `fluxgate mutate` both call [`Policy::mutate`], so they cannot disagree.
+//! webhook and `fluxgate mutate` both call [`Policy::plan`], so they cannot disagree.
 
+pub mod args;
 pub mod fields;
 pub mod gitrepository;
 pub mod proxy;
@@ -10,10 +11,11 @@ use jsonptr::PointerBuf;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::flux;
+
+pub use args::PolicyArgs;
 pub use gitrepository::{GitRepositoryFields, GitRepositoryPolicy, SuspendMode, TimeoutMode};
 pub use proxy::ProxyPolicy;
-
-pub const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 
 /// The kinds of object fluxgate has an opinion about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,7 +28,7 @@ impl Target {
     /// Recognises a kind by API group and kind, whatever the version.
     pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
         match (group, kind) {
-            (FLUX_SOURCE_GROUP, "GitRepository") => Some(Self::GitRepository),
+            (flux::GROUP, flux::KIND) => Some(Self::GitRepository),
             ("", "Pod") => Some(Self::Pod),
             _ => None,
         }
@@ -34,7 +36,7 @@ impl Target {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::GitRepository => "GitRepository",
+            Self::GitRepository => flux::KIND,
             Self::Pod => "Pod",
         }
     }
@@ -72,7 +74,7 @@ pub struct Policy {
 
 impl Policy {
     /// The patch for one object being created. Objects of other kinds get an empty mutation.
-    pub fn mutate(
+    pub fn plan(
         &self,
         target: Target,
         namespace: Option<&str>,
@@ -80,14 +82,14 @@ impl Policy {
         now: OffsetDateTime,
     ) -> Result<Mutation, PolicyError> {
         match target {
-            Target::GitRepository => gitrepository::mutate(object, &self.gitrepository, now),
-            Target::Pod => self.proxy.mutate_pod(namespace, object),
+            Target::GitRepository => gitrepository::plan_object(object, &self.gitrepository, now),
+            Target::Pod => self.proxy.plan_pod(namespace, object),
         }
     }
 
-    /// [`Policy::mutate`] for a GitRepository already read into the fields the policy looks at
+    /// [`Policy::plan`] for a GitRepository already read into the fields the policy looks at
     /// (the webhook reads them straight from the review's JSON). The same decision either way.
-    pub fn mutate_gitrepository(
+    pub fn plan_gitrepository(
         &self,
         object: &GitRepositoryFields<'_>,
         now: OffsetDateTime,

@@ -176,11 +176,7 @@ impl ProxyPolicy {
 
     /// The patch for a Pod being created. `namespace` is the request's (a Pod created by a
     /// ReplicaSet may not carry one in its metadata yet).
-    pub fn mutate_pod(
-        &self,
-        namespace: Option<&str>,
-        pod: &Value,
-    ) -> Result<Mutation, PolicyError> {
+    pub fn plan_pod(&self, namespace: Option<&str>, pod: &Value) -> Result<Mutation, PolicyError> {
         let pod = pod.as_object().ok_or(PolicyError::NotAnObject)?;
         let metadata = pod.get("metadata").and_then(Value::as_object);
         let namespace = namespace.filter(|ns| !ns.is_empty()).or_else(|| {
@@ -266,7 +262,7 @@ impl ProxyPolicy {
 
     /// The same rule applied to a workload's Pod template (`spec.template`), for previews of
     /// Deployments with `fluxgate mutate`.
-    pub fn mutate_pod_template(&self, workload: &Value) -> Result<Mutation, PolicyError> {
+    pub fn plan_pod_template(&self, workload: &Value) -> Result<Mutation, PolicyError> {
         let namespace = workload
             .pointer("/metadata/namespace")
             .and_then(Value::as_str);
@@ -277,7 +273,7 @@ impl ProxyPolicy {
             "metadata": template.get("metadata").cloned().unwrap_or(Value::Null),
             "spec": template.get("spec").cloned().unwrap_or(Value::Null),
         });
-        let mutation = self.mutate_pod(namespace, &pod_view)?;
+        let mutation = self.plan_pod(namespace, &pod_view)?;
         let ops = mutation
             .patch
             .0
@@ -340,7 +336,7 @@ mod tests {
     const NO_PROXY: &str = "localhost,127.0.0.1,::1,.cluster.local.,.cluster.local,.svc,10.96.0.1";
 
     fn apply(policy: &ProxyPolicy, object: &Value) -> (Value, Mutation) {
-        let mutation = policy.mutate_pod(Some("flux-system"), object).unwrap();
+        let mutation = policy.plan_pod(Some("flux-system"), object).unwrap();
         let mut patched = object.clone();
         json_patch::patch(&mut patched, &mutation.patch).unwrap();
         (patched, mutation)
@@ -428,7 +424,7 @@ mod tests {
     fn an_already_injected_pod_gets_no_patch() {
         let (patched, first) = apply(&policy(), &pod(json!([{ "name": "manager" }])));
         assert!(!first.is_empty());
-        let again = policy().mutate_pod(Some("flux-system"), &patched).unwrap();
+        let again = policy().plan_pod(Some("flux-system"), &patched).unwrap();
         assert!(again.is_empty(), "{:?}", again.patch);
         let overriding = ProxyPolicy {
             override_existing: true,
@@ -436,7 +432,7 @@ mod tests {
         };
         assert!(
             overriding
-                .mutate_pod(Some("flux-system"), &patched)
+                .plan_pod(Some("flux-system"), &patched)
                 .unwrap()
                 .is_empty()
         );
@@ -513,13 +509,13 @@ mod tests {
         other_app["metadata"]["labels"]["app"] = json!("kustomize-controller");
         assert!(
             policy()
-                .mutate_pod(Some("flux-system"), &other_app)
+                .plan_pod(Some("flux-system"), &other_app)
                 .unwrap()
                 .is_empty()
         );
         assert!(
             policy()
-                .mutate_pod(Some("default"), &pod(manager.clone()))
+                .plan_pod(Some("default"), &pod(manager.clone()))
                 .unwrap()
                 .is_empty()
         );
@@ -530,13 +526,13 @@ mod tests {
             .remove("labels");
         assert!(
             policy()
-                .mutate_pod(Some("flux-system"), &unlabelled)
+                .plan_pod(Some("flux-system"), &unlabelled)
                 .unwrap()
                 .is_empty()
         );
         assert!(
             ProxyPolicy::default()
-                .mutate_pod(Some("flux-system"), &pod(manager))
+                .plan_pod(Some("flux-system"), &pod(manager))
                 .unwrap()
                 .is_empty()
         );
@@ -545,17 +541,17 @@ mod tests {
     #[test]
     fn namespace_falls_back_to_metadata() {
         let object = pod(json!([{ "name": "manager" }]));
-        assert!(!policy().mutate_pod(None, &object).unwrap().is_empty());
-        assert!(!policy().mutate_pod(Some(""), &object).unwrap().is_empty());
+        assert!(!policy().plan_pod(None, &object).unwrap().is_empty());
+        assert!(!policy().plan_pod(Some(""), &object).unwrap().is_empty());
     }
 
     #[test]
     fn wrong_shapes_are_errors() {
         let mut bad = pod(json!("nope"));
-        assert!(policy().mutate_pod(Some("flux-system"), &bad).is_err());
+        assert!(policy().plan_pod(Some("flux-system"), &bad).is_err());
         bad["spec"]["containers"] = json!([{ "name": "manager", "env": "x" }]);
-        assert!(policy().mutate_pod(Some("flux-system"), &bad).is_err());
-        assert!(policy().mutate_pod(Some("flux-system"), &json!(3)).is_err());
+        assert!(policy().plan_pod(Some("flux-system"), &bad).is_err());
+        assert!(policy().plan_pod(Some("flux-system"), &json!(3)).is_err());
     }
 
     #[test]
@@ -568,7 +564,7 @@ mod tests {
                 "spec": { "containers": [{ "name": "manager" }] }
             } }
         });
-        let m = policy().mutate_pod_template(&deployment).unwrap();
+        let m = policy().plan_pod_template(&deployment).unwrap();
         let mut patched = deployment.clone();
         json_patch::patch(&mut patched, &m.patch).unwrap();
         assert_eq!(

@@ -179,3 +179,15 @@ pub async fn drain_on<F: Future<Output = ()>>(
     }
     first_error.map_or(Ok(()), Err)
 }
+
+/// How a replica stops: readiness off, a delay for endpoints to drop it, then a bounded drain.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShutdownArgs {
+    /// After SIGTERM, how long /readyz reports not-ready before listeners stop accepting.
+    #[arg(long, env = "FLUXGATE_SHUTDOWN_DELAY", default_value = "5s", value_parser = crate::cli::parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// After the delay, how long in-flight requests may take to finish.
+    #[arg(long, env = "FLUXGATE_DRAIN_TIMEOUT", default_value = "20s", value_parser = crate::cli::parse_duration)]
+    pub drain_timeout: Duration,
+}

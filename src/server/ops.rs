@@ -74,6 +74,14 @@ impl Readiness {
     }
 }
 
+/// The plain-HTTP operations listener.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpsArgs {
+    /// Plain HTTP address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "FLUXGATE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+}
+
 #[derive(Clone)]
 struct OpsState {
     metrics: Arc<Metrics>,

@@ -13,9 +13,9 @@ use time::OffsetDateTime;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::admission::{self, Outcome};
-use crate::metrics::{AdmissionLabels, Metrics};
-use crate::policy::Policy;
+use crate::admission::{self, ReviewOutcome, Reviewed};
+use crate::metrics::{AdmissionLabels, Metrics, NamespaceLabels};
+use crate::policy::{Policy, Target};
 
 /// The path kube-apiserver posts every AdmissionReview to.
 pub const MUTATE_PATH: &str = "/mutate";
@@ -74,7 +74,7 @@ impl WebhookState {
 pub fn router(state: Arc<WebhookState>, limits: WebhookLimits) -> Router {
     let panic_metrics = state.metrics.clone();
     Router::new()
-        .route(MUTATE_PATH, post(mutate))
+        .route(MUTATE_PATH, post(review))
         .with_state(state)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -106,118 +106,139 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Cuts the middle out of a long error message, keeping its start (what went wrong) and its end
-/// (where: serde's line and column).
-fn shorten(message: &str) -> std::borrow::Cow<'_, str> {
-    const HEAD: usize = 256;
-    const TAIL: usize = 96;
-    if message.len() <= HEAD + TAIL {
-        return message.into();
-    }
-    let mut head = HEAD;
-    while !message.is_char_boundary(head) {
-        head -= 1;
-    }
-    let mut tail = message.len() - TAIL;
-    while !message.is_char_boundary(tail) {
-        tail += 1;
-    }
-    format!("{}…{}", &message[..head], &message[tail..]).into()
-}
-
-async fn mutate(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
+async fn review(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
     let started = Instant::now();
     let metrics = &state.metrics.admission;
     // The headers are looked at in place (a `HeaderMap` extractor would copy them) and the body
     // is read through the same extractor as before, so the body limit and its 413 still apply.
     let json = is_json(request.headers());
     let body = Bytes::from_request(request, &()).await;
-    if !json {
-        metrics.count_invalid();
-        return (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected Content-Type: application/json\n",
-        )
-            .into_response();
-    }
-
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            // Oversized (413) or a broken body stream: counted like any other unusable request.
+    let body = match (json, body) {
+        (false, _) => {
+            metrics.count_invalid();
+            let message = "expected Content-Type: application/json\n";
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+        }
+        // Oversized (413) or a broken body stream: counted like any other unusable request.
+        (true, Err(rejection)) => {
             metrics.count_invalid();
             tracing::warn!(error = %rejection, "refused an admission request body");
             return rejection.into_response();
         }
+        (true, Ok(body)) => body,
     };
 
-    let policy = state.policy();
-    let reviewed = match admission::review(&body, &policy, OffsetDateTime::now_utc()) {
+    let reviewed = match admission::review(&body, &state.policy(), OffsetDateTime::now_utc()) {
         Ok(reviewed) => reviewed,
         Err(err) => {
             metrics.count_invalid();
             // serde quotes the offending value, which can be megabytes: keep logs and answers short.
             let message = err.to_string();
-            let message = shorten(&message);
+            let message = crate::text::shorten_middle(&message, 256, 96);
             tracing::warn!(error = %message, bytes = body.len(), "refused an unanswerable admission request");
             return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response();
         }
     };
-
-    let kind = reviewed.target.map_or("other", |t| t.as_str());
-    metrics.count_review(reviewed.target, reviewed.operation, reviewed.outcome);
-    if reviewed.outcome == Outcome::Patched && kind == "Pod" {
-        state
-            .metrics
-            .proxy
-            .injections
-            .get_or_create(&crate::metrics::NamespaceLabels {
-                namespace: reviewed.namespace.clone().unwrap_or_default(),
-            })
-            .inc();
-    }
-    match reviewed.outcome {
-        Outcome::Error => tracing::error!(
-            uid = %reviewed.uid,
-            kind,
-            namespace = reviewed.namespace.as_deref().unwrap_or(""),
-            name = reviewed.name.as_deref().unwrap_or(""),
-            error = reviewed.error.as_deref().unwrap_or(""),
-            "admitted unchanged after an internal problem"
-        ),
-        // A user's setting overridden is worth a line; a routine patch is counted in metrics and
-        // logged at debug only: a synchronous log write per request halved throughput and, behind
-        // a slow stderr pipe, stalled every request on the worker (see BENCHMARKS.md).
-        Outcome::Patched if !reviewed.warnings.is_empty() => tracing::info!(
-            uid = %reviewed.uid,
-            kind,
-            namespace = reviewed.namespace.as_deref().unwrap_or(""),
-            name = reviewed.name.as_deref().unwrap_or(""),
-            dry_run = reviewed.dry_run,
-            warnings = reviewed.warnings.len(),
-            "patched, overriding the creator"
-        ),
-        Outcome::Patched => tracing::debug!(
-            uid = %reviewed.uid,
-            kind,
-            namespace = reviewed.namespace.as_deref().unwrap_or(""),
-            name = reviewed.name.as_deref().unwrap_or(""),
-            dry_run = reviewed.dry_run,
-            "patched"
-        ),
-        _ => {
-            tracing::debug!(uid = %reviewed.uid, kind, outcome = reviewed.outcome.as_str(), "admitted")
-        }
-    }
-    metrics.observe_duration(reviewed.target, started.elapsed().as_secs_f64());
-
+    record(&state.metrics, &reviewed);
+    metrics.observe_duration(
+        admission::kind_label(reviewed.target),
+        started.elapsed().as_secs_f64(),
+    );
+    let content_type = HeaderValue::from_static("application/json");
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+        [(header::CONTENT_TYPE, content_type)],
         reviewed.body,
     )
         .into_response()
+}
+
+/// Counts and logs one answered review.
+fn record(metrics: &Metrics, reviewed: &Reviewed) {
+    let kind = admission::kind_label(reviewed.target);
+    metrics
+        .admission
+        .count_review(kind, reviewed.operation.label(), reviewed.outcome.label());
+    if reviewed.outcome == ReviewOutcome::Patched && reviewed.target == Some(Target::Pod) {
+        let namespace = reviewed.namespace.clone().unwrap_or_default();
+        metrics
+            .proxy
+            .injections
+            .get_or_create(&NamespaceLabels { namespace })
+            .inc();
+    }
+    let kind = kind.value;
+    let uid = reviewed.uid.as_str();
+    let namespace = reviewed.namespace.as_deref().unwrap_or("");
+    let name = reviewed.name.as_deref().unwrap_or("");
+    match reviewed.outcome {
+        ReviewOutcome::Error => {
+            let error = reviewed.error.as_deref().unwrap_or("");
+            tracing::error!(
+                uid,
+                kind,
+                namespace,
+                name,
+                error,
+                "admitted unchanged after an internal problem"
+            );
+        }
+        // A user's setting overridden is worth a line; a routine patch is counted in metrics and
+        // logged at debug only: a synchronous log write per request halved throughput and, behind
+        // a slow stderr pipe, stalled every request on the worker (see BENCHMARKS.md).
+        ReviewOutcome::Patched if !reviewed.warnings.is_empty() => {
+            let warnings = reviewed.warnings.len();
+            let dry_run = reviewed.dry_run;
+            tracing::info!(
+                uid,
+                kind,
+                namespace,
+                name,
+                dry_run,
+                warnings,
+                "patched, overriding the creator"
+            );
+        }
+        ReviewOutcome::Patched => {
+            let dry_run = reviewed.dry_run;
+            tracing::debug!(uid, kind, namespace, name, dry_run, "patched");
+        }
+        outcome => tracing::debug!(uid, kind, outcome = outcome.as_str(), "admitted"),
+    }
+}
+
+/// The admission webhook's listener and policy.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Run the exporter alone.
+    #[arg(long, env = "FLUXGATE_NO_WEBHOOK", conflicts_with = "no_exporter")]
+    pub no_webhook: bool,
+
+    /// HTTPS address of the admission webhook (POST /mutate).
+    #[arg(long, env = "FLUXGATE_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
+    pub webhook_addr: std::net::SocketAddr,
+
+    /// Largest admission request body accepted (larger ones get 413).
+    #[arg(long, env = "FLUXGATE_MAX_BODY_BYTES", default_value_t = 7 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Time allowed to receive and answer one admission request.
+    #[arg(long, env = "FLUXGATE_REQUEST_TIMEOUT", default_value = "10s", value_parser = crate::cli::parse_duration)]
+    pub request_timeout: Duration,
+
+    #[command(flatten)]
+    pub policy: crate::policy::PolicyArgs,
+}
+
+impl WebhookArgs {
+    pub fn enabled(&self) -> bool {
+        !self.no_webhook
+    }
+
+    pub fn limits(&self) -> WebhookLimits {
+        WebhookLimits {
+            max_body_bytes: self.max_body_bytes,
+            request_timeout: self.request_timeout,
+        }
+    }
 }

@@ -1,0 +1,228 @@
+//! `fluxgate serve`: the parts that run in one replica (webhook, exporter, janitor, the
+//! operations listener), each configured by its own flag group and started here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tokio::task::JoinSet;
+
+use crate::certs::{CertArgs, bootstrap};
+use crate::discovery;
+use crate::election::{self, Candidate};
+use crate::exporter::{Exporter, ExporterArgs};
+use crate::janitor::{self, JanitorArgs};
+use crate::metrics::Metrics;
+use crate::server::ops::{self, OpsArgs, Readiness};
+use crate::server::webhook::{self, WebhookArgs};
+use crate::server::{self, ConnectionLimits, RunningServer, ShutdownArgs, tls};
+
+/// How often the API server's ClusterIP is re-read for NO_PROXY.
+const SERVICE_IP_REFRESH: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+
+    #[command(flatten)]
+    pub certs: CertArgs,
+
+    #[command(flatten)]
+    pub exporter: ExporterArgs,
+
+    #[command(flatten)]
+    pub janitor: JanitorArgs,
+
+    #[command(flatten)]
+    pub ops: OpsArgs,
+
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+
+    /// fluxgate's own namespace (its certificate Secret and Lease live there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "fluxgate")]
+    pub namespace: String,
+
+    /// This replica's identity in the Lease (the Pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+impl ServeArgs {
+    fn identity(&self) -> String {
+        self.identity
+            .clone()
+            .unwrap_or_else(|| format!("fluxgate-{}", std::process::id()))
+    }
+}
+
+/// `fluxgate serve`: starts every enabled part, then waits for SIGTERM and drains.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut metrics = Metrics::new();
+    let exporter = args
+        .exporter
+        .enabled()
+        .then(|| Exporter::new(&mut metrics, args.exporter.config()));
+    let metrics = Arc::new(metrics);
+    let readiness = Readiness::new(args.webhook.enabled());
+    let client = cluster_client(&args, exporter.is_some()).await?;
+    let mut tasks = JoinSet::new();
+    let mut servers = Vec::new();
+
+    if args.webhook.enabled() {
+        servers.push(start_webhook(&args, client.as_ref(), &metrics, &mut tasks).await?);
+        readiness.set_webhook_listening();
+    }
+    if let (Some(exporter), Some(client)) = (exporter, &client) {
+        readiness.set_exporter(exporter.status());
+        tasks.spawn(log_end("exporter", exporter.run(client.clone())));
+    }
+    if let (true, Some(client)) = (args.janitor.enabled, &client) {
+        start_janitor(&args, client, &metrics, &mut tasks).await?;
+    }
+
+    // The operations listener goes last so /readyz stays answerable (false) during the drain.
+    let router = ops::router(metrics.clone(), readiness.clone());
+    let addr = args.ops.metrics_addr;
+    let ops_server = server::spawn_plain(addr, router, ConnectionLimits::default())
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(addr = %ops_server.addr, "metrics and health serving HTTP");
+    servers.push(ops_server);
+
+    let result = server::drain_on(
+        server::shutdown_signal(),
+        &readiness,
+        args.shutdown.shutdown_delay,
+        args.shutdown.drain_timeout,
+        servers,
+    )
+    .await;
+    tasks.shutdown().await;
+    tracing::info!("stopped");
+    result.context("draining")
+}
+
+/// A Kubernetes client when a part needs one. The webhook works without any cluster access, so
+/// a missing configuration is fatal only for the parts that need it.
+async fn cluster_client(args: &ServeArgs, exporter: bool) -> anyhow::Result<Option<kube::Client>> {
+    let needs_client =
+        exporter || args.janitor.enabled || (args.certs.cert_bootstrap && args.webhook.enabled());
+    if needs_client {
+        let client = kube::Client::try_default().await.context(
+            "no Kubernetes client configuration (needed by the exporter, the janitor or --cert-bootstrap)",
+        )?;
+        return Ok(Some(client));
+    }
+    if !args.webhook.policy.proxy_configured() {
+        return Ok(None);
+    }
+    // Only for tracking the API server's ClusterIP; without it NO_PROXY uses the address the
+    // Pod was given at start.
+    match kube::Client::try_default().await {
+        Ok(client) => Ok(Some(client)),
+        Err(err) => {
+            tracing::warn!(error = %err, "no Kubernetes client; the API server's ClusterIP is not tracked");
+            Ok(None)
+        }
+    }
+}
+
+/// The webhook: its certificate (bootstrapped in-cluster when asked), its policy, and its TLS
+/// listener.
+async fn start_webhook(
+    args: &ServeArgs,
+    client: Option<&kube::Client>,
+    metrics: &Arc<Metrics>,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<RunningServer> {
+    let certs = &args.certs;
+    if let (true, Some(client)) = (certs.cert_bootstrap, client) {
+        let config = certs.bootstrap(&args.namespace);
+        bootstrap::ensure(client, &config)
+            .await
+            .context("bootstrapping the webhook certificate")?;
+        let interval = certs.cert_check_interval;
+        tasks.spawn(bootstrap::keep_current(client.clone(), config, interval));
+    }
+    let tls = tls::ReloadingTls::load(
+        &certs.tls_cert_file,
+        &certs.tls_key_file,
+        metrics.tls.clone(),
+    )
+    .context("loading the webhook certificate")?;
+
+    let mut policy = args.webhook.policy.policy();
+    let proxy = &mut policy.proxy;
+    let track_service_ip = proxy.is_enabled() && proxy.kubernetes_service_ip.is_none();
+    if proxy.is_enabled() && proxy.kubernetes_service_ip.is_none() {
+        proxy.kubernetes_service_ip = discovery::kubernetes_service_ip_from_env();
+    }
+    if proxy.is_enabled() {
+        tracing::info!(
+            https_proxy = ?proxy.https_proxy,
+            http_proxy = ?proxy.http_proxy,
+            no_proxy = %proxy.no_proxy_value(),
+            "proxy injection enabled for source-controller Pods"
+        );
+    }
+    let state = webhook::WebhookState::new(policy, metrics.clone());
+    if let (true, Some(client)) = (track_service_ip, client) {
+        let tracking =
+            discovery::track_kubernetes_service(client.clone(), state.clone(), SERVICE_IP_REFRESH);
+        tasks.spawn(tracking);
+    }
+
+    let router = webhook::router(state, args.webhook.limits());
+    let addr = args.webhook.webhook_addr;
+    let running = server::spawn_tls(
+        addr,
+        tls.rustls_config(),
+        router,
+        ConnectionLimits::default(),
+    )
+    .await
+    .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(addr = %running.addr, path = webhook::MUTATE_PATH, "webhook serving HTTPS");
+    tasks.spawn(tls.watch(certs.tls_reload_interval));
+    Ok(running)
+}
+
+/// The janitor, on the replica that holds the Lease.
+async fn start_janitor(
+    args: &ServeArgs,
+    client: &kube::Client,
+    metrics: &Metrics,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let candidate = Candidate {
+        namespace: args.namespace.clone(),
+        lease: args.janitor.janitor_lease.clone(),
+        identity: args.identity(),
+    };
+    let leadership = election::join(client.clone(), candidate.clone())
+        .await
+        .context("joining the janitor's leader election")?;
+    let config = args.janitor.rules.config(args.janitor.janitor_dry_run);
+    let interval = args.janitor.janitor_interval;
+    tracing::info!(?config, ?interval, "janitor enabled");
+    let run = janitor::run_while_leading(
+        client.clone(),
+        config,
+        metrics.janitor.clone(),
+        leadership,
+        candidate.identity,
+        interval,
+    );
+    tasks.spawn(log_end("janitor", run));
+    Ok(())
+}
+
+/// Runs a part until it ends, logging why it ended.
+async fn log_end(part: &'static str, run: impl Future<Output = anyhow::Result<()>>) {
+    if let Err(err) = run.await {
+        tracing::error!(error = %err, part, "stopped");
+    }
+}
