@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of the shipped monitoring: alert rules and their unit tests (promtool), the
-# PrometheusRule copy, the Alertmanager example (amtool) and the Grafana dashboard, whose every
-# query must be valid PromQL. Writes nothing into the repository.
+# PrometheusRule copy, the Alertmanager example (amtool) and the Grafana dashboard: Grafana's
+# dashboard schema (the Grafana Foundation SDK's typed models, tests/monitoring/dashboard-schema/)
+# and every query valid PromQL. Writes nothing into the repository.
 #   tests/monitoring/check.sh
 # Ends with "monitoring: N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
@@ -103,6 +104,30 @@ routes_ok() {
 check "every alert routes to the fluxgate receiver, others do not" routes_ok
 
 # --- dashboard ---------------------------------------------------------------------------------
+# Grafana's dashboard schema, strictly, through the Grafana Foundation SDK's typed models.
+dashboard_schema() { # DASHBOARD...
+  [[ -x "$work/dashboard-schema" ]] || {
+    command -v go >/dev/null || { echo "go not found: the schema check is a Go program"; return 1; }
+    (cd tests/monitoring/dashboard-schema &&
+      GOFLAGS=-buildvcs=false GOWORK=off go build -o "$work/dashboard-schema" .) || return 1
+  }
+  "$work/dashboard-schema" "$@"
+}
+check "dashboards/fluxgate.json is valid against Grafana's dashboard schema" dashboard_schema dashboards/fluxgate.json
+# It must bite: an unknown panel field, a misspelt option and a query without a data source type.
+schema_mutant() { # PYTHON-STATEMENT run on `panel`, the first panel with queries
+  "$python" - dashboards/fluxgate.json "$work/schema-mutant.json" "$1" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+panel = next(p for p in d["panels"] if p.get("targets"))
+exec(sys.argv[3])
+json.dump(d, open(sys.argv[2], "w"))
+EOF
+  dashboard_schema "$work/schema-mutant.json"
+}
+check_fails "the schema check rejects an unknown panel field" schema_mutant 'panel["colour"] = "red"'
+check_fails "the schema check rejects a misspelt panel option" schema_mutant 'panel["options"]["colourMode"] = "value"'
+check_fails "the schema check rejects a query of no known data source" schema_mutant 'del panel["targets"][0]["datasource"]'
 check "dashboards/fluxgate.json parses and is well-formed" "$python" "$monitoring_py" dashboard-lint dashboards/fluxgate.json
 dashboard_queries_ok() { # DASHBOARD: every query, variables substituted, through promtool
   "$python" "$monitoring_py" dashboard-rules "$1" "$work/dashboard-rules.yaml" &&
