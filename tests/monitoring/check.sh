@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# Offline checks of the shipped monitoring: alert rules and their unit tests (promtool), the
-# PrometheusRule copy, the Alertmanager example (amtool) and the Grafana dashboard: Grafana's
-# dashboard schema (the Grafana Foundation SDK's typed models, tests/monitoring/dashboard-schema/)
-# and every query valid PromQL. Writes nothing into the repository.
+# Offline checks of the shipped monitoring: alert rules and their unit tests (promtool), pint's
+# offline lint of the rules, the PrometheusRule copy, the Alertmanager example (amtool) and the
+# Grafana dashboard: Grafana's dashboard schema (the Grafana Foundation SDK's typed models,
+# tests/monitoring/dashboard-schema/), the install variables, and every query valid PromQL.
+# Writes nothing into the repository.
 #   tests/monitoring/check.sh
-# Ends with "monitoring: N passed, M failed"; exits non-zero on any failure.
+# Ends with "monitoring: N passed, M failed" (", K skipped" when a tool cannot be installed);
+# exits non-zero on any failure.
+#
+# Go tools are built once per pinned version into ${XDG_CACHE_HOME:-~/.cache}/fluxgate-tools/bin
+# (GOFLAGS=-buildvcs=false GOWORK=off): pint (alerts/README.md) and the dashboard schema check
+# (dashboards/README.md, with its build time). pint is skipped, and counted so, when `go install`
+# cannot fetch it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -39,8 +46,32 @@ if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null || [[ -z "
 fi
 monitoring_py=tests/monitoring/monitoring.py
 
+# Pinned Go tools.
+PINT_MODULE=github.com/cloudflare/pint/cmd/pint@v0.87.0
+gobin=${XDG_CACHE_HOME:-$HOME/.cache}/fluxgate-tools/bin
+# go_tool NAME PACKAGE@VERSION: prints the tool's path, building it once per version; on failure
+# prints go's error on stderr and returns non-zero.
+go_tool() {
+  local name=$1 pkg=$2 bin tmp
+  bin="$gobin/$name-${pkg##*@}"
+  if [[ ! -x "$bin" ]]; then
+    command -v go >/dev/null || { echo "no go to build $pkg" >&2; return 1; }
+    echo "building $pkg (Go module proxy)" >&2
+    tmp=$(mktemp -d)
+    if ! GOBIN="$tmp" GOFLAGS=-buildvcs=false GOWORK=off go install "$pkg" >"$tmp/log" 2>&1; then
+      cat "$tmp/log" >&2
+      rm -rf "$tmp"
+      return 1
+    fi
+    mkdir -p "$gobin" && mv "$tmp/$name" "$bin"
+    rm -rf "$tmp"
+  fi
+  echo "$bin"
+}
+
 passed=0
 failed=0
+skipped=0
 # check NAME COMMAND...: runs COMMAND, prints its output only when it fails.
 check() {
   local name=$1
@@ -68,9 +99,26 @@ check_fails() {
   fi
 }
 
+# skip NAME REASON: a check that could not run here, counted apart.
+skip() {
+  skipped=$((skipped + 1))
+  printf 'skip %s\n' "$1"
+  sed 's/^/     /' <<<"$2"
+}
+
 # --- alert rules -----------------------------------------------------------------------------
 check "promtool check rules alerts/fluxgate-rules.yaml" promtool check rules alerts/fluxgate-rules.yaml
 check "promtool test rules alerts/fluxgate-rules.test.yaml" promtool test rules alerts/fluxgate-rules.test.yaml
+# pint's offline checks (no Prometheus to query), failing on warnings too. Only the plain rules
+# file: alerts/prometheusrule.yaml holds the same groups (checked below), and the .test.yaml is a
+# promtool test file, not rules.
+if pint=$(go_tool pint "$PINT_MODULE" 2>"$work/pint-install"); then
+  check "pint --offline lint alerts/fluxgate-rules.yaml" \
+    "$pint" --no-color --offline lint --min-severity=info --fail-on=warning alerts/fluxgate-rules.yaml
+else
+  skip "pint --offline lint alerts/fluxgate-rules.yaml" \
+    "$PINT_MODULE cannot be installed here: $(grep -m1 -iE 'error|forbidden|not available|no go' "$work/pint-install" || tail -n1 "$work/pint-install")"
+fi
 check "PrometheusRule spec.groups equal the rules file's groups" "$python" "$monitoring_py" prometheusrule
 check "alert rules and dashboard use only metrics fluxgate exports" \
   "$python" "$monitoring_py" metric-names alerts/fluxgate-rules.yaml dashboards/fluxgate.json
@@ -160,5 +208,9 @@ EOF
 check "a broken dashboard query fails and names its panel" broken_dashboard_named
 
 echo
-echo "monitoring: $passed passed, $failed failed"
+if ((skipped)); then
+  echo "monitoring: $passed passed, $failed failed, $skipped skipped"
+else
+  echo "monitoring: $passed passed, $failed failed"
+fi
 ((failed == 0))
