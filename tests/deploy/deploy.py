@@ -88,6 +88,14 @@ def model_for(doc):
     return getattr(k8s, name, None)
 
 
+# Fields newer than Debian's python3-kubernetes models (22.x, the Kubernetes 1.22 API), with
+# their allowed values; the e2e test's server-side dry run checks them against a current API
+# server.
+NEWER_FIELDS = {
+    ("V1PodDisruptionBudgetSpec", "unhealthyPodEvictionPolicy"): {"IfHealthyBudget", "AlwaysAllow"},
+}
+
+
 def validate(value, typ, path, errors):
     if value is None or typ == "object":
         return
@@ -123,6 +131,10 @@ def validate(value, typ, path, errors):
             return
         fields = {json_name: attr for attr, json_name in cls.attribute_map.items()}
         for key, item in value.items():
+            if (typ, key) in NEWER_FIELDS:
+                if item not in NEWER_FIELDS[typ, key]:
+                    errors.append(f"{path}.{key}: {item!r} is not one of {sorted(NEWER_FIELDS[typ, key])}")
+                continue
             if key not in fields:
                 errors.append(f"{path}.{key}: no such field in {typ}")
                 continue
@@ -162,6 +174,7 @@ BASE_OBJECTS = {
     ("RoleBinding", "default", "fluxgate-kubernetes-service"),
     ("Deployment", "fluxgate", "fluxgate"),
     ("PodDisruptionBudget", "fluxgate", "fluxgate"),
+    ("NetworkPolicy", "fluxgate", "fluxgate"),
     ("Service", "fluxgate", "fluxgate"),
     ("MutatingWebhookConfiguration", None, "fluxgate"),
 }
@@ -198,8 +211,9 @@ def check_deployment(docs, args, mounts):
     for probe, path in (("readinessProbe", "/readyz?exclude=exporter"), ("livenessProbe", "/healthz")):
         get = c[probe]["httpGet"]
         assert get["path"] == path and ports.get(get["port"], get["port"]) == 8080, f"{probe}: {get}"
-    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
-                              "limits": {"cpu": "500m", "memory": "256Mi"}}, c["resources"]
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "64Mi"}}, \
+        c["resources"]
     got_mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     assert set(got_mounts) == set(mounts), f"mounts {sorted(got_mounts)}"
@@ -238,6 +252,11 @@ def check_hardened(docs):
                 problems.append(f"{where}: seccompProfile is not RuntimeDefault")
             if sc.get("privileged"):
                 problems.append(f"{where}: privileged")
+            resources = c.get("resources") or {}
+            for kind in ("requests", "limits"):
+                for resource in ("cpu", "memory", "ephemeral-storage"):
+                    if resource not in (resources.get(kind) or {}):
+                        problems.append(f"{where}: no {resource} in resources.{kind}")
         if tmpl.get("hostNetwork") or tmpl.get("hostPID") or tmpl.get("hostIPC"):
             problems.append(f'{doc["kind"]}/{doc["metadata"]["name"]}: host namespaces')
         for v in tmpl.get("volumes", []):
@@ -323,6 +342,37 @@ def check_service_pdb(docs):
     pdb = one(docs, "PodDisruptionBudget", "fluxgate", "fluxgate")
     assert pdb["spec"].get("minAvailable") == 1 and "maxUnavailable" not in pdb["spec"], pdb["spec"]
     assert pdb["spec"]["selector"]["matchLabels"] == POD_LABELS
+    # A replica that is not Ready may be evicted even when it is the last one: it serves nothing.
+    assert pdb["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow", pdb["spec"]
+
+
+def check_network_policy(docs):
+    """fluxgate's Pods: the webhook port from anywhere (the API server's address is unknowable),
+    the metrics port from namespace monitoring only, egress to the API server's ports only; and
+    every port the container listens on is one of those two."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert len(policies) == 1, f"{len(policies)} NetworkPolicies"
+    spec = one(docs, "NetworkPolicy", "fluxgate", "fluxgate")["spec"]
+    assert spec["podSelector"] == {"matchLabels": POD_LABELS}, spec["podSelector"]
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"], spec["policyTypes"]
+    (c,) = pod_spec(docs)["containers"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    webhook, metrics = ports["https"], ports["http-metrics"]
+    assert spec["ingress"] == [
+        {"ports": [{"port": webhook, "protocol": "TCP"}]},
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+         "ports": [{"port": metrics, "protocol": "TCP"}]},
+    ], spec["ingress"]
+    allowed_in = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
+    assert set(ports.values()) <= allowed_in, f"container ports {ports} not all reachable: {allowed_in}"
+    # The probes' port is the metrics port, which the kubelet reaches from the Pod's own node.
+    for probe in ("readinessProbe", "livenessProbe"):
+        port = c[probe]["httpGet"]["port"]
+        assert ports.get(port, port) == metrics, f"{probe} on {port}"
+    # No `to`: any destination, since the API server's addresses are not knowable; no DNS either
+    # (fluxgate dials KUBERNETES_SERVICE_HOST, an IP address).
+    assert spec["egress"] == [{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}], \
+        spec["egress"]
 
 
 def webhook_common(w):
@@ -447,7 +497,9 @@ def run_checks(workdir):
             ("Role", "default", "fluxgate-kubernetes-service"): KUBERNETES_SERVICE_ROLE,
         }, [("ClusterRole", None, "fluxgate"), ("Role", "fluxgate", "fluxgate"),
             ("Role", "default", "fluxgate-kubernetes-service")])
-    check("deploy/: Service ports and PodDisruptionBudget")(check_service_pdb, base)
+    check("deploy/: Service ports and PodDisruptionBudget (unhealthy Pods evictable)")(check_service_pdb, base)
+    check("deploy/: NetworkPolicy (webhook from anywhere, metrics from monitoring, egress to the API server)")(
+        check_network_policy, base)
     check("deploy/: MutatingWebhookConfiguration (both webhooks, selectors, no caBundle)")(check_webhooks, base)
 
     def render(name, components):
@@ -459,6 +511,7 @@ def run_checks(workdir):
         check("cert-manager: CA chain, Certificate, CA injection, Deployment reads the Secret")(check_cert_manager, cm)
         check("cert-manager: every field exists in the Kubernetes API schema")(check_schema, cm)
         check("cert-manager: containers still hardened")(check_hardened, cm)
+        check("cert-manager: NetworkPolicy unchanged")(check_network_policy, cm)
         check("cert-manager: RBAC without Secrets or the webhook configuration")(check_rbac, cm, {
             ("ClusterRole", None, "fluxgate"): CERT_MANAGER_CLUSTERROLE,
             ("ClusterRole", None, "fluxgate-janitor-delete"): DELETE_CLUSTERROLE,
