@@ -3,7 +3,9 @@
 
 Run by tests/deploy/check.sh, which picks the kustomize command ($KUSTOMIZE, e.g. "kubectl
 kustomize") and the Python with PyYAML and Debian's python3-kubernetes (whose models give the
-Kubernetes field schema offline). Prints one line per check, then "deploy: N passed, M failed".
+Kubernetes field schema offline), and installs the linters: $KUBE_SCORE (required) and
+$KUBE_LINTER (run when set; $KUBE_LINTER_MISSING says why it is not). Prints one line per check,
+then "deploy: N passed, M failed" (", K skipped" when a linter could not be installed).
 """
 import os
 import re
@@ -25,7 +27,14 @@ IMAGE = "ghcr.io/fluxgate/fluxgate:0.1.0"
 SA = [{"kind": "ServiceAccount", "name": "fluxgate", "namespace": "fluxgate"}]
 POD_LABELS = {"app.kubernetes.io/name": "fluxgate"}
 
-results = {"passed": 0, "failed": 0}
+KUBE_SCORE = os.environ.get("KUBE_SCORE", "")
+KUBE_LINTER = os.environ.get("KUBE_LINTER", "")
+# The Kubernetes version kube-score judges API versions against: the e2e control plane's minor.
+KUBERNETES_VERSION = "v1.37"
+# kube-score's optional checks that fluxgate meets and keeps meeting.
+KUBE_SCORE_OPTIONAL = ["container-seccomp-profile", "container-ports-check"]
+
+results = {"passed": 0, "failed": 0, "skipped": 0}
 
 
 def check(name):
@@ -45,6 +54,13 @@ def check(name):
             print(f"ok   {name}")
 
     return run
+
+
+def skip(name, reason):
+    results["skipped"] += 1
+    print(f"skip {name}")
+    for line in reason.splitlines():
+        print(f"     {line}")
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -464,6 +480,74 @@ def check_dockerfile():
     assert "target/" in ignore or "target" in ignore or "/target" in ignore, ".dockerignore lacks target/"
 
 
+# --- kube-score and kube-linter ----------------------------------------------------------------
+def documented_exceptions(docs):
+    """Each check an object's annotations switch off must be explained in deploy/README.md, and
+    only these may be: kube-score's container-image-pull-policy and
+    deployment-has-host-podantiaffinity, kube-linter's no-anti-affinity, on the Deployment."""
+    readme = (DEPLOY / "README.md").read_text()
+    section = readme[readme.index("## Linters"):]
+    found = set()
+    for doc in docs:
+        where = f'{doc["kind"]}/{doc["metadata"]["name"]}'
+        for key, value in (doc["metadata"].get("annotations") or {}).items():
+            if key == "kube-score/ignore":
+                names = [n.strip() for n in value.split(",")]
+            elif key.startswith("ignore-check.kube-linter.io/"):
+                names = [key.split("/", 1)[1]]
+                assert value.strip(), f"{where}: {key} without a reason"
+            else:
+                continue
+            for name in names:
+                assert f"`{name}`" in section, f"{where}: {name} is switched off but not explained in deploy/README.md"
+                found.add((where, name))
+    assert found == {("Deployment/fluxgate", "container-image-pull-policy"),
+                     ("Deployment/fluxgate", "deployment-has-host-podantiaffinity"),
+                     ("Deployment/fluxgate", "no-anti-affinity")}, sorted(found)
+
+
+def write_docs(docs, workdir, name):
+    path = Path(workdir) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def kube_score(docs, workdir, name):
+    assert KUBE_SCORE, "kube-score is not installed (tests/deploy/check.sh builds it)"
+    path = write_docs(docs, workdir, name)
+    args = [KUBE_SCORE, "score", "--output-format", "ci", "--exit-one-on-warning",
+            "--kubernetes-version", KUBERNETES_VERSION]
+    for test in KUBE_SCORE_OPTIONAL:
+        args += ["--enable-optional-test", test]
+    out = subprocess.run(args + [str(path)], capture_output=True, text=True)
+    findings = [line for line in out.stdout.splitlines() if not line.startswith("[OK]")
+                and not line.startswith("[SKIPPED]")]
+    assert out.returncode == 0 and not findings, \
+        f"kube-score exit {out.returncode}:\n" + "\n".join(findings or [out.stdout, out.stderr])
+
+
+def kube_linter(docs, workdir, name):
+    path = write_docs(docs, workdir, name)
+    out = subprocess.run([KUBE_LINTER, "lint", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, f"kube-linter exit {out.returncode}:\n{out.stdout}{out.stderr}"
+
+
+def run_linters(base, state, workdir):
+    check("deploy/: checks switched off by annotations are the documented ones")(documented_exceptions, base)
+    variants = [("deploy/", "base", base)]
+    variants += [(label, key, state[key]) for label, key in
+                 (("deploy/ + cert-manager", "cm"), ("deploy/ + cert-manager + janitor-delete", "both"))
+                 if key in state]
+    for label, key, docs in variants:
+        check(f"kube-score {KUBERNETES_VERSION}, warnings fail: {label}")(kube_score, docs, workdir, f"score-{key}")
+    for label, key, docs in variants:
+        name = f"kube-linter: {label}"
+        if KUBE_LINTER:
+            check(name)(kube_linter, docs, workdir, f"lint-{key}")
+        else:
+            skip(name, os.environ.get("KUBE_LINTER_MISSING", "kube-linter is not installed"))
+
+
 def main():
     workdir = tempfile.mkdtemp()
     try:
@@ -545,6 +629,8 @@ def run_checks(workdir):
         check("monitoring: ServiceMonitor gives job=\"fluxgate\", keeps labels; PrometheusRule = alerts/")(
             check_monitoring, state["monitoring"], base)
 
+    run_linters(base, state, workdir)
+
     check("Dockerfile: rust:1-bookworm build, --locked, distroless nonroot, USER 65532, /fluxgate")(check_dockerfile)
 
     def image_user_matches():
@@ -554,7 +640,8 @@ def run_checks(workdir):
 
     check("Deployment runs as the image's USER")(image_user_matches)
 
-    print(f"\ndeploy: {results['passed']} passed, {results['failed']} failed")
+    skipped = f", {results['skipped']} skipped" if results["skipped"] else ""
+    print(f"\ndeploy: {results['passed']} passed, {results['failed']} failed{skipped}")
     return 1 if results["failed"] else 0
 
 
