@@ -48,26 +48,8 @@ monitoring_py=tests/monitoring/monitoring.py
 
 # Pinned Go tools.
 PINT_MODULE=github.com/cloudflare/pint/cmd/pint@v0.87.0
-gobin=${XDG_CACHE_HOME:-$HOME/.cache}/fluxgate-tools/bin
-# go_tool NAME PACKAGE@VERSION: prints the tool's path, building it once per version; on failure
-# prints go's error on stderr and returns non-zero.
-go_tool() {
-  local name=$1 pkg=$2 bin tmp
-  bin="$gobin/$name-${pkg##*@}"
-  if [[ ! -x "$bin" ]]; then
-    command -v go >/dev/null || { echo "no go to build $pkg" >&2; return 1; }
-    echo "building $pkg (Go module proxy)" >&2
-    tmp=$(mktemp -d)
-    if ! GOBIN="$tmp" GOFLAGS=-buildvcs=false GOWORK=off go install "$pkg" >"$tmp/log" 2>&1; then
-      cat "$tmp/log" >&2
-      rm -rf "$tmp"
-      return 1
-    fi
-    mkdir -p "$gobin" && mv "$tmp/$name" "$bin"
-    rm -rf "$tmp"
-  fi
-  echo "$bin"
-}
+# shellcheck source=tests/go-tool.sh
+source tests/go-tool.sh
 
 passed=0
 failed=0
