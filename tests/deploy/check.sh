@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Renders deploy/ (the base, its cert-manager and janitor-delete components, deploy/monitoring/)
 # with kustomize and checks the result offline: objects, API field schema, hardening, exact RBAC,
-# webhook registration, the monitoring wiring, and the Dockerfile. Writes nothing into the
-# repository.
+# webhook registration, NetworkPolicy, the monitoring wiring, kube-score (and kube-linter where
+# it can be installed), and the Dockerfile. Writes nothing into the repository.
 #   tests/deploy/check.sh
-# Ends with "deploy: N passed, M failed"; exits non-zero on any failure.
+# Ends with "deploy: N passed, M failed" (", K skipped" when kube-linter cannot be installed);
+# exits non-zero on any failure.
+#
+# Go tools are built once per pinned version into ${XDG_CACHE_HOME:-~/.cache}/fluxgate-tools/bin
+# (GOFLAGS=-buildvcs=false GOWORK=off); their build times are in deploy/README.md.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -30,6 +34,23 @@ if [[ -z "$python" ]]; then
   }
   python=$(pick_python)
 fi
+
+# shellcheck source=tests/go-tool.sh
+source tests/go-tool.sh
+
+# kube-score, pinned; required (deploy.py fails its checks without it).
+KUBE_SCORE=$(go_tool kube-score github.com/zegl/kube-score/cmd/kube-score@v1.20.0) || KUBE_SCORE=
+# kube-linter, pinned; run where it can be installed. Its module host is not served by every
+# Go module proxy: then its checks are reported skipped, and deploy/README.md answers them.
+KUBE_LINTER_MODULE=golang.stackrox.io/kube-linter/cmd/kube-linter@v0.8.3
+if command -v kube-linter >/dev/null; then
+  KUBE_LINTER=$(command -v kube-linter)
+elif ! KUBE_LINTER=$(go_tool kube-linter "$KUBE_LINTER_MODULE" 2>"${TMPDIR:-/tmp}/fluxgate-kube-linter.$$"); then
+  KUBE_LINTER=
+  KUBE_LINTER_MISSING="$KUBE_LINTER_MODULE cannot be installed here: $(grep -m1 -iE 'error|forbidden|not available|no go' "${TMPDIR:-/tmp}/fluxgate-kube-linter.$$" || tail -n1 "${TMPDIR:-/tmp}/fluxgate-kube-linter.$$")"
+fi
+rm -f "${TMPDIR:-/tmp}/fluxgate-kube-linter.$$"
+export KUBE_SCORE KUBE_LINTER KUBE_LINTER_MISSING
 
 # kustomize: a standalone binary, kubectl's built-in one, or built through the Go module proxy.
 if [[ -z "${KUSTOMIZE:-}" ]]; then

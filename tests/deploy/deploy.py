@@ -3,7 +3,9 @@
 
 Run by tests/deploy/check.sh, which picks the kustomize command ($KUSTOMIZE, e.g. "kubectl
 kustomize") and the Python with PyYAML and Debian's python3-kubernetes (whose models give the
-Kubernetes field schema offline). Prints one line per check, then "deploy: N passed, M failed".
+Kubernetes field schema offline), and installs the linters: $KUBE_SCORE (required) and
+$KUBE_LINTER (run when set; $KUBE_LINTER_MISSING says why it is not). Prints one line per check,
+then "deploy: N passed, M failed" (", K skipped" when a linter could not be installed).
 """
 import os
 import re
@@ -25,7 +27,14 @@ IMAGE = "ghcr.io/fluxgate/fluxgate:0.1.0"
 SA = [{"kind": "ServiceAccount", "name": "fluxgate", "namespace": "fluxgate"}]
 POD_LABELS = {"app.kubernetes.io/name": "fluxgate"}
 
-results = {"passed": 0, "failed": 0}
+KUBE_SCORE = os.environ.get("KUBE_SCORE", "")
+KUBE_LINTER = os.environ.get("KUBE_LINTER", "")
+# The Kubernetes version kube-score judges API versions against: the e2e control plane's minor.
+KUBERNETES_VERSION = "v1.37"
+# kube-score's optional checks that fluxgate meets and keeps meeting.
+KUBE_SCORE_OPTIONAL = ["container-seccomp-profile", "container-ports-check"]
+
+results = {"passed": 0, "failed": 0, "skipped": 0}
 
 
 def check(name):
@@ -45,6 +54,13 @@ def check(name):
             print(f"ok   {name}")
 
     return run
+
+
+def skip(name, reason):
+    results["skipped"] += 1
+    print(f"skip {name}")
+    for line in reason.splitlines():
+        print(f"     {line}")
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -88,6 +104,14 @@ def model_for(doc):
     return getattr(k8s, name, None)
 
 
+# Fields newer than Debian's python3-kubernetes models (22.x, the Kubernetes 1.22 API), with
+# their allowed values; the e2e test's server-side dry run checks them against a current API
+# server.
+NEWER_FIELDS = {
+    ("V1PodDisruptionBudgetSpec", "unhealthyPodEvictionPolicy"): {"IfHealthyBudget", "AlwaysAllow"},
+}
+
+
 def validate(value, typ, path, errors):
     if value is None or typ == "object":
         return
@@ -123,6 +147,10 @@ def validate(value, typ, path, errors):
             return
         fields = {json_name: attr for attr, json_name in cls.attribute_map.items()}
         for key, item in value.items():
+            if (typ, key) in NEWER_FIELDS:
+                if item not in NEWER_FIELDS[typ, key]:
+                    errors.append(f"{path}.{key}: {item!r} is not one of {sorted(NEWER_FIELDS[typ, key])}")
+                continue
             if key not in fields:
                 errors.append(f"{path}.{key}: no such field in {typ}")
                 continue
@@ -162,6 +190,7 @@ BASE_OBJECTS = {
     ("RoleBinding", "default", "fluxgate-kubernetes-service"),
     ("Deployment", "fluxgate", "fluxgate"),
     ("PodDisruptionBudget", "fluxgate", "fluxgate"),
+    ("NetworkPolicy", "fluxgate", "fluxgate"),
     ("Service", "fluxgate", "fluxgate"),
     ("MutatingWebhookConfiguration", None, "fluxgate"),
 }
@@ -198,8 +227,9 @@ def check_deployment(docs, args, mounts):
     for probe, path in (("readinessProbe", "/readyz?exclude=exporter"), ("livenessProbe", "/healthz")):
         get = c[probe]["httpGet"]
         assert get["path"] == path and ports.get(get["port"], get["port"]) == 8080, f"{probe}: {get}"
-    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
-                              "limits": {"cpu": "500m", "memory": "256Mi"}}, c["resources"]
+    assert c["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi", "ephemeral-storage": "64Mi"}}, \
+        c["resources"]
     got_mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     assert set(got_mounts) == set(mounts), f"mounts {sorted(got_mounts)}"
@@ -238,6 +268,11 @@ def check_hardened(docs):
                 problems.append(f"{where}: seccompProfile is not RuntimeDefault")
             if sc.get("privileged"):
                 problems.append(f"{where}: privileged")
+            resources = c.get("resources") or {}
+            for kind in ("requests", "limits"):
+                for resource in ("cpu", "memory", "ephemeral-storage"):
+                    if resource not in (resources.get(kind) or {}):
+                        problems.append(f"{where}: no {resource} in resources.{kind}")
         if tmpl.get("hostNetwork") or tmpl.get("hostPID") or tmpl.get("hostIPC"):
             problems.append(f'{doc["kind"]}/{doc["metadata"]["name"]}: host namespaces')
         for v in tmpl.get("volumes", []):
@@ -323,6 +358,37 @@ def check_service_pdb(docs):
     pdb = one(docs, "PodDisruptionBudget", "fluxgate", "fluxgate")
     assert pdb["spec"].get("minAvailable") == 1 and "maxUnavailable" not in pdb["spec"], pdb["spec"]
     assert pdb["spec"]["selector"]["matchLabels"] == POD_LABELS
+    # A replica that is not Ready may be evicted even when it is the last one: it serves nothing.
+    assert pdb["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow", pdb["spec"]
+
+
+def check_network_policy(docs):
+    """fluxgate's Pods: the webhook port from anywhere (the API server's address is unknowable),
+    the metrics port from namespace monitoring only, egress to the API server's ports only; and
+    every port the container listens on is one of those two."""
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert len(policies) == 1, f"{len(policies)} NetworkPolicies"
+    spec = one(docs, "NetworkPolicy", "fluxgate", "fluxgate")["spec"]
+    assert spec["podSelector"] == {"matchLabels": POD_LABELS}, spec["podSelector"]
+    assert sorted(spec["policyTypes"]) == ["Egress", "Ingress"], spec["policyTypes"]
+    (c,) = pod_spec(docs)["containers"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    webhook, metrics = ports["https"], ports["http-metrics"]
+    assert spec["ingress"] == [
+        {"ports": [{"port": webhook, "protocol": "TCP"}]},
+        {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+         "ports": [{"port": metrics, "protocol": "TCP"}]},
+    ], spec["ingress"]
+    allowed_in = {p["port"] for rule in spec["ingress"] for p in rule["ports"]}
+    assert set(ports.values()) <= allowed_in, f"container ports {ports} not all reachable: {allowed_in}"
+    # The probes' port is the metrics port, which the kubelet reaches from the Pod's own node.
+    for probe in ("readinessProbe", "livenessProbe"):
+        port = c[probe]["httpGet"]["port"]
+        assert ports.get(port, port) == metrics, f"{probe} on {port}"
+    # No `to`: any destination, since the API server's addresses are not knowable; no DNS either
+    # (fluxgate dials KUBERNETES_SERVICE_HOST, an IP address).
+    assert spec["egress"] == [{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}], \
+        spec["egress"]
 
 
 def webhook_common(w):
@@ -414,6 +480,74 @@ def check_dockerfile():
     assert "target/" in ignore or "target" in ignore or "/target" in ignore, ".dockerignore lacks target/"
 
 
+# --- kube-score and kube-linter ----------------------------------------------------------------
+def documented_exceptions(docs):
+    """Each check an object's annotations switch off must be explained in deploy/README.md, and
+    only these may be: kube-score's container-image-pull-policy and
+    deployment-has-host-podantiaffinity, kube-linter's no-anti-affinity, on the Deployment."""
+    readme = (DEPLOY / "README.md").read_text()
+    section = readme[readme.index("## Linters"):]
+    found = set()
+    for doc in docs:
+        where = f'{doc["kind"]}/{doc["metadata"]["name"]}'
+        for key, value in (doc["metadata"].get("annotations") or {}).items():
+            if key == "kube-score/ignore":
+                names = [n.strip() for n in value.split(",")]
+            elif key.startswith("ignore-check.kube-linter.io/"):
+                names = [key.split("/", 1)[1]]
+                assert value.strip(), f"{where}: {key} without a reason"
+            else:
+                continue
+            for name in names:
+                assert f"`{name}`" in section, f"{where}: {name} is switched off but not explained in deploy/README.md"
+                found.add((where, name))
+    assert found == {("Deployment/fluxgate", "container-image-pull-policy"),
+                     ("Deployment/fluxgate", "deployment-has-host-podantiaffinity"),
+                     ("Deployment/fluxgate", "no-anti-affinity")}, sorted(found)
+
+
+def write_docs(docs, workdir, name):
+    path = Path(workdir) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def kube_score(docs, workdir, name):
+    assert KUBE_SCORE, "kube-score is not installed (tests/deploy/check.sh builds it)"
+    path = write_docs(docs, workdir, name)
+    args = [KUBE_SCORE, "score", "--output-format", "ci", "--exit-one-on-warning",
+            "--kubernetes-version", KUBERNETES_VERSION]
+    for test in KUBE_SCORE_OPTIONAL:
+        args += ["--enable-optional-test", test]
+    out = subprocess.run(args + [str(path)], capture_output=True, text=True)
+    findings = [line for line in out.stdout.splitlines() if not line.startswith("[OK]")
+                and not line.startswith("[SKIPPED]")]
+    assert out.returncode == 0 and not findings, \
+        f"kube-score exit {out.returncode}:\n" + "\n".join(findings or [out.stdout, out.stderr])
+
+
+def kube_linter(docs, workdir, name):
+    path = write_docs(docs, workdir, name)
+    out = subprocess.run([KUBE_LINTER, "lint", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, f"kube-linter exit {out.returncode}:\n{out.stdout}{out.stderr}"
+
+
+def run_linters(base, state, workdir):
+    check("deploy/: checks switched off by annotations are the documented ones")(documented_exceptions, base)
+    variants = [("deploy/", "base", base)]
+    variants += [(label, key, state[key]) for label, key in
+                 (("deploy/ + cert-manager", "cm"), ("deploy/ + cert-manager + janitor-delete", "both"))
+                 if key in state]
+    for label, key, docs in variants:
+        check(f"kube-score {KUBERNETES_VERSION}, warnings fail: {label}")(kube_score, docs, workdir, f"score-{key}")
+    for label, key, docs in variants:
+        name = f"kube-linter: {label}"
+        if KUBE_LINTER:
+            check(name)(kube_linter, docs, workdir, f"lint-{key}")
+        else:
+            skip(name, os.environ.get("KUBE_LINTER_MISSING", "kube-linter is not installed"))
+
+
 def main():
     workdir = tempfile.mkdtemp()
     try:
@@ -447,7 +581,9 @@ def run_checks(workdir):
             ("Role", "default", "fluxgate-kubernetes-service"): KUBERNETES_SERVICE_ROLE,
         }, [("ClusterRole", None, "fluxgate"), ("Role", "fluxgate", "fluxgate"),
             ("Role", "default", "fluxgate-kubernetes-service")])
-    check("deploy/: Service ports and PodDisruptionBudget")(check_service_pdb, base)
+    check("deploy/: Service ports and PodDisruptionBudget (unhealthy Pods evictable)")(check_service_pdb, base)
+    check("deploy/: NetworkPolicy (webhook from anywhere, metrics from monitoring, egress to the API server)")(
+        check_network_policy, base)
     check("deploy/: MutatingWebhookConfiguration (both webhooks, selectors, no caBundle)")(check_webhooks, base)
 
     def render(name, components):
@@ -459,6 +595,7 @@ def run_checks(workdir):
         check("cert-manager: CA chain, Certificate, CA injection, Deployment reads the Secret")(check_cert_manager, cm)
         check("cert-manager: every field exists in the Kubernetes API schema")(check_schema, cm)
         check("cert-manager: containers still hardened")(check_hardened, cm)
+        check("cert-manager: NetworkPolicy unchanged")(check_network_policy, cm)
         check("cert-manager: RBAC without Secrets or the webhook configuration")(check_rbac, cm, {
             ("ClusterRole", None, "fluxgate"): CERT_MANAGER_CLUSTERROLE,
             ("ClusterRole", None, "fluxgate-janitor-delete"): DELETE_CLUSTERROLE,
@@ -492,6 +629,8 @@ def run_checks(workdir):
         check("monitoring: ServiceMonitor gives job=\"fluxgate\", keeps labels; PrometheusRule = alerts/")(
             check_monitoring, state["monitoring"], base)
 
+    run_linters(base, state, workdir)
+
     check("Dockerfile: rust:1-bookworm build, --locked, distroless nonroot, USER 65532, /fluxgate")(check_dockerfile)
 
     def image_user_matches():
@@ -501,7 +640,8 @@ def run_checks(workdir):
 
     check("Deployment runs as the image's USER")(image_user_matches)
 
-    print(f"\ndeploy: {results['passed']} passed, {results['failed']} failed")
+    skipped = f", {results['skipped']} skipped" if results["skipped"] else ""
+    print(f"\ndeploy: {results['passed']} passed, {results['failed']} failed{skipped}")
     return 1 if results["failed"] else 0
 
 

@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# Offline checks of the shipped monitoring: alert rules and their unit tests (promtool), the
-# PrometheusRule copy, the Alertmanager example (amtool) and the Grafana dashboard, whose every
-# query must be valid PromQL. Writes nothing into the repository.
+# Offline checks of the shipped monitoring: alert rules and their unit tests (promtool), pint's
+# offline lint of the rules, the PrometheusRule copy, the Alertmanager example (amtool) and the
+# Grafana dashboard: Grafana's dashboard schema (the Grafana Foundation SDK's typed models,
+# tests/monitoring/dashboard-schema/), the install variables, and every query valid PromQL.
+# Writes nothing into the repository.
 #   tests/monitoring/check.sh
-# Ends with "monitoring: N passed, M failed"; exits non-zero on any failure.
+# Ends with "monitoring: N passed, M failed" (", K skipped" when a tool cannot be installed);
+# exits non-zero on any failure.
+#
+# Go tools are built once per pinned version into ${XDG_CACHE_HOME:-~/.cache}/fluxgate-tools/bin
+# (GOFLAGS=-buildvcs=false GOWORK=off): pint (alerts/README.md) and the dashboard schema check
+# (dashboards/README.md, with its build time). pint is skipped, and counted so, when `go install`
+# cannot fetch it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,8 +46,14 @@ if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null || [[ -z "
 fi
 monitoring_py=tests/monitoring/monitoring.py
 
+# Pinned Go tools.
+PINT_MODULE=github.com/cloudflare/pint/cmd/pint@v0.87.0
+# shellcheck source=tests/go-tool.sh
+source tests/go-tool.sh
+
 passed=0
 failed=0
+skipped=0
 # check NAME COMMAND...: runs COMMAND, prints its output only when it fails.
 check() {
   local name=$1
@@ -67,9 +81,26 @@ check_fails() {
   fi
 }
 
+# skip NAME REASON: a check that could not run here, counted apart.
+skip() {
+  skipped=$((skipped + 1))
+  printf 'skip %s\n' "$1"
+  sed 's/^/     /' <<<"$2"
+}
+
 # --- alert rules -----------------------------------------------------------------------------
 check "promtool check rules alerts/fluxgate-rules.yaml" promtool check rules alerts/fluxgate-rules.yaml
 check "promtool test rules alerts/fluxgate-rules.test.yaml" promtool test rules alerts/fluxgate-rules.test.yaml
+# pint's offline checks (no Prometheus to query), failing on warnings too. Only the plain rules
+# file: alerts/prometheusrule.yaml holds the same groups (checked below), and the .test.yaml is a
+# promtool test file, not rules.
+if pint=$(go_tool pint "$PINT_MODULE" 2>"$work/pint-install"); then
+  check "pint --offline lint alerts/fluxgate-rules.yaml" \
+    "$pint" --no-color --offline lint --min-severity=info --fail-on=warning alerts/fluxgate-rules.yaml
+else
+  skip "pint --offline lint alerts/fluxgate-rules.yaml" \
+    "$PINT_MODULE cannot be installed here: $(grep -m1 -iE 'error|forbidden|not available|no go' "$work/pint-install" || tail -n1 "$work/pint-install")"
+fi
 check "PrometheusRule spec.groups equal the rules file's groups" "$python" "$monitoring_py" prometheusrule
 check "alert rules and dashboard use only metrics fluxgate exports" \
   "$python" "$monitoring_py" metric-names alerts/fluxgate-rules.yaml dashboards/fluxgate.json
@@ -103,6 +134,30 @@ routes_ok() {
 check "every alert routes to the fluxgate receiver, others do not" routes_ok
 
 # --- dashboard ---------------------------------------------------------------------------------
+# Grafana's dashboard schema, strictly, through the Grafana Foundation SDK's typed models.
+dashboard_schema() { # DASHBOARD...
+  [[ -x "$work/dashboard-schema" ]] || {
+    command -v go >/dev/null || { echo "go not found: the schema check is a Go program"; return 1; }
+    (cd tests/monitoring/dashboard-schema &&
+      GOFLAGS=-buildvcs=false GOWORK=off go build -o "$work/dashboard-schema" .) || return 1
+  }
+  "$work/dashboard-schema" "$@"
+}
+check "dashboards/fluxgate.json is valid against Grafana's dashboard schema" dashboard_schema dashboards/fluxgate.json
+# It must bite: an unknown panel field, a misspelt option and a query without a data source type.
+schema_mutant() { # PYTHON-STATEMENT run on `panel`, the first panel with queries
+  "$python" - dashboards/fluxgate.json "$work/schema-mutant.json" "$1" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+panel = next(p for p in d["panels"] if p.get("targets"))
+exec(sys.argv[3])
+json.dump(d, open(sys.argv[2], "w"))
+EOF
+  dashboard_schema "$work/schema-mutant.json"
+}
+check_fails "the schema check rejects an unknown panel field" schema_mutant 'panel["colour"] = "red"'
+check_fails "the schema check rejects a misspelt panel option" schema_mutant 'panel["options"]["colourMode"] = "value"'
+check_fails "the schema check rejects a query of no known data source" schema_mutant 'del panel["targets"][0]["datasource"]'
 check "dashboards/fluxgate.json parses and is well-formed" "$python" "$monitoring_py" dashboard-lint dashboards/fluxgate.json
 dashboard_queries_ok() { # DASHBOARD: every query, variables substituted, through promtool
   "$python" "$monitoring_py" dashboard-rules "$1" "$work/dashboard-rules.yaml" &&
@@ -135,5 +190,9 @@ EOF
 check "a broken dashboard query fails and names its panel" broken_dashboard_named
 
 echo
-echo "monitoring: $passed passed, $failed failed"
+if ((skipped)); then
+  echo "monitoring: $passed passed, $failed failed, $skipped skipped"
+else
+  echo "monitoring: $passed passed, $failed failed"
+fi
 ((failed == 0))

@@ -5,7 +5,8 @@
       Checks that alerts/prometheusrule.yaml holds exactly the groups of alerts/fluxgate-rules.yaml
       (compared as parsed YAML); --write regenerates it from the plain file, comments included.
   monitoring.py dashboard-lint DASHBOARD
-      Structural checks of a Grafana dashboard (schema, datasource variable, panel ids, targets).
+      Structural checks of a Grafana dashboard (schema, the datasource, cluster, job, instance and
+      namespace variables, panel ids, targets).
   monitoring.py dashboard-rules DASHBOARD OUT
       Writes every PromQL query of the dashboard, Grafana variables substituted, into OUT as
       recording rules (one group per panel, named after it) for `promtool check rules`.
@@ -78,6 +79,9 @@ GRAFANA_VARIABLES = {
     "__range_ms": "3600000",
     "__interval_ms": "60000",
     "namespace": ".*",
+    "cluster": ".*",
+    "job": ".+",
+    "instance": ".+",
 }
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\[\[(\w+)(?::\w+)?\]\]|\$(\w+)")
 
@@ -226,11 +230,26 @@ def cmd_dashboard_lint(args):
     ds = variables.get("datasource") or {}
     if ds.get("type") != "datasource" or ds.get("query") != "prometheus":
         problems.append("a `datasource` variable of type datasource/prometheus is required")
-    ns = variables.get("namespace") or {}
-    if not (ns.get("multi") and ns.get("includeAll")):
-        problems.append("the namespace variable must be multi-value with All")
-    if (ns.get("datasource") or {}).get("uid") != "${datasource}":
-        problems.append("the namespace variable must query ${datasource}")
+    # The install selectors, as Grafana's dashboard linter wants them: query variables on
+    # ${datasource}, multi-value with All, refreshed on time range change; job and instance with
+    # the linter's labels and an All of ".+" (every series has both), cluster with ".*" (it also
+    # matches series without a cluster label, a single cluster's Prometheus).
+    for name, label, all_value in (("cluster", "Cluster", ".*"), ("job", "Job", ".+"),
+                                   ("instance", "Instance", ".+"), ("namespace", "Namespace", ".*")):
+        var = variables.get(name) or {}
+        if var.get("type") != "query":
+            problems.append(f"a `{name}` query variable is required")
+            continue
+        if not (var.get("multi") and var.get("includeAll")) or var.get("allValue") != all_value:
+            problems.append(f"the {name} variable must be multi-value with All = {all_value!r}")
+        if var.get("label") != label:
+            problems.append(f"the {name} variable must be labelled {label!r}")
+        if var.get("refresh") != 2:
+            problems.append(f"the {name} variable must refresh on time range change (2)")
+        if (var.get("datasource") or {}).get("uid") != "${datasource}":
+            problems.append(f"the {name} variable must query ${{datasource}}")
+    if dashboard.get("editable") is not False:
+        problems.append("editable must be false (provisioned dashboards are changed in the file)")
     ids = {}
     for panel in all_panels(dashboard.get("panels")):
         where = f'panel {panel.get("id")} "{panel.get("title", "")}"'
