@@ -330,8 +330,14 @@ pub struct Health {
     pub first_condition_at: Option<OffsetDateTime>,
     /// `status.artifact.lastUpdateTime`: when a new revision was last stored.
     pub last_artifact: Option<OffsetDateTime>,
+    /// The Ready condition's `lastTransitionTime`: when Ready last changed. source-controller
+    /// sets Ready `Unknown` when it starts on a new generation and `True`/`False` when it ends,
+    /// so after a spec change a time at or after the change means an attempt has finished.
+    pub ready_changed_at: Option<OffsetDateTime>,
     /// Applied by a Flux Kustomization or HelmRelease (their ownership labels).
     pub gitops_managed: bool,
+    /// Carries the label `fluxgate.io/quarantined: "true"` (set by the host circuit breaker).
+    pub quarantined: bool,
     /// Only fluxgate's own annotations (`fluxgate.io/*`), to keep the record small.
     pub annotations: Vec<(String, String)>,
 }
@@ -441,8 +447,12 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         }
     });
 
-    let gitops_managed = object(metadata, "labels")
-        .is_some_and(|labels| GITOPS_LABELS.iter().any(|l| labels.contains_key(*l)));
+    let labels = object(metadata, "labels").unwrap_or(&empty);
+    let gitops_managed = GITOPS_LABELS.iter().any(|l| labels.contains_key(*l));
+    let quarantined = labels
+        .get(crate::breaker::QUARANTINED_LABEL)
+        .and_then(Value::as_str)
+        == Some("true");
     let annotations = object(metadata, "annotations")
         .map(|a| {
             a.iter()
@@ -469,7 +479,9 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
             .filter_map(|c| timestamp(c.get("lastTransitionTime")))
             .min(),
         last_artifact: timestamp(object(status, "artifact").and_then(|a| a.get("lastUpdateTime"))),
+        ready_changed_at: ready.and_then(|r| timestamp(r.get("lastTransitionTime"))),
         gitops_managed,
+        quarantined,
         annotations,
     })
 }
@@ -1117,6 +1129,33 @@ mod tests {
                 "unable to clone 'https://github.com/o/connection-refused-demo': repository not found"
             ),
             FailureClass::NotFound
+        );
+    }
+
+    #[test]
+    fn the_quarantine_label_and_ready_transition_time_are_read() {
+        let mut object = repo(
+            spec(),
+            Some(json!({ "conditions": [ready("False", "GitOperationFailed", "i/o timeout")] })),
+        );
+        let h = classify(&object).unwrap();
+        assert!(!h.quarantined);
+        assert_eq!(h.ready_changed_at, Some(datetime!(2026-11-27 11:00 UTC)));
+        for (value, quarantined) in [
+            (json!("true"), true),
+            (json!("false"), false),
+            (json!(true), false),
+        ] {
+            object["metadata"]["labels"] = json!({ "fluxgate.io/quarantined": value });
+            assert_eq!(
+                classify(&object).unwrap().quarantined,
+                quarantined,
+                "{value}"
+            );
+        }
+        assert_eq!(
+            classify(&repo(spec(), None)).unwrap().ready_changed_at,
+            None
         );
     }
 

@@ -6,6 +6,7 @@
 //! is changed) and [`health`] (how healthy a GitRepository is).
 
 pub mod admission;
+pub mod breaker;
 pub mod certs;
 pub mod cli;
 pub mod commands;
