@@ -9,12 +9,16 @@
 //! applies the [`Action`]s and writes the marks below, and a new leader rebuilds the breaker's
 //! memory from those marks (see [`HostBreaker`]).
 
+mod machine;
+
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::health::{Health, State};
+
+pub use machine::{Action, BreakerState, HostBreaker, ProbeOutcome, Snapshot, Step};
 
 /// Label on every GitRepository the breaker suspended (`kubectl get gitrepositories -l ...`).
 pub const QUARANTINED_LABEL: &str = "fluxgate.io/quarantined";
