@@ -46,6 +46,25 @@ pub mod archive {
     }
 }
 
+/// The host circuit breaker's marks (`kubectl get gitrepositories -l fluxgate.io/quarantined`).
+pub mod quarantine {
+    /// On every GitRepository the breaker suspended.
+    pub const LABEL: &str = "fluxgate.io/quarantined";
+    /// The host whose breaker quarantined the object.
+    pub const HOST_ANNOTATION: &str = "fluxgate.io/quarantined-host";
+    /// When it was quarantined (RFC 3339): a new leader reopens the breaker from the oldest one.
+    pub const AT_ANNOTATION: &str = "fluxgate.io/quarantined-at";
+    pub const REASON_ANNOTATION: &str = "fluxgate.io/quarantine-reason";
+    /// When the breaker last released it (RFC 3339), as a canary or in a batch.
+    pub const RELEASED_AT_ANNOTATION: &str = "fluxgate.io/breaker-released-at";
+    /// When someone else's unsuspend of a quarantined object was acknowledged (RFC 3339): the
+    /// breaker leaves that object alone for the rest of the episode, also after a change of
+    /// leader.
+    pub const OVERRIDDEN_AT_ANNOTATION: &str = "fluxgate.io/quarantine-overridden-at";
+    /// `"false"` keeps the breaker away from one GitRepository.
+    pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/breaker";
+}
+
 /// What fluxgate may do to a GitRepository that keeps failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Removal {

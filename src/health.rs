@@ -73,19 +73,22 @@ pub enum FailureClass {
     Timeout,
     Dns,
     Tls,
+    /// The host refused or dropped the connection, or no route leads to it.
+    Connection,
     Auth,
     NotFound,
     Other,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 6] = [
+    pub const ALL: [FailureClass; 7] = [
         FailureClass::Timeout,
         FailureClass::Dns,
         FailureClass::Tls,
         FailureClass::Auth,
         FailureClass::NotFound,
         FailureClass::Other,
+        FailureClass::Connection,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,10 +96,20 @@ impl FailureClass {
             Self::Timeout => "timeout",
             Self::Dns => "dns",
             Self::Tls => "tls",
+            Self::Connection => "connection",
             Self::Auth => "auth",
             Self::NotFound => "not_found",
             Self::Other => "other",
         }
+    }
+
+    /// Whether the Git host (or the path to it) is at fault rather than the repository or its
+    /// credentials: the only failures a host's circuit breaker counts.
+    pub fn is_transport(self) -> bool {
+        matches!(
+            self,
+            Self::Timeout | Self::Dns | Self::Tls | Self::Connection
+        )
     }
 }
 
@@ -123,6 +136,10 @@ use Pattern::{Code, Text};
 /// Order matters where fragments meet in one message: DNS comes before timeout because a resolver
 /// timeout (`lookup github.com on 10.96.0.10:53: ... i/o timeout`) points at cluster DNS, not at
 /// the Git host; timeout comes before TLS so `net/http: TLS handshake timeout` is a timeout.
+/// Connection comes after all three, so a resolver that refuses (`lookup ...: connection refused`)
+/// stays DNS and `connect: connection timed out` stays a timeout, and before auth and not found:
+/// a reset in the middle of an SSH handshake (`ssh: handshake failed: read: connection reset by
+/// peer`) says nothing about credentials.
 const MESSAGE_CLASSES: &[(FailureClass, &[Pattern])] = &[
     (
         FailureClass::Dns,
@@ -150,6 +167,16 @@ const MESSAGE_CLASSES: &[(FailureClass, &[Pattern])] = &[
             Text("certificate"),
             Text("tls:"),
             Text("handshake failure"),
+        ],
+    ),
+    (
+        FailureClass::Connection,
+        &[
+            Text("connection refused"),
+            Text("connection reset"),
+            Text("no route to host"),
+            Text("network is unreachable"),
+            Text("host is unreachable"),
         ],
     ),
     (
@@ -303,8 +330,14 @@ pub struct Health {
     pub first_condition_at: Option<OffsetDateTime>,
     /// `status.artifact.lastUpdateTime`: when a new revision was last stored.
     pub last_artifact: Option<OffsetDateTime>,
+    /// The Ready condition's `lastTransitionTime`: when Ready last changed. source-controller
+    /// sets Ready `Unknown` when it starts on a new generation and `True`/`False` when it ends,
+    /// so after a spec change a time at or after the change means an attempt has finished.
+    pub ready_changed_at: Option<OffsetDateTime>,
     /// Applied by a Flux Kustomization or HelmRelease (their ownership labels).
     pub gitops_managed: bool,
+    /// Carries the label `fluxgate.io/quarantined: "true"` (set by the host circuit breaker).
+    pub quarantined: bool,
     /// Only fluxgate's own annotations (`fluxgate.io/*`), to keep the record small.
     pub annotations: Vec<(String, String)>,
 }
@@ -408,8 +441,12 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         }
     });
 
-    let gitops_managed = object(metadata, "labels")
-        .is_some_and(|labels| crate::flux::is_gitops_managed(labels.keys().map(String::as_str)));
+    let labels = object(metadata, "labels").unwrap_or(&empty);
+    let gitops_managed = crate::flux::is_gitops_managed(labels.keys().map(String::as_str));
+    let quarantined = labels
+        .get(crate::flux::quarantine::LABEL)
+        .and_then(Value::as_str)
+        == Some("true");
     let annotations = object(metadata, "annotations")
         .map(|a| {
             a.iter()
@@ -436,7 +473,9 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
             .filter_map(|c| timestamp(c.get("lastTransitionTime")))
             .min(),
         last_artifact: timestamp(object(status, "artifact").and_then(|a| a.get("lastUpdateTime"))),
+        ready_changed_at: ready.and_then(|r| timestamp(r.get("lastTransitionTime"))),
         gitops_managed,
+        quarantined,
         annotations,
     })
 }
@@ -697,6 +736,11 @@ mod tests {
                 FailureClass::Tls,
             ),
             (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://github.com/example/app': dial tcp 140.82.112.3:443: connect: connection refused",
+                FailureClass::Connection,
+            ),
+            (
                 "AuthenticationFailed",
                 "failed to get secret 'proj-1/git-auth': secrets \"git-auth\" not found",
                 FailureClass::Auth,
@@ -801,6 +845,59 @@ mod tests {
                 "GitOperationFailed",
                 "remote error: tls: handshake failure",
                 FailureClass::Tls,
+            ),
+            // connection
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://github.com/org/app': dial tcp 140.82.112.3:443: connect: connection refused",
+                FailureClass::Connection,
+            ),
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://github.com/org/app': read tcp 10.244.0.5:51234->140.82.112.3:443: read: connection reset by peer",
+                FailureClass::Connection,
+            ),
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://git.corp.example/org/app.git': dial tcp 10.20.0.7:443: connect: no route to host",
+                FailureClass::Connection,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'ssh://git@git.corp.example/org/app': dial tcp [2001:db8::7]:22: connect: network is unreachable",
+                FailureClass::Connection,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'ssh://git@github.com/org/app': ssh: handshake failed: read tcp 10.244.0.5:40000->140.82.112.4:22: read: connection reset by peer",
+                FailureClass::Connection,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'https://github.com/org/app': proxyconnect tcp: dial tcp 10.0.0.8:3128: connect: connection refused",
+                FailureClass::Connection,
+            ),
+            // a resolver that refuses is DNS, a connect that times out is a timeout, a TLS alert
+            // is TLS, even when the same message also mentions the connection.
+            (
+                "GitOperationFailed",
+                "dial tcp: lookup github.com on 10.96.0.10:53: read udp 10.244.0.5:40000->10.96.0.10:53: read: connection refused",
+                FailureClass::Dns,
+            ),
+            (
+                "GitOperationFailed",
+                "dial tcp 140.82.112.3:443: connect: connection timed out",
+                FailureClass::Timeout,
+            ),
+            (
+                "GitOperationFailed",
+                "remote error: tls: handshake failure; connection reset by peer",
+                FailureClass::Tls,
+            ),
+            (
+                "StorageOperationFailed",
+                "failed to upload artifact: connection refused",
+                FailureClass::Other,
             ),
             // auth
             (
@@ -1005,6 +1102,54 @@ mod tests {
             h.annotation("other"),
             None,
             "only fluxgate's annotations are kept"
+        );
+    }
+
+    #[test]
+    fn only_host_and_network_failures_are_transport_failures() {
+        let transport: Vec<_> = FailureClass::ALL
+            .into_iter()
+            .filter(|c| c.is_transport())
+            .map(FailureClass::as_str)
+            .collect();
+        assert_eq!(transport, ["timeout", "dns", "tls", "connection"]);
+    }
+
+    #[test]
+    fn repositories_named_after_connection_errors_are_not_connection_failures() {
+        assert_eq!(
+            failure_class(
+                "GitOperationFailed",
+                "unable to clone 'https://github.com/o/connection-refused-demo': repository not found"
+            ),
+            FailureClass::NotFound
+        );
+    }
+
+    #[test]
+    fn the_quarantine_label_and_ready_transition_time_are_read() {
+        let mut object = repo(
+            spec(),
+            Some(json!({ "conditions": [ready("False", "GitOperationFailed", "i/o timeout")] })),
+        );
+        let h = classify(&object).unwrap();
+        assert!(!h.quarantined);
+        assert_eq!(h.ready_changed_at, Some(datetime!(2026-11-27 11:00 UTC)));
+        for (value, quarantined) in [
+            (json!("true"), true),
+            (json!("false"), false),
+            (json!(true), false),
+        ] {
+            object["metadata"]["labels"] = json!({ "fluxgate.io/quarantined": value });
+            assert_eq!(
+                classify(&object).unwrap().quarantined,
+                quarantined,
+                "{value}"
+            );
+        }
+        assert_eq!(
+            classify(&repo(spec(), None)).unwrap().ready_changed_at,
+            None
         );
     }
 

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod breaker;
 pub mod certs;
 pub mod cli;
 pub mod commands;

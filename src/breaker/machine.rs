@@ -1,0 +1,1534 @@
+//! One host's breaker: closed → open → half-open → closed, decided pass by pass from the host's
+//! GitRepositories and the `now` the caller gives.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::{Condition, Member, ObjectKey, Settings, counts, would_trip};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BreakerState {
+    /// Nothing quarantined, or the quarantined GitRepositories are being released in batches.
+    Closed,
+    /// The host fails: its failing GitRepositories are quarantined until the next probe.
+    Open,
+    /// One quarantined GitRepository, the canary, was released; its next attempt decides.
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub const ALL: [BreakerState; 3] = [Self::Closed, Self::Open, Self::HalfOpen];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// One change for the runtime to make, conditional on the object's uid and resourceVersion so
+/// that a change made meanwhile wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `spec.suspend: true`, the quarantine label, and the host, time and reason annotations.
+    Quarantine {
+        key: ObjectKey,
+        resource_version: String,
+        reason: String,
+    },
+    /// `spec.suspend: false`, the label removed and the release time annotated, in one patch: a
+    /// suspend lifted while the label stays reads as someone else's override.
+    Release {
+        key: ObjectKey,
+        resource_version: String,
+        canary: bool,
+    },
+    /// Someone else lifted a quarantine: an Event, the label removed and the time annotated
+    /// ([`super::OVERRIDDEN_AT_ANNOTATION`]). Never suspended again in this episode.
+    AcknowledgeOverride { key: ObjectKey },
+}
+
+impl Action {
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            Self::Quarantine { key, .. }
+            | Self::Release { key, .. }
+            | Self::AcknowledgeOverride { key } => key,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The canary became Ready (or the host at least answered it): closed, releasing the rest.
+    Passed,
+    /// The canary failed with a transport error or was not Ready in time; or no canary was left
+    /// and the host's visible GitRepositories still meet the trip condition.
+    Failed,
+    /// The batch release was stopped because what it released fails again.
+    ReleaseAborted,
+}
+
+/// What the runtime and the metrics read about one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub state: BreakerState,
+    pub quarantined: usize,
+    /// Of the members the trip condition looks at (see [`super::counts`]).
+    pub transport_failing: usize,
+    pub considered: usize,
+    pub total: usize,
+    /// The wait before the next probe (or the one a reopening would start from).
+    pub probe_delay: Duration,
+    pub next_probe_at: Option<OffsetDateTime>,
+    pub canary: Option<ObjectKey>,
+    /// Closed, and quarantined GitRepositories are still being released or watched.
+    pub releasing: bool,
+    /// Since when the trip condition has held without a break, while closed.
+    pub tripping_since: Option<OffsetDateTime>,
+}
+
+/// What one pass decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// In order of importance; no more than `max_actions_per_pass`.
+    pub actions: Vec<Action>,
+    /// At most one per pass: (from, to).
+    pub transition: Option<(BreakerState, BreakerState)>,
+    /// Set when a probe (or a batched release) was decided in this pass.
+    pub probe: Option<ProbeOutcome>,
+    pub snapshot: Snapshot,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Closed {
+        release: Option<Release>,
+    },
+    /// `episode`: when the breaker opened; overrides acknowledged since then are honoured.
+    Open {
+        episode: OffsetDateTime,
+        next_probe_at: OffsetDateTime,
+    },
+    HalfOpen {
+        episode: OffsetDateTime,
+        canary: String,
+        released_at: OffsetDateTime,
+    },
+}
+
+impl Default for Phase {
+    fn default() -> Self {
+        Self::Closed { release: None }
+    }
+}
+
+/// A batched release after a passed probe, watched until what it released has been tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Release {
+    episode: OffsetDateTime,
+    /// By uid: when each was released (the canary included).
+    released: BTreeMap<String, OffsetDateTime>,
+    last_batch_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Default)]
+struct Progress {
+    attempted: usize,
+    failing: usize,
+    waiting: usize,
+}
+
+impl Release {
+    fn progress(&self, members: &[Member]) -> Progress {
+        let mut progress = Progress::default();
+        for member in members {
+            let Some(&released_at) = self.released.get(&member.key.uid) else {
+                continue;
+            };
+            let fresh = attempted_since(member, released_at);
+            match member.condition {
+                Condition::Ready => progress.attempted += 1,
+                Condition::TransportFailing { .. } if fresh => {
+                    progress.attempted += 1;
+                    progress.failing += 1;
+                }
+                Condition::OtherFailing if fresh => progress.attempted += 1,
+                Condition::SuspendedByOthers | Condition::QuarantineOverridden => {}
+                _ => progress.waiting += 1,
+            }
+        }
+        progress
+    }
+}
+
+/// The breaker of one host. Its memory is small and can be rebuilt: the first [`Self::step`] of a
+/// fresh breaker (a new leader) takes over from the marks on the members:
+///
+/// - quarantined members → open since the oldest quarantine, probing a probe delay after that
+///   (at once if that is past);
+/// - members released after that time of which at least one is Ready → a batched release in
+///   progress (closed), resumed rather than probed again;
+/// - released members, none Ready yet → a probe in flight: half-open, with the latest released as
+///   the canary and its timeout counted from its release;
+/// - nothing quarantined → closed.
+///
+/// The probe backoff is not in the marks, so a new leader starts it again at `probe_interval`.
+///
+/// # Flapping
+///
+/// A host that answers some attempts (say 30%) passes a probe now and then, and a naive breaker
+/// would close, release everything, trip again and repeat every few minutes. Two rules stop this:
+///
+/// - a batched release is aborted, counted as a failed probe, once what it released fails again
+///   with transport errors (at least half of the released members that have been tried, and
+///   enough of them that one unlucky repository is not an outage);
+/// - the probe delay survives closing: tripping again within `probe_interval_max` of closing
+///   doubles the last delay instead of starting over, so the probes of a flaky host thin out to
+///   one per `probe_interval_max`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostBreaker {
+    phase: Phase,
+    taken_over: bool,
+    tripping_since: Option<OffsetDateTime>,
+    /// Zero until first chosen; always read through [`Self::delay`].
+    probe_delay: Duration,
+    closed_at: Option<OffsetDateTime>,
+}
+
+impl HostBreaker {
+    pub fn state(&self) -> BreakerState {
+        match self.phase {
+            Phase::Closed { .. } => BreakerState::Closed,
+            Phase::Open { .. } => BreakerState::Open,
+            Phase::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// One pass over one host's GitRepositories: what to change, and the breaker's new state.
+    pub fn step(&mut self, members: &[Member], now: OffsetDateTime, settings: &Settings) -> Step {
+        if !self.taken_over {
+            self.take_over(members, now, settings);
+            self.taken_over = true;
+        }
+        let before = self.state();
+        let mut pass = Pass {
+            members,
+            now,
+            settings,
+            actions: Vec::new(),
+            probe: None,
+        };
+        match self.phase.clone() {
+            Phase::Closed { release } => {
+                if !self.release_due(release, &mut pass) {
+                    self.watch_for_trip(&mut pass);
+                }
+            }
+            Phase::Open {
+                episode,
+                next_probe_at,
+            } => {
+                if now >= next_probe_at {
+                    self.probe(episode, &mut pass);
+                }
+            }
+            Phase::HalfOpen {
+                episode,
+                canary,
+                released_at,
+            } => self.judge_canary(episode, &canary, released_at, &mut pass),
+        }
+        pass.acknowledge_overrides();
+        pass.release_opted_out();
+        match &self.phase {
+            Phase::Open { episode, .. } => pass.quarantine_failing(*episode, None),
+            Phase::HalfOpen {
+                episode, canary, ..
+            } => pass.quarantine_failing(*episode, Some(canary)),
+            Phase::Closed { .. } => {}
+        }
+        let after = self.state();
+        Step {
+            transition: (before != after).then_some((before, after)),
+            probe: pass.probe,
+            snapshot: self.snapshot(members, settings),
+            actions: pass.actions,
+        }
+    }
+
+    pub fn snapshot(&self, members: &[Member], settings: &Settings) -> Snapshot {
+        let counts = counts(members);
+        Snapshot {
+            state: self.state(),
+            quarantined: members.iter().filter(|m| m.is_quarantined()).count(),
+            transport_failing: counts.transport_failing,
+            considered: counts.considered,
+            total: members.len(),
+            probe_delay: self.delay(settings),
+            next_probe_at: match self.phase {
+                Phase::Open { next_probe_at, .. } => Some(next_probe_at),
+                _ => None,
+            },
+            canary: match &self.phase {
+                Phase::HalfOpen { canary, .. } => members
+                    .iter()
+                    .find(|m| &m.key.uid == canary)
+                    .map(|m| m.key.clone()),
+                _ => None,
+            },
+            releasing: matches!(self.phase, Phase::Closed { release: Some(_) }),
+            tripping_since: self.tripping_since,
+        }
+    }
+
+    fn take_over(&mut self, members: &[Member], now: OffsetDateTime, settings: &Settings) {
+        let oldest_quarantine = members
+            .iter()
+            .filter_map(|m| match m.condition {
+                // Unknown or future times (clock skew) count as now: wait a full delay.
+                Condition::Quarantined { at } => Some(at.map_or(now, |at| at.min(now))),
+                _ => None,
+            })
+            .min();
+        let Some(episode) = oldest_quarantine else {
+            return;
+        };
+        let released: BTreeMap<String, OffsetDateTime> = members
+            .iter()
+            .filter(|m| !m.is_quarantined())
+            .filter_map(|m| Some((m.key.uid.clone(), m.released_at.filter(|t| *t > episode)?)))
+            .collect();
+        let recovered = members
+            .iter()
+            .any(|m| m.condition == Condition::Ready && released.contains_key(&m.key.uid));
+        let latest_release = released.iter().max_by_key(|(_, at)| **at);
+        self.phase = if recovered {
+            self.closed_at = released.values().min().copied();
+            Phase::Closed {
+                release: Some(Release {
+                    episode,
+                    last_batch_at: released.values().max().copied(),
+                    released,
+                }),
+            }
+        } else if let Some((canary, released_at)) = latest_release {
+            Phase::HalfOpen {
+                episode,
+                canary: canary.clone(),
+                released_at: *released_at,
+            }
+        } else {
+            Phase::Open {
+                episode,
+                next_probe_at: after(episode, self.delay(settings)),
+            }
+        };
+    }
+
+    /// The probe delay in force, within the settings' bounds whatever they are.
+    fn delay(&self, settings: &Settings) -> Duration {
+        let cap = settings.probe_interval_max.max(settings.probe_interval);
+        self.probe_delay.max(settings.probe_interval).min(cap)
+    }
+
+    fn back_off(&mut self, settings: &Settings) {
+        self.probe_delay = self.delay(settings).saturating_mul(2);
+    }
+
+    fn open(&mut self, episode: OffsetDateTime, pass: &Pass) {
+        self.tripping_since = None;
+        self.phase = Phase::Open {
+            episode,
+            next_probe_at: after(pass.now, self.delay(pass.settings)),
+        };
+    }
+
+    fn fail_probe(&mut self, episode: OffsetDateTime, outcome: ProbeOutcome, pass: &mut Pass) {
+        self.back_off(pass.settings);
+        pass.probe = Some(outcome);
+        self.open(episode, pass);
+    }
+
+    fn close(
+        &mut self,
+        episode: OffsetDateTime,
+        canary: Option<(&str, OffsetDateTime)>,
+        pass: &mut Pass,
+    ) {
+        self.closed_at = Some(pass.now);
+        self.tripping_since = None;
+        pass.probe = Some(ProbeOutcome::Passed);
+        let release = Release {
+            episode,
+            released: canary
+                .map(|(uid, at)| (uid.to_owned(), at))
+                .into_iter()
+                .collect(),
+            last_batch_at: None,
+        };
+        // Only the Ready canary has been released: this cannot abort.
+        self.release_due(Some(release), pass);
+    }
+
+    /// Closed: releases the next batch when it is due and watches what was released. Returns
+    /// whether the release was aborted (the breaker is open again).
+    fn release_due(&mut self, release: Option<Release>, pass: &mut Pass) -> bool {
+        let (now, settings) = (pass.now, pass.settings);
+        let waiting = pass.releasable();
+        let release = release.or_else(|| {
+            // Quarantined members while closed (left over, or applied late) are ours to release.
+            (!waiting.is_empty()).then(|| Release {
+                episode: now,
+                released: BTreeMap::new(),
+                last_batch_at: None,
+            })
+        });
+        let Some(mut release) = release else {
+            self.phase = Phase::Closed { release: None };
+            return false;
+        };
+        let progress = release.progress(pass.members);
+        // Half of a batch failing again is an outage; one repository failing alone is not.
+        let enough = (settings.release_batch.min(release.released.len()) / 2).max(1);
+        if progress.failing >= enough && progress.failing * 2 >= progress.attempted {
+            self.fail_probe(release.episode, ProbeOutcome::ReleaseAborted, pass);
+            return true;
+        }
+        let due = release
+            .last_batch_at
+            .is_none_or(|t| elapsed(t, now) >= settings.release_every);
+        let mut released_now = 0;
+        if due {
+            for member in waiting.iter().take(settings.release_batch.max(1)) {
+                if !pass.push(Action::Release {
+                    key: member.key.clone(),
+                    resource_version: member.resource_version.clone(),
+                    canary: false,
+                }) {
+                    break;
+                }
+                release.released.insert(member.key.uid.clone(), now);
+                released_now += 1;
+            }
+            if released_now > 0 {
+                release.last_batch_at = Some(now);
+            }
+        }
+        // Done once nothing is left and what was released has been tried (or had its chance).
+        let done = waiting.is_empty()
+            && (progress.waiting == 0
+                || release
+                    .last_batch_at
+                    .is_none_or(|t| elapsed(t, now) >= settings.canary_timeout));
+        self.phase = Phase::Closed {
+            release: (!done).then_some(release),
+        };
+        false
+    }
+
+    fn watch_for_trip(&mut self, pass: &mut Pass) {
+        let (now, settings) = (pass.now, pass.settings);
+        if !would_trip(pass.members, settings) {
+            self.tripping_since = None;
+            return;
+        }
+        let since = *self.tripping_since.get_or_insert(now);
+        if elapsed(since, now) < settings.window {
+            return;
+        }
+        // Tripping again soon after closing: the passed probe was luck, keep backing off.
+        let recently_closed = self
+            .closed_at
+            .is_some_and(|closed| elapsed(closed, now) < settings.probe_interval_max);
+        if recently_closed {
+            self.back_off(settings);
+        } else {
+            self.probe_delay = settings.probe_interval;
+        }
+        let episode = match &self.phase {
+            Phase::Closed {
+                release: Some(release),
+            } => release.episode,
+            _ => now,
+        };
+        self.open(episode, pass);
+    }
+
+    /// Releases one canary; with none left, judges the host by what is visible of it.
+    fn probe(&mut self, episode: OffsetDateTime, pass: &mut Pass) {
+        match pass.releasable().first() {
+            Some(canary) => {
+                if pass.push(Action::Release {
+                    key: canary.key.clone(),
+                    resource_version: canary.resource_version.clone(),
+                    canary: true,
+                }) {
+                    self.phase = Phase::HalfOpen {
+                        episode,
+                        canary: canary.key.uid.clone(),
+                        released_at: pass.now,
+                    };
+                }
+            }
+            None if would_trip(pass.members, pass.settings) => {
+                self.fail_probe(episode, ProbeOutcome::Failed, pass);
+            }
+            None => self.close(episode, None, pass),
+        }
+    }
+
+    fn judge_canary(
+        &mut self,
+        episode: OffsetDateTime,
+        uid: &str,
+        released_at: OffsetDateTime,
+        pass: &mut Pass,
+    ) {
+        let Some(canary) = pass
+            .members
+            .iter()
+            .find(|m| m.key.uid == uid && !m.opted_out)
+        else {
+            // Deleted or opted out: another canary.
+            self.probe(episode, pass);
+            return;
+        };
+        let fresh = attempted_since(canary, released_at);
+        let timed_out = elapsed(released_at, pass.now) >= pass.settings.canary_timeout;
+        match canary.condition {
+            Condition::Ready => self.close(episode, Some((uid, released_at)), pass),
+            // An auth or not-found failure after the release still means the host answered.
+            Condition::OtherFailing if fresh => {
+                self.close(episode, Some((uid, released_at)), pass);
+            }
+            Condition::TransportFailing { .. } if fresh => {
+                self.fail_probe(episode, ProbeOutcome::Failed, pass);
+            }
+            Condition::SuspendedByOthers | Condition::QuarantineOverridden => {
+                self.probe(episode, pass);
+            }
+            _ if timed_out => self.fail_probe(episode, ProbeOutcome::Failed, pass),
+            Condition::Quarantined { .. } => {
+                // The release has not been seen yet: ask again (a stale resourceVersion makes a
+                // repeat harmless).
+                pass.push(Action::Release {
+                    key: canary.key.clone(),
+                    resource_version: canary.resource_version.clone(),
+                    canary: true,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One pass's inputs and the actions collected so far, within the pass's budget.
+struct Pass<'a> {
+    members: &'a [Member],
+    now: OffsetDateTime,
+    settings: &'a Settings,
+    actions: Vec<Action>,
+    probe: Option<ProbeOutcome>,
+}
+
+impl<'a> Pass<'a> {
+    fn push(&mut self, action: Action) -> bool {
+        let room = self.actions.len() < self.settings.max_actions_per_pass;
+        if room {
+            self.actions.push(action);
+        }
+        room
+    }
+
+    /// Quarantined members the breaker may release, oldest quarantine first, then by name.
+    fn releasable(&self) -> Vec<&'a Member> {
+        let members: &'a [Member] = self.members;
+        let mut waiting: Vec<(Option<OffsetDateTime>, &'a Member)> = members
+            .iter()
+            .filter(|m| !m.opted_out)
+            .filter_map(|m| match m.condition {
+                Condition::Quarantined { at } => Some((at, m)),
+                _ => None,
+            })
+            .collect();
+        waiting.sort_by(|a, b| (a.0, &a.1.key).cmp(&(b.0, &b.1.key)));
+        waiting.into_iter().map(|(_, m)| m).collect()
+    }
+
+    fn acknowledge_overrides(&mut self) {
+        let members: &'a [Member] = self.members;
+        for member in members
+            .iter()
+            .filter(|m| m.condition == Condition::QuarantineOverridden)
+        {
+            self.push(Action::AcknowledgeOverride {
+                key: member.key.clone(),
+            });
+        }
+    }
+
+    /// Opting out undoes the breaker's own quarantine: the owner asked for no breaker.
+    fn release_opted_out(&mut self) {
+        let members: &'a [Member] = self.members;
+        for member in members.iter().filter(|m| m.opted_out && m.is_quarantined()) {
+            self.push(Action::Release {
+                key: member.key.clone(),
+                resource_version: member.resource_version.clone(),
+                canary: false,
+            });
+        }
+    }
+
+    /// Open or half-open: suspends what would only hold a worker on a dead host, transport
+    /// failures first. Ready and other failures are the repositories' own business.
+    fn quarantine_failing(&mut self, episode: OffsetDateTime, canary: Option<&str>) {
+        let members: &'a [Member] = self.members;
+        let mut candidates: Vec<&Member> = members
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.condition,
+                    Condition::TransportFailing { .. } | Condition::NotAttempted
+                ) && !m.opted_out
+                    && canary != Some(m.key.uid.as_str())
+                    && m.overridden_at.is_none_or(|t| t < episode)
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        candidates.sort_by_key(|m| {
+            let transport = matches!(m.condition, Condition::TransportFailing { .. });
+            (!transport, &m.key)
+        });
+        let counts = counts(members);
+        let quarantined = members.iter().filter(|m| m.is_quarantined()).count();
+        let reason = format!(
+            "{} of {} GitRepositories of this host fail with transport errors (timeout, DNS, TLS \
+             or connection); circuit breaker open since {}",
+            counts.transport_failing + quarantined,
+            counts.considered + quarantined,
+            crate::policy::rfc3339_seconds(episode),
+        );
+        for member in candidates {
+            if !self.push(Action::Quarantine {
+                key: member.key.clone(),
+                resource_version: member.resource_version.clone(),
+                reason: reason.clone(),
+            }) {
+                break;
+            }
+        }
+    }
+}
+
+/// Whether the member's Ready condition changed at or after `t` (one second of slack: condition
+/// times have whole seconds): only then is its status news since its release.
+fn attempted_since(member: &Member, t: OffsetDateTime) -> bool {
+    member
+        .attempted_at
+        .is_some_and(|at| t - at <= time::Duration::SECOND)
+}
+
+fn elapsed(since: OffsetDateTime, now: OffsetDateTime) -> Duration {
+    Duration::try_from(now - since).unwrap_or(Duration::ZERO)
+}
+
+fn after(t: OffsetDateTime, wait: Duration) -> OffsetDateTime {
+    time::Duration::try_from(wait)
+        .ok()
+        .and_then(|wait| t.checked_add(wait))
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use BreakerState::{Closed, HalfOpen, Open};
+    use time::macros::datetime;
+
+    const T0: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
+    const FAILING: Condition = Condition::TransportFailing { since: None };
+
+    fn minutes(n: i64) -> time::Duration {
+        time::Duration::minutes(n)
+    }
+
+    fn member(i: usize, condition: Condition) -> Member {
+        Member {
+            key: ObjectKey {
+                namespace: "proj".into(),
+                name: format!("repo-{i:03}"),
+                uid: format!("u{i:03}"),
+            },
+            resource_version: "1".into(),
+            condition,
+            opted_out: false,
+            released_at: None,
+            overridden_at: None,
+            attempted_at: None,
+        }
+    }
+
+    /// Members numbered in order: `count` of each condition.
+    fn host(groups: &[(usize, Condition)]) -> Vec<Member> {
+        groups
+            .iter()
+            .flat_map(|&(count, condition)| std::iter::repeat_n(condition, count))
+            .enumerate()
+            .map(|(i, condition)| member(i, condition))
+            .collect()
+    }
+
+    fn find<'m>(members: &'m mut [Member], key: &ObjectKey) -> &'m mut Member {
+        members.iter_mut().find(|m| &m.key == key).unwrap()
+    }
+
+    /// What the runtime would do; a released member shows its stale failure until it is tried.
+    fn apply(members: &mut [Member], actions: &[Action], now: OffsetDateTime) {
+        for action in actions {
+            let member = find(members, action.key());
+            match action {
+                Action::Quarantine { .. } => {
+                    member.condition = Condition::Quarantined { at: Some(now) }
+                }
+                Action::Release { .. } => {
+                    member.condition = FAILING;
+                    member.released_at = Some(now);
+                }
+                Action::AcknowledgeOverride { .. } => member.overridden_at = Some(now),
+            }
+        }
+    }
+
+    fn names(actions: &[Action], kind: fn(&Action) -> bool) -> Vec<&str> {
+        let mut names: Vec<&str> = actions
+            .iter()
+            .filter(|a| kind(a))
+            .map(|a| a.key().name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    fn is_quarantine(a: &Action) -> bool {
+        matches!(a, Action::Quarantine { .. })
+    }
+
+    fn is_release(a: &Action) -> bool {
+        matches!(a, Action::Release { .. })
+    }
+
+    fn is_canary(a: &Action) -> bool {
+        matches!(a, Action::Release { canary: true, .. })
+    }
+
+    /// A breaker that tripped at T0 + 10m on `members` (all failing members now quarantined).
+    fn tripped(members: &mut [Member], settings: &Settings) -> HostBreaker {
+        let mut breaker = HostBreaker::default();
+        assert!(breaker.step(members, T0, settings).actions.is_empty());
+        let step = breaker.step(members, T0 + minutes(10), settings);
+        assert_eq!(step.transition, Some((Closed, Open)));
+        apply(members, &step.actions, T0 + minutes(10));
+        breaker
+    }
+
+    /// Probes at `now` and lets the canary end as `condition`, tried at `now + 1m`.
+    fn probe(
+        breaker: &mut HostBreaker,
+        members: &mut [Member],
+        now: OffsetDateTime,
+        condition: Condition,
+        settings: &Settings,
+    ) -> Step {
+        let step = breaker.step(members, now, settings);
+        assert_eq!(step.transition, Some((Open, HalfOpen)), "{step:?}");
+        apply(members, &step.actions, now);
+        let canary = step.snapshot.canary.unwrap();
+        let canary = find(members, &canary);
+        canary.condition = condition;
+        canary.attempted_at = Some(now + minutes(1));
+        let step = breaker.step(members, now + minutes(1), settings);
+        apply(members, &step.actions, now + minutes(1));
+        step
+    }
+
+    #[test]
+    fn state_names() {
+        let names: Vec<_> = BreakerState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["closed", "open", "half_open"]);
+    }
+
+    #[test]
+    fn trips_after_the_window_and_a_dip_restarts_the_timer() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING), (3, Condition::Ready)]);
+        let mut breaker = HostBreaker::default();
+        for minute in [0, 5, 9] {
+            let step = breaker.step(&members, T0 + minutes(minute), &settings);
+            assert_eq!((step.transition, step.actions.len()), (None, 0));
+            assert_eq!(step.snapshot.tripping_since, Some(T0));
+        }
+        // Three recover for one pass: 9 failing is below the minimum of 10.
+        for m in &mut members[..3] {
+            m.condition = Condition::Ready;
+        }
+        let step = breaker.step(
+            &members,
+            T0 + minutes(9) + time::Duration::seconds(30),
+            &settings,
+        );
+        assert_eq!(step.snapshot.tripping_since, None);
+        for m in &mut members[..3] {
+            m.condition = FAILING;
+        }
+        for minute in [10, 15, 19] {
+            let step = breaker.step(&members, T0 + minutes(minute), &settings);
+            assert_eq!(step.snapshot.state, Closed, "{minute}");
+        }
+        let step = breaker.step(&members, T0 + minutes(20), &settings);
+        assert_eq!(step.transition, Some((Closed, Open)));
+        assert_eq!(step.snapshot.next_probe_at, Some(T0 + minutes(25)));
+        assert_eq!(names(&step.actions, is_quarantine).len(), 12);
+        let Action::Quarantine { reason, .. } = &step.actions[0] else {
+            panic!("{:?}", step.actions[0]);
+        };
+        assert_eq!(
+            reason,
+            "12 of 15 GitRepositories of this host fail with transport errors (timeout, DNS, TLS \
+             or connection); circuit breaker open since 2026-11-28T12:20:00Z"
+        );
+    }
+
+    #[test]
+    fn a_few_failures_among_many_never_trip() {
+        let settings = Settings::default();
+        for (members, trips) in [
+            (host(&[(15, FAILING), (20, Condition::Ready)]), false),
+            (host(&[(9, FAILING)]), false),
+            (host(&[(10, FAILING), (10, Condition::Ready)]), true),
+            (host(&[]), false),
+        ] {
+            assert_eq!(would_trip(&members, &settings), trips, "{members:?}");
+            let mut breaker = HostBreaker::default();
+            for minute in 0..120 {
+                breaker.step(&members, T0 + minutes(minute), &settings);
+            }
+            let tripped = breaker.state() == Open;
+            assert_eq!(tripped, trips, "{members:?}");
+        }
+    }
+
+    #[test]
+    fn failures_that_are_not_the_hosts_never_trip() {
+        let settings = Settings::default();
+        let members = host(&[
+            (100, Condition::OtherFailing),
+            (50, Condition::NotAttempted),
+        ]);
+        let mut breaker = HostBreaker::default();
+        for minute in 0..120 {
+            let step = breaker.step(&members, T0 + minutes(minute), &settings);
+            assert!(step.actions.is_empty());
+            assert_eq!(step.snapshot.state, Closed);
+        }
+        // Suspended and opted-out members say nothing about the host: 10 failing of the 10 left.
+        let mut members = host(&[
+            (10, FAILING),
+            (30, Condition::SuspendedByOthers),
+            (30, Condition::Ready),
+        ]);
+        assert!(!would_trip(&members, &settings));
+        for m in &mut members[40..] {
+            m.opted_out = true;
+        }
+        assert!(would_trip(&members, &settings));
+    }
+
+    #[test]
+    fn open_quarantines_only_failing_and_not_attempted_members() {
+        let settings = Settings::default();
+        let mut members = host(&[
+            (12, FAILING),
+            (3, Condition::NotAttempted),
+            (4, Condition::Ready),
+            (2, Condition::OtherFailing),
+            (2, Condition::SuspendedByOthers),
+            (2, FAILING),
+        ]);
+        for m in &mut members[23..] {
+            m.opted_out = true;
+        }
+        let mut breaker = HostBreaker::default();
+        breaker.step(&members, T0, &settings);
+        let step = breaker.step(&members, T0 + minutes(10), &settings);
+        let quarantined: Vec<&str> = step.actions.iter().map(|a| a.key().name.as_str()).collect();
+        let expected: Vec<String> = (0..15).map(|i| format!("repo-{i:03}")).collect();
+        assert_eq!(
+            quarantined, expected,
+            "transport failures first, then by name"
+        );
+        apply(&mut members, &step.actions, T0 + minutes(10));
+        assert!(
+            breaker
+                .step(&members, T0 + minutes(11), &settings)
+                .actions
+                .is_empty()
+        );
+        // A Ready one that starts failing is quarantined on the next pass, the others never.
+        members[15].condition = FAILING;
+        let step = breaker.step(&members, T0 + minutes(12), &settings);
+        assert_eq!(names(&step.actions, is_quarantine), ["repo-015"]);
+    }
+
+    #[test]
+    fn actions_per_pass_are_bounded() {
+        let settings = Settings {
+            max_actions_per_pass: 5,
+            ..Settings::default()
+        };
+        let mut members = host(&[(3, Condition::NotAttempted), (12, FAILING)]);
+        let mut breaker = HostBreaker::default();
+        breaker.step(&members, T0, &settings);
+        let mut per_pass = Vec::new();
+        for minute in 10..14 {
+            let step = breaker.step(&members, T0 + minutes(minute), &settings);
+            per_pass.push(names(&step.actions, is_quarantine).len());
+            if minute == 12 {
+                assert_eq!(
+                    names(&step.actions, is_quarantine),
+                    ["repo-000", "repo-001", "repo-002", "repo-013", "repo-014"],
+                    "the not-attempted ones come after every transport failure"
+                );
+            }
+            apply(&mut members, &step.actions, T0 + minutes(minute));
+        }
+        assert_eq!(per_pass, [5, 5, 5, 0]);
+    }
+
+    #[test]
+    fn probes_one_canary_after_the_delay_oldest_quarantine_first() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING), (3, Condition::Ready)]);
+        let mut breaker = tripped(&mut members, &settings);
+        members[7].condition = Condition::Quarantined {
+            at: Some(T0 + minutes(9)),
+        };
+        let step = breaker.step(&members, T0 + minutes(14), &settings);
+        assert_eq!((step.transition, step.actions.len()), (None, 0));
+        let step = breaker.step(&members, T0 + minutes(15), &settings);
+        assert_eq!(step.transition, Some((Open, HalfOpen)));
+        assert_eq!(step.actions.len(), 1);
+        assert_eq!(names(&step.actions, is_canary), ["repo-007"]);
+        assert_eq!(step.snapshot.canary.unwrap().name, "repo-007");
+    }
+
+    #[test]
+    fn a_ready_canary_closes_and_the_rest_is_released_in_spaced_batches() {
+        let settings = Settings::default();
+        let mut members = host(&[(25, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let step = probe(
+            &mut breaker,
+            &mut members,
+            T0 + minutes(15),
+            Condition::Ready,
+            &settings,
+        );
+        assert_eq!(step.transition, Some((HalfOpen, Closed)));
+        assert_eq!(step.probe, Some(ProbeOutcome::Passed));
+        let mut batches = vec![(0, names(&step.actions, is_release).len())];
+        for second in (70..=300).step_by(10) {
+            let now = T0 + minutes(15) + time::Duration::seconds(second);
+            for m in members.iter_mut().filter(|m| m.released_at.is_some()) {
+                m.condition = Condition::Ready;
+            }
+            let step = breaker.step(&members, now, &settings);
+            assert_eq!(step.snapshot.state, Closed);
+            if !step.actions.is_empty() {
+                assert!(step.actions.iter().all(|a| !is_canary(a) && is_release(a)));
+                batches.push((second - 60, step.actions.len()));
+            }
+            apply(&mut members, &step.actions, now);
+        }
+        assert_eq!(batches, [(0, 10), (30, 10), (60, 4)]);
+        assert!(members.iter().all(|m| !m.is_quarantined()));
+        let step = breaker.step(&members, T0 + minutes(21), &settings);
+        assert!(!step.snapshot.releasing, "all released and tried");
+    }
+
+    #[test]
+    fn a_failing_canary_reopens_with_a_doubled_delay_up_to_the_cap() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let mut now = T0 + minutes(15);
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            let step = probe(&mut breaker, &mut members, now, FAILING, &settings);
+            assert_eq!(step.transition, Some((HalfOpen, Open)));
+            assert_eq!(step.probe, Some(ProbeOutcome::Failed));
+            assert_eq!(
+                names(&step.actions, is_quarantine).len(),
+                1,
+                "the canary again"
+            );
+            let next = step.snapshot.next_probe_at.unwrap();
+            delays.push((next - now - minutes(1)).whole_minutes());
+            now = next;
+        }
+        assert_eq!(delays, [10, 20, 40, 60, 60, 60]);
+    }
+
+    #[test]
+    fn a_canary_is_judged_by_news_since_its_release_or_by_its_timeout() {
+        let settings = Settings::default();
+        for (condition, tried, at_timeout) in [
+            // The failure from before the quarantine is not news.
+            (FAILING, false, Some(ProbeOutcome::Failed)),
+            (Condition::NotAttempted, false, Some(ProbeOutcome::Failed)),
+            // The host answered, with a failure of the repository's own.
+            (Condition::OtherFailing, true, None),
+        ] {
+            let mut members = host(&[(12, FAILING)]);
+            let mut breaker = tripped(&mut members, &settings);
+            let released = T0 + minutes(15);
+            let step = breaker.step(&members, released, &settings);
+            apply(&mut members, &step.actions, released);
+            let canary = find(&mut members, &step.snapshot.canary.unwrap());
+            canary.condition = condition;
+            canary.attempted_at = Some(released - minutes(if tried { 0 } else { 6 }));
+            let step = breaker.step(&members, released + minutes(9), &settings);
+            if tried {
+                assert_eq!(step.probe, Some(ProbeOutcome::Passed), "{condition:?}");
+                continue;
+            }
+            assert_eq!((step.probe, step.snapshot.state), (None, HalfOpen));
+            let step = breaker.step(&members, released + minutes(10), &settings);
+            assert_eq!(step.probe, at_timeout, "{condition:?}");
+            assert_eq!(
+                names(&step.actions, is_quarantine).len(),
+                1,
+                "the canary again"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_canary_is_replaced_and_without_one_the_visible_members_decide() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING), (10, Condition::Ready)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let step = breaker.step(&members, T0 + minutes(15), &settings);
+        apply(&mut members, &step.actions, T0 + minutes(15));
+        assert_eq!(names(&step.actions, is_canary), ["repo-000"]);
+        members.remove(0);
+        let step = breaker.step(&members, T0 + minutes(16), &settings);
+        assert_eq!(names(&step.actions, is_canary), ["repo-001"]);
+        assert_eq!(step.transition, None);
+        apply(&mut members, &step.actions, T0 + minutes(16));
+        members[0].opted_out = true;
+        let step = breaker.step(&members, T0 + minutes(17), &settings);
+        assert_eq!(names(&step.actions, is_canary), ["repo-002"]);
+        assert_eq!(step.snapshot.state, HalfOpen);
+        apply(&mut members, &step.actions, T0 + minutes(17));
+        // The canary is suspended by someone, the rest overridden: no canary is left, and only
+        // 2 of the 19 visible members fail.
+        members[1].condition = Condition::SuspendedByOthers;
+        for m in members.iter_mut().filter(|m| m.is_quarantined()) {
+            m.condition = Condition::NotAttempted;
+            m.overridden_at = Some(T0 + minutes(17));
+        }
+        members[2].condition = FAILING;
+        members[3].condition = FAILING;
+        let mut still_failing = (breaker.clone(), members.clone());
+        for m in &mut still_failing.1[4..12] {
+            m.condition = FAILING;
+        }
+        let step = still_failing
+            .0
+            .step(&still_failing.1, T0 + minutes(18), &settings);
+        assert_eq!(
+            (step.transition, step.probe),
+            (Some((HalfOpen, Open)), Some(ProbeOutcome::Failed)),
+            "10 of 19 visible members fail"
+        );
+        let step = breaker.step(&members, T0 + minutes(18), &settings);
+        assert_eq!(step.transition, Some((HalfOpen, Closed)));
+        assert_eq!(step.probe, Some(ProbeOutcome::Passed));
+        assert!(step.actions.is_empty(), "{:?}", step.actions);
+    }
+
+    #[test]
+    fn reopening_soon_after_closing_keeps_backing_off() {
+        let settings = Settings::default();
+        for (closed_for, delay) in [(20, 20), (70, 5)] {
+            let mut members = host(&[(12, FAILING)]);
+            let mut breaker = tripped(&mut members, &settings);
+            probe(
+                &mut breaker,
+                &mut members,
+                T0 + minutes(15),
+                FAILING,
+                &settings,
+            );
+            let step = probe(
+                &mut breaker,
+                &mut members,
+                T0 + minutes(26),
+                Condition::Ready,
+                &settings,
+            );
+            assert_eq!(step.transition, Some((HalfOpen, Closed)));
+            assert_eq!(step.snapshot.probe_delay, Duration::from_secs(600));
+            let closed = T0 + minutes(27);
+            let mut now = closed;
+            while now < closed + minutes(closed_for) {
+                now += minutes(1);
+                for m in members.iter_mut().filter(|m| !m.is_quarantined()) {
+                    m.condition = Condition::Ready;
+                }
+                let step = breaker.step(&members, now, &settings);
+                apply(&mut members, &step.actions, now);
+            }
+            for m in &mut members {
+                m.condition = FAILING;
+            }
+            breaker.step(&members, now, &settings);
+            let step = breaker.step(&members, now + minutes(10), &settings);
+            assert_eq!(step.transition, Some((Closed, Open)));
+            assert_eq!(
+                step.snapshot.probe_delay,
+                Duration::from_secs(delay * 60),
+                "closed for {closed_for}m"
+            );
+        }
+    }
+
+    #[test]
+    fn a_release_whose_members_fail_again_is_aborted() {
+        let settings = Settings::default();
+        let mut members = host(&[(30, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let step = probe(
+            &mut breaker,
+            &mut members,
+            T0 + minutes(15),
+            Condition::Ready,
+            &settings,
+        );
+        let released = names(&step.actions, is_release).len();
+        assert_eq!(released, 10);
+        // Of the first batch, four fail again, two are Ready, four are not tried yet: too few
+        // to call it. One more failure is half of a batch.
+        let tried = T0 + minutes(16) + time::Duration::seconds(20);
+        let batch: Vec<usize> = (0..members.len())
+            .filter(|&i| members[i].released_at == Some(T0 + minutes(16)))
+            .collect();
+        for (n, &i) in batch.iter().enumerate() {
+            members[i].attempted_at = Some(tried);
+            members[i].condition = if n < 2 { Condition::Ready } else { FAILING };
+        }
+        for &i in &batch[6..] {
+            members[i].attempted_at = None;
+        }
+        let step = breaker.step(
+            &members,
+            T0 + minutes(16) + time::Duration::seconds(30),
+            &settings,
+        );
+        assert_eq!((step.transition, step.snapshot.state), (None, Closed));
+        apply(
+            &mut members,
+            &step.actions,
+            T0 + minutes(16) + time::Duration::seconds(30),
+        );
+        members[batch[6]].attempted_at = Some(tried);
+        let step = breaker.step(&members, T0 + minutes(17), &settings);
+        assert_eq!(step.transition, Some((Closed, Open)));
+        assert_eq!(step.probe, Some(ProbeOutcome::ReleaseAborted));
+        assert_eq!(step.snapshot.probe_delay, Duration::from_secs(600));
+        let requarantined = names(&step.actions, is_quarantine);
+        assert_eq!(
+            requarantined.len(),
+            18,
+            "all released but the two Ready ones"
+        );
+    }
+
+    #[test]
+    fn an_override_is_acknowledged_and_respected_for_the_episode() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        members[3].condition = Condition::QuarantineOverridden;
+        let step = breaker.step(&members, T0 + minutes(11), &settings);
+        assert_eq!(
+            step.actions,
+            [Action::AcknowledgeOverride {
+                key: members[3].key.clone()
+            }]
+        );
+        apply(&mut members, &step.actions, T0 + minutes(11));
+        members[3].condition = FAILING;
+        assert!(
+            breaker
+                .step(&members, T0 + minutes(12), &settings)
+                .actions
+                .is_empty()
+        );
+        // Still this episode after a failed probe.
+        let step = probe(
+            &mut breaker,
+            &mut members,
+            T0 + minutes(15),
+            FAILING,
+            &settings,
+        );
+        assert_eq!(step.probe, Some(ProbeOutcome::Failed));
+        assert!(!names(&step.actions, is_quarantine).contains(&"repo-003"));
+        // A new episode: it fails with the others, it is quarantined with them.
+        let step = probe(
+            &mut breaker,
+            &mut members,
+            T0 + minutes(26),
+            Condition::Ready,
+            &settings,
+        );
+        assert_eq!(step.probe, Some(ProbeOutcome::Passed));
+        let mut now = T0 + minutes(27);
+        for _ in 0..100 {
+            for m in members.iter_mut().filter(|m| !m.is_quarantined()) {
+                m.condition = Condition::Ready;
+            }
+            now += minutes(1);
+            let step = breaker.step(&members, now, &settings);
+            apply(&mut members, &step.actions, now);
+        }
+        for m in &mut members {
+            m.condition = FAILING;
+        }
+        breaker.step(&members, now, &settings);
+        let step = breaker.step(&members, now + minutes(10), &settings);
+        assert_eq!(step.transition, Some((Closed, Open)));
+        assert!(names(&step.actions, is_quarantine).contains(&"repo-003"));
+    }
+
+    #[test]
+    fn opted_out_suspended_by_others_ready_and_other_failures_are_never_touched() {
+        let settings = Settings::default();
+        let mut members = host(&[
+            (20, FAILING),
+            (2, Condition::SuspendedByOthers),
+            (2, Condition::Ready),
+            (2, Condition::OtherFailing),
+            (2, FAILING),
+        ]);
+        for m in &mut members[26..] {
+            m.opted_out = true;
+        }
+        let untouchable: Vec<ObjectKey> = members[20..].iter().map(|m| m.key.clone()).collect();
+        let mut breaker = tripped(&mut members, &settings);
+        let mut all = Vec::new();
+        let mut now = T0 + minutes(10);
+        // A probe fails, the next passes: every state is visited.
+        let step = probe(
+            &mut breaker,
+            &mut members,
+            T0 + minutes(15),
+            FAILING,
+            &settings,
+        );
+        all.extend(step.actions);
+        members[0].opted_out = true; // opted out while quarantined: the breaker lets go
+        while now < T0 + minutes(60) {
+            now += time::Duration::seconds(30);
+            let step = breaker.step(&members, now, &settings);
+            apply(&mut members, &step.actions, now);
+            if step.transition == Some((Open, HalfOpen)) {
+                let canary = find(&mut members, &step.snapshot.canary.clone().unwrap());
+                canary.condition = Condition::Ready;
+            }
+            all.extend(step.actions);
+        }
+        assert_eq!(breaker.state(), Closed);
+        assert!(
+            all.iter().all(|a| !untouchable.contains(a.key())),
+            "{all:?}"
+        );
+        let first = all.iter().filter(|a| a.key().name == "repo-000");
+        assert_eq!(first.filter(|a| is_release(a)).count(), 1);
+    }
+
+    #[test]
+    fn takes_over_an_open_breaker_from_the_marks() {
+        let settings = Settings::default();
+        let quarantined = |at| Condition::Quarantined { at: Some(at) };
+        let mut members = host(&[
+            (3, quarantined(T0 - minutes(2))),
+            (9, FAILING),
+            (2, Condition::Ready),
+        ]);
+        members[1].condition = quarantined(T0 - minutes(3));
+        members[2].released_at = Some(T0 - minutes(30)); // an earlier episode's
+        let mut breaker = HostBreaker::default();
+        let step = breaker.step(&members, T0, &settings);
+        assert_eq!((step.transition, step.snapshot.state), (None, Open));
+        assert_eq!(step.snapshot.next_probe_at, Some(T0 + minutes(2)));
+        assert_eq!(names(&step.actions, is_quarantine).len(), 9);
+        apply(&mut members, &step.actions, T0);
+        let step = breaker.step(&members, T0 + minutes(2), &settings);
+        assert_eq!(names(&step.actions, is_canary), ["repo-001"]);
+
+        // Long past the delay: probes at once.
+        let members = host(&[(5, quarantined(T0 - minutes(60)))]);
+        let step = HostBreaker::default().step(&members, T0, &settings);
+        assert_eq!(step.transition, Some((Open, HalfOpen)));
+        assert_eq!(names(&step.actions, is_canary), ["repo-000"]);
+
+        // Nothing quarantined: closed, and a leftover override is acknowledged.
+        let members = host(&[(1, Condition::QuarantineOverridden), (3, Condition::Ready)]);
+        let step = HostBreaker::default().step(&members, T0, &settings);
+        assert_eq!(step.snapshot.state, Closed);
+        assert_eq!(step.actions.len(), 1);
+        assert!(matches!(
+            step.actions[0],
+            Action::AcknowledgeOverride { .. }
+        ));
+    }
+
+    #[test]
+    fn takes_over_a_release_or_a_probe_in_progress_from_the_marks() {
+        let settings = Settings::default();
+        let quarantined = Condition::Quarantined {
+            at: Some(T0 - minutes(20)),
+        };
+        // A release was under way: resumed on its schedule, not probed again.
+        let mut members = host(&[(2, Condition::Ready), (15, quarantined)]);
+        members[0].released_at = Some(T0 - minutes(2));
+        members[1].released_at = Some(T0 - time::Duration::seconds(10));
+        let mut breaker = HostBreaker::default();
+        let step = breaker.step(&members, T0, &settings);
+        assert_eq!(
+            (
+                step.transition,
+                step.snapshot.state,
+                step.snapshot.releasing
+            ),
+            (None, Closed, true)
+        );
+        assert!(step.actions.is_empty(), "the last batch was 10s ago");
+        let step = breaker.step(&members, T0 + time::Duration::seconds(20), &settings);
+        assert_eq!(names(&step.actions, is_release).len(), 10);
+        assert!(step.actions.iter().all(|a| !is_canary(a)));
+
+        // A canary was out and not Ready yet: judged on its own release time.
+        let mut members = host(&[(1, FAILING), (15, quarantined)]);
+        members[0].released_at = Some(T0 - minutes(4));
+        let mut breaker = HostBreaker::default();
+        let step = breaker.step(&members, T0, &settings);
+        assert_eq!(step.snapshot.state, HalfOpen);
+        assert_eq!(step.snapshot.canary.unwrap().name, "repo-000");
+        assert!(step.actions.is_empty());
+        let step = breaker.step(&members, T0 + minutes(6), &settings);
+        assert_eq!(
+            step.probe,
+            Some(ProbeOutcome::Failed),
+            "10m after its release"
+        );
+    }
+
+    /// A tiny stand-in for source-controller and the runtime: each GitRepository that is not
+    /// quarantined tries the host once a minute (10 s after a release) and gets through with the
+    /// host's chance at that time, drawn from a fixed pseudo-random sequence.
+    struct Simulation {
+        members: Vec<Member>,
+        /// The status under the quarantine, shown again (stale) after a release.
+        status: Vec<Condition>,
+        next_attempt: Vec<OffsetDateTime>,
+        seed: u64,
+        transitions: Vec<(OffsetDateTime, (BreakerState, BreakerState), Duration)>,
+    }
+
+    impl Simulation {
+        fn new(size: usize) -> Self {
+            Self {
+                members: host(&[(size, Condition::NotAttempted)]),
+                status: vec![Condition::NotAttempted; size],
+                next_attempt: (0..size)
+                    .map(|i| T0 + time::Duration::seconds(i as i64))
+                    .collect(),
+                seed: 0x5eed,
+                transitions: Vec::new(),
+            }
+        }
+
+        fn draw(&mut self) -> f64 {
+            self.seed = self
+                .seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.seed >> 11) as f64 / (1u64 << 53) as f64
+        }
+
+        fn run(&mut self, breaker: &mut HostBreaker, hours: i64, chance: impl Fn(i64) -> f64) {
+            let settings = Settings::default();
+            let mut now = T0;
+            while now < T0 + time::Duration::hours(hours) {
+                let minute = (now - T0).whole_minutes();
+                for i in 0..self.members.len() {
+                    if self.members[i].is_quarantined() || self.next_attempt[i] > now {
+                        continue;
+                    }
+                    let ok = self.draw() < chance(minute);
+                    self.status[i] = if ok { Condition::Ready } else { FAILING };
+                    self.members[i].condition = self.status[i];
+                    self.members[i].attempted_at = Some(now);
+                    self.next_attempt[i] = now + minutes(1);
+                }
+                let step = breaker.step(&self.members, now, &settings);
+                if let Some(transition) = step.transition {
+                    self.transitions
+                        .push((now, transition, step.snapshot.probe_delay));
+                }
+                for action in &step.actions {
+                    let i = self
+                        .members
+                        .iter()
+                        .position(|m| m.key == *action.key())
+                        .unwrap();
+                    match action {
+                        Action::Quarantine { .. } => {
+                            self.members[i].condition = Condition::Quarantined { at: Some(now) };
+                        }
+                        Action::Release { .. } => {
+                            // A new generation: a Ready status from before is not current.
+                            self.members[i].condition = match self.status[i] {
+                                Condition::Ready => Condition::NotAttempted,
+                                stale => stale,
+                            };
+                            self.members[i].released_at = Some(now);
+                            self.next_attempt[i] = now + time::Duration::seconds(10);
+                        }
+                        Action::AcknowledgeOverride { .. } => unreachable!("nobody overrides"),
+                    }
+                }
+                now += time::Duration::seconds(30);
+            }
+        }
+    }
+
+    #[test]
+    fn a_flaky_host_does_not_flap() {
+        let mut simulation = Simulation::new(40);
+        let mut breaker = HostBreaker::default();
+        simulation.run(&mut breaker, 8, |_| 0.3);
+        let transitions = &simulation.transitions;
+        let mut per_hour = [0; 8];
+        for (at, _, _) in transitions {
+            per_hour[(*at - T0).whole_hours() as usize] += 1;
+        }
+        assert!(
+            per_hour[1..].iter().all(|&n| n <= 4),
+            "{per_hour:?} {transitions:?}"
+        );
+        assert!(
+            per_hour[4..].iter().all(|&n| n >= 2),
+            "still probing: {per_hour:?}"
+        );
+        let delays: Vec<u64> = transitions
+            .iter()
+            .map(|(_, _, d)| d.as_secs() / 60)
+            .collect();
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]), "{delays:?}");
+        assert_eq!(delays.last(), Some(&60), "{delays:?}");
+        let passed = transitions
+            .iter()
+            .filter(|(_, t, _)| *t == (HalfOpen, Closed))
+            .count();
+        assert!(
+            passed >= 1,
+            "a lucky canary was met, and its release aborted"
+        );
+        for (i, (at, transition, _)) in transitions.iter().enumerate() {
+            if *transition == (HalfOpen, Closed) {
+                let (reopened, next, _) = transitions[i + 1];
+                assert_eq!(next, (Closed, Open));
+                assert!(reopened - *at <= minutes(2), "the release was aborted");
+            }
+        }
+        assert_ne!(breaker.state(), Closed);
+    }
+
+    #[test]
+    fn a_host_that_recovers_is_fully_released() {
+        let mut simulation = Simulation::new(40);
+        let mut breaker = HostBreaker::default();
+        simulation.run(
+            &mut breaker,
+            4,
+            |minute| if minute < 90 { 0.0 } else { 1.0 },
+        );
+        let last = simulation.transitions.last().unwrap();
+        assert_eq!(last.1, (HalfOpen, Closed));
+        assert!(
+            last.0 < T0 + minutes(150),
+            "probed within the capped delay: {:?}",
+            last.0
+        );
+        assert!(
+            simulation
+                .members
+                .iter()
+                .all(|m| m.condition == Condition::Ready)
+        );
+        let snapshot = breaker.snapshot(&simulation.members, &Settings::default());
+        assert_eq!(
+            (snapshot.state, snapshot.quarantined, snapshot.releasing),
+            (Closed, 0, false)
+        );
+    }
+
+    #[test]
+    fn odd_settings_do_not_panic() {
+        let members = host(&[(12, FAILING), (2, Condition::Quarantined { at: None })]);
+        for settings in [
+            Settings {
+                min_failing: 0,
+                failing_ratio: f64::NAN,
+                window: Duration::ZERO,
+                probe_interval: Duration::ZERO,
+                probe_interval_max: Duration::ZERO,
+                canary_timeout: Duration::ZERO,
+                release_batch: 0,
+                release_every: Duration::ZERO,
+                max_actions_per_pass: 0,
+            },
+            Settings {
+                min_failing: usize::MAX,
+                failing_ratio: -1.0,
+                window: Duration::MAX,
+                probe_interval: Duration::MAX,
+                probe_interval_max: Duration::from_secs(1),
+                canary_timeout: Duration::MAX,
+                release_batch: usize::MAX,
+                release_every: Duration::MAX,
+                max_actions_per_pass: usize::MAX,
+            },
+        ] {
+            let mut breaker = HostBreaker::default();
+            for hour in 0..3 {
+                let step = breaker.step(&members, T0 + time::Duration::hours(hour), &settings);
+                assert!(step.actions.len() <= settings.max_actions_per_pass);
+                // Taken over as open; either no room to release a canary, or a probe that never
+                // comes.
+                assert_eq!(step.snapshot.state, Open);
+            }
+        }
+    }
+}

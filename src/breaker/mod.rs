@@ -1,0 +1,315 @@
+//! A circuit breaker per Git host: when most GitRepositories of one host fail with transport
+//! errors for a while, fluxgate suspends ("quarantines") them so they stop holding
+//! source-controller's workers, probes the host now and then with one of them (the canary), and
+//! releases them all in batches once the host answers again.
+//!
+//! This module is the pure core: [`member_from`] turns the shared health model into what the
+//! breaker needs, [`HostBreaker::step`] decides, as of the `now` it is given, what to do to one
+//! host's GitRepositories. Nothing here reads the clock or talks to the API server: the runtime
+//! applies the [`Action`]s and writes the marks below, and a new leader rebuilds the breaker's
+//! memory from those marks (see [`HostBreaker`]).
+
+mod machine;
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::health::{Health, State};
+
+pub use machine::{Action, BreakerState, HostBreaker, ProbeOutcome, Snapshot, Step};
+
+pub use crate::flux::quarantine::{
+    AT_ANNOTATION as QUARANTINED_AT_ANNOTATION, HOST_ANNOTATION as QUARANTINED_HOST_ANNOTATION,
+    LABEL as QUARANTINED_LABEL, OPT_OUT_ANNOTATION, OVERRIDDEN_AT_ANNOTATION,
+    REASON_ANNOTATION as QUARANTINE_REASON_ANNOTATION, RELEASED_AT_ANNOTATION,
+};
+
+/// The breaker's thresholds and pacing. The same for every host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// At least this many GitRepositories must fail with transport errors to trip.
+    pub min_failing: usize,
+    /// ... and at least this share of the host's GitRepositories.
+    pub failing_ratio: f64,
+    /// ... continuously for this long.
+    pub window: Duration,
+    /// Wait before the first probe of an episode; doubles after each failed probe.
+    pub probe_interval: Duration,
+    /// Cap of the probe wait, and how long a host must stay closed before a new episode starts
+    /// again from `probe_interval`.
+    pub probe_interval_max: Duration,
+    /// How long a released canary may take to become Ready before it counts as failed.
+    pub canary_timeout: Duration,
+    /// GitRepositories released together once the host answers again.
+    pub release_batch: usize,
+    /// Time between two release batches.
+    pub release_every: Duration,
+    /// Most changes in one pass over one host.
+    pub max_actions_per_pass: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            min_failing: 10,
+            failing_ratio: 0.5,
+            window: Duration::from_secs(10 * 60),
+            probe_interval: Duration::from_secs(5 * 60),
+            probe_interval_max: Duration::from_secs(3600),
+            canary_timeout: Duration::from_secs(10 * 60),
+            release_batch: 10,
+            release_every: Duration::from_secs(30),
+            max_actions_per_pass: 100,
+        }
+    }
+}
+
+/// Which object: `uid` tells a re-created object from the one the breaker acted on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// What the breaker sees of one GitRepository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Ready for the current generation.
+    Ready,
+    /// Failed with a timeout, DNS, TLS or connection error: the host's fault.
+    TransportFailing { since: Option<OffsetDateTime> },
+    /// Failed with auth, not found or anything else: the repository's fault, never counted.
+    OtherFailing,
+    /// Pending or progressing: neither Ready nor failed yet.
+    NotAttempted,
+    /// Suspended by a user or the janitor: never touched.
+    SuspendedByOthers,
+    /// Suspended by the breaker, since `at` (the quarantine annotation, if readable).
+    Quarantined { at: Option<OffsetDateTime> },
+    /// Carries the quarantine label but is no longer suspended: someone else released it.
+    QuarantineOverridden,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub key: ObjectKey,
+    pub resource_version: String,
+    pub condition: Condition,
+    /// Carries `fluxgate.io/breaker: "false"`.
+    pub opted_out: bool,
+    /// When the breaker last released it.
+    pub released_at: Option<OffsetDateTime>,
+    /// When the breaker acknowledged that someone else released it.
+    pub overridden_at: Option<OffsetDateTime>,
+    /// When Ready last changed: a failure is news only if this is not older than the release.
+    pub attempted_at: Option<OffsetDateTime>,
+}
+
+impl Member {
+    pub fn is_quarantined(&self) -> bool {
+        matches!(self.condition, Condition::Quarantined { .. })
+    }
+}
+
+/// The breaker's view of one classified GitRepository.
+pub fn member_from(health: &Health) -> Member {
+    let time = |key| {
+        health
+            .annotation(key)
+            .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
+    };
+    let condition = match (health.state, health.quarantined) {
+        (State::Suspended, true) => Condition::Quarantined {
+            at: time(QUARANTINED_AT_ANNOTATION),
+        },
+        (State::Suspended, false) => Condition::SuspendedByOthers,
+        (_, true) => Condition::QuarantineOverridden,
+        (State::Ready, false) => Condition::Ready,
+        (State::Failed, false) => match &health.failure {
+            Some(failure) if failure.class.is_transport() => Condition::TransportFailing {
+                since: failure.since,
+            },
+            _ => Condition::OtherFailing,
+        },
+        (State::Pending | State::Progressing, false) => Condition::NotAttempted,
+    };
+    Member {
+        key: ObjectKey {
+            namespace: health.namespace.clone(),
+            name: health.name.clone(),
+            uid: health.uid.clone(),
+        },
+        resource_version: health.resource_version.clone(),
+        condition,
+        opted_out: health
+            .annotation(OPT_OUT_ANNOTATION)
+            .is_some_and(|v| v.eq_ignore_ascii_case("false")),
+        released_at: time(RELEASED_AT_ANNOTATION),
+        overridden_at: time(OVERRIDDEN_AT_ANNOTATION),
+        attempted_at: health.ready_changed_at,
+    }
+}
+
+/// How many of a host's GitRepositories the trip condition looks at, and how many of those fail
+/// with transport errors. Opted-out and suspended ones (by anyone) say nothing about the host
+/// right now, so they are left out of both numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub considered: usize,
+    pub transport_failing: usize,
+}
+
+pub fn counts(members: &[Member]) -> Counts {
+    let mut counts = Counts::default();
+    for member in members.iter().filter(|m| !m.opted_out) {
+        match member.condition {
+            Condition::TransportFailing { .. } => {
+                counts.considered += 1;
+                counts.transport_failing += 1;
+            }
+            Condition::Ready | Condition::OtherFailing | Condition::NotAttempted => {
+                counts.considered += 1;
+            }
+            Condition::SuspendedByOthers
+            | Condition::Quarantined { .. }
+            | Condition::QuarantineOverridden => {}
+        }
+    }
+    counts
+}
+
+/// The trip condition at one instant (the breaker also wants it to hold for `window`): at least
+/// `min_failing` (and at least one) transport failures, making up at least `failing_ratio` of the
+/// considered GitRepositories.
+pub fn would_trip(members: &[Member], settings: &Settings) -> bool {
+    let Counts {
+        considered,
+        transport_failing,
+    } = counts(members);
+    transport_failing >= settings.min_failing.max(1)
+        && transport_failing as f64 >= settings.failing_ratio * considered as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::classify;
+    use serde_json::{Value, json};
+    use time::macros::datetime;
+
+    fn object(suspend: bool, labels: Value, annotations: Value, status: Value) -> Value {
+        json!({
+            "metadata": { "name": "app", "namespace": "proj-1", "uid": "u-1", "resourceVersion": "9",
+                          "generation": 2, "labels": labels, "annotations": annotations },
+            "spec": { "url": "https://github.com/org/app", "suspend": suspend },
+            "status": status,
+        })
+    }
+
+    fn ready(status: &str, message: &str) -> Value {
+        json!({ "observedGeneration": 2, "conditions": [{ "type": "Ready", "status": status,
+                "reason": "GitOperationFailed", "message": message,
+                "lastTransitionTime": "2026-11-27T11:00:00Z" }] })
+    }
+
+    fn condition_of(suspend: bool, labels: Value, status: Value) -> Condition {
+        member_from(&classify(&object(suspend, labels, json!({}), status)).unwrap()).condition
+    }
+
+    #[test]
+    fn conditions_follow_health_and_marks() {
+        let mark = json!({ QUARANTINED_LABEL: "true" });
+        let none = json!({});
+        let refused = ready(
+            "False",
+            "dial tcp 140.82.112.3:443: connect: connection refused",
+        );
+        assert_eq!(
+            condition_of(false, none.clone(), ready("True", "")),
+            Condition::Ready
+        );
+        assert_eq!(
+            condition_of(false, none.clone(), refused.clone()),
+            Condition::TransportFailing {
+                since: Some(datetime!(2026-11-27 11:00 UTC))
+            }
+        );
+        for not_the_host in [
+            "authentication required",
+            "repository not found",
+            "disk full",
+        ] {
+            assert_eq!(
+                condition_of(false, none.clone(), ready("False", not_the_host)),
+                Condition::OtherFailing,
+                "{not_the_host}"
+            );
+        }
+        assert_eq!(
+            condition_of(false, none.clone(), json!({})),
+            Condition::NotAttempted
+        );
+        assert_eq!(
+            condition_of(false, none.clone(), ready("Unknown", "")),
+            Condition::NotAttempted
+        );
+        assert_eq!(
+            condition_of(true, none.clone(), refused.clone()),
+            Condition::SuspendedByOthers
+        );
+        assert_eq!(
+            condition_of(true, mark.clone(), refused.clone()),
+            Condition::Quarantined { at: None }
+        );
+        assert_eq!(
+            condition_of(false, mark, refused),
+            Condition::QuarantineOverridden
+        );
+    }
+
+    #[test]
+    fn marks_are_read_from_annotations() {
+        let annotations = json!({
+            QUARANTINED_AT_ANNOTATION: "2026-11-27T10:00:00Z",
+            RELEASED_AT_ANNOTATION: "2026-11-27T09:00:00Z",
+            OVERRIDDEN_AT_ANNOTATION: "not a time",
+            OPT_OUT_ANNOTATION: "False",
+        });
+        let health = classify(&object(
+            true,
+            json!({ QUARANTINED_LABEL: "true" }),
+            annotations,
+            ready("False", "i/o timeout"),
+        ))
+        .unwrap();
+        let member = member_from(&health);
+        assert_eq!(
+            member.condition,
+            Condition::Quarantined {
+                at: Some(datetime!(2026-11-27 10:00 UTC))
+            }
+        );
+        assert_eq!(member.released_at, Some(datetime!(2026-11-27 09:00 UTC)));
+        assert_eq!(member.overridden_at, None);
+        assert_eq!(member.attempted_at, Some(datetime!(2026-11-27 11:00 UTC)));
+        assert!(member.opted_out);
+        assert_eq!(
+            (
+                member.key.namespace.as_str(),
+                member.key.uid.as_str(),
+                member.resource_version.as_str()
+            ),
+            ("proj-1", "u-1", "9")
+        );
+        let plain = classify(&object(
+            false,
+            json!({}),
+            json!({ OPT_OUT_ANNOTATION: "true" }),
+            json!({}),
+        ));
+        assert!(!member_from(&plain.unwrap()).opted_out);
+    }
+}
