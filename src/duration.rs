@@ -126,7 +126,9 @@ pub fn parse_timeout(input: &str) -> Result<Duration, DurationError> {
     }
     let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| overflow())?;
     let millis_nanos = (total_nanos % 1_000_000_000) / 1_000_000 * 1_000_000;
-    Ok(Duration::new(secs, millis_nanos as u32))
+    // Below one second, so it fits.
+    let millis_nanos = u32::try_from(millis_nanos).map_err(|_| overflow())?;
+    Ok(Duration::new(secs, millis_nanos))
 }
 
 #[cfg(test)]

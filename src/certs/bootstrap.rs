@@ -81,7 +81,10 @@ fn secret_data(bundle: &CertBundle) -> BTreeMap<String, ByteString> {
 
 fn needs_renewal(bundle: &CertBundle, now: OffsetDateTime, renew_before: Duration) -> bool {
     match super::not_after(&bundle.cert_pem) {
-        Some(not_after) => not_after - now.unix_timestamp() < renew_before.as_secs() as i64,
+        Some(not_after) => {
+            not_after - now.unix_timestamp()
+                < i64::try_from(renew_before.as_secs()).unwrap_or(i64::MAX)
+        }
         None => true,
     }
 }

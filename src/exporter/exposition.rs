@@ -135,10 +135,10 @@ impl Collector for StoreCollector {
                      value: i64| {
             let metric = encoder.encode_descriptor(name, help, None, kind)?;
             match kind {
-                MetricType::Counter => {
-                    prometheus_client::metrics::counter::ConstCounter::new(value as u64)
-                        .encode(metric)
-                }
+                MetricType::Counter => prometheus_client::metrics::counter::ConstCounter::new(
+                    u64::try_from(value).unwrap_or(0),
+                )
+                .encode(metric),
                 _ => ConstGauge::new(value).encode(metric),
             }
         };

@@ -199,7 +199,9 @@ impl Store {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a record half-written (records are
         // replaced whole), so keep serving what is there.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn first_reconcile(&self) -> Histogram {
@@ -223,8 +225,10 @@ impl Store {
                 .failure
                 .as_ref()
                 .and_then(|f| f.since)
-                .map_or(0, |t| t.unix_timestamp()),
-            created: health.created.map_or(0, |t| t.unix_timestamp()),
+                .map_or(0, time::OffsetDateTime::unix_timestamp),
+            created: health
+                .created
+                .map_or(0, time::OffsetDateTime::unix_timestamp),
         }
     }
 
@@ -383,7 +387,7 @@ impl Store {
             failed: counts.failed.clone(),
             unobserved: counts.unobserved.clone(),
             oldest_pending: oldest_per_namespace(&counts.pending_created),
-            objects: inner.records.len() as i64,
+            objects: i64::try_from(inner.records.len()).unwrap_or(i64::MAX),
         }
     }
 

@@ -103,14 +103,12 @@ impl Rules {
                 )
             },
         );
-        let mut text = format!("rules: {failing}, {stale}");
-        if !self.excluded_namespaces.is_empty() {
-            text.push_str(&format!(
-                "; never in {}",
-                self.excluded_namespaces.join(", ")
-            ));
+        if self.excluded_namespaces.is_empty() {
+            format!("rules: {failing}, {stale}")
+        } else {
+            let excluded = self.excluded_namespaces.join(", ");
+            format!("rules: {failing}, {stale}; never in {excluded}")
         }
-        text
     }
 
     /// The first rule that matches `subject` (failing before stale), or `None`.

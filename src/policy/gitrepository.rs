@@ -144,8 +144,8 @@ fn plan_timeout(
     match timeout {
         Field::Missing => patch.add(&["spec", "timeout"], wanted_text),
         Field::Null => patch.replace(&["spec", "timeout"], wanted_text),
-        Field::Is(text) => match parse_timeout(text) {
-            Ok(current) => {
+        Field::Is(text) => {
+            if let Ok(current) = parse_timeout(text) {
                 let keep = match policy.timeout_mode {
                     TimeoutMode::Floor => current >= wanted,
                     TimeoutMode::Force => current == wanted,
@@ -153,8 +153,7 @@ fn plan_timeout(
                 if !keep {
                     patch.replace(&["spec", "timeout"], wanted_text);
                 }
-            }
-            Err(_) => {
+            } else {
                 let warning = format!(
                     "spec.timeout {:?} is not a valid duration; fluxgate set it to {}",
                     &**text, policy.timeout
@@ -162,7 +161,7 @@ fn plan_timeout(
                 warnings.push(crate::text::fit(&warning, WARNING_LIMIT).into_owned());
                 patch.replace(&["spec", "timeout"], wanted_text);
             }
-        },
+        }
         Field::Other(kind) => {
             warnings.push(format!(
                 "spec.timeout was a {kind}, not a duration; fluxgate set it to {}",

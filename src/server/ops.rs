@@ -140,14 +140,21 @@ where
     let timer = tokio::spawn(async move {
         tokio::time::sleep(deadline).await;
         if let Some(chunks) = expiring.upgrade() {
-            let taken = chunks.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let taken = chunks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
             drop(taken);
         }
     });
     let guard = TimerGuard(timer.abort_handle());
     futures::stream::unfold(Some((shared, guard)), move |state| async move {
         let (shared, guard) = state?;
-        let next = match shared.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        let next = match shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
             Some(chunks) => chunks.next().map(Ok),
             None => Some(Err(ScrapeExpired(deadline))),
         };

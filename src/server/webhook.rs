@@ -59,7 +59,7 @@ impl WebhookState {
         // leave it half-written: keep serving with what is there.
         self.policy
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
@@ -67,7 +67,7 @@ impl WebhookState {
         *self
             .policy
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policy);
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(policy);
     }
 }
 
