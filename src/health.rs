@@ -8,6 +8,7 @@
 //!
 //! | # | condition                                                          | state         |
 //! |---|--------------------------------------------------------------------|---------------|
+//! | 0 | `spec.suspend: true` and the label `fluxgate.io/quarantined=true`  | `quarantined` |
 //! | 1 | `spec.suspend: true`                                               | `suspended`   |
 //! | 2 | no `status.conditions` (missing, empty, or no object entries)      | `pending`     |
 //! | 3 | `Ready` is `False`                                                 | `failed`      |
@@ -40,19 +41,23 @@ pub enum State {
     Failed,
     /// No status conditions at all: source-controller has not picked it up yet (starvation).
     Pending,
-    /// `spec.suspend: true` (wins over every other state).
+    /// `spec.suspend: true` (wins over every other state but [`State::Quarantined`]).
     Suspended,
+    /// `spec.suspend: true` set by fluxgate's host circuit breaker (its quarantine label): the
+    /// host is down, and the breaker releases it when the host answers again.
+    Quarantined,
     /// Anything in between: `Ready=Unknown`, no Ready condition, or Ready for an older
     /// generation.
     Progressing,
 }
 
 impl State {
-    pub const ALL: [State; 5] = [
+    pub const ALL: [State; 6] = [
         State::Ready,
         State::Failed,
         State::Pending,
         State::Suspended,
+        State::Quarantined,
         State::Progressing,
     ];
 
@@ -62,6 +67,7 @@ impl State {
             Self::Failed => "failed",
             Self::Pending => "pending",
             Self::Suspended => "suspended",
+            Self::Quarantined => "quarantined",
             Self::Progressing => "progressing",
         }
     }
@@ -405,9 +411,17 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         (Some(_), None) => false,
     };
 
+    let labels = object(metadata, "labels").unwrap_or(&empty);
+    let gitops_managed = crate::flux::is_gitops_managed(labels.keys().map(String::as_str));
+    let quarantined = labels
+        .get(crate::flux::quarantine::LABEL)
+        .and_then(Value::as_str)
+        == Some("true");
     let suspended = spec.get("suspend").and_then(Value::as_bool) == Some(true);
     let ready_status = ready.and_then(|r| r.get("status")).and_then(Value::as_str);
-    let state = if suspended {
+    let state = if suspended && quarantined {
+        State::Quarantined
+    } else if suspended {
         State::Suspended
     } else if conditions.is_empty() {
         State::Pending
@@ -441,12 +455,6 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         }
     });
 
-    let labels = object(metadata, "labels").unwrap_or(&empty);
-    let gitops_managed = crate::flux::is_gitops_managed(labels.keys().map(String::as_str));
-    let quarantined = labels
-        .get(crate::flux::quarantine::LABEL)
-        .and_then(Value::as_str)
-        == Some("true");
     let annotations = object(metadata, "annotations")
         .map(|a| {
             a.iter()

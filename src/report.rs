@@ -64,6 +64,8 @@ pub struct NamespaceCounts {
     pub failed: usize,
     pub pending: usize,
     pub suspended: usize,
+    /// Suspended by the host circuit breaker until their host answers again.
+    pub quarantined: usize,
     pub progressing: usize,
     pub unobserved: usize,
     /// Creation time of the oldest pending GitRepository (RFC 3339), as
@@ -123,6 +125,8 @@ pub struct Report {
     pub failed: usize,
     pub pending: usize,
     pub suspended: usize,
+    /// Suspended by the host circuit breaker until their host answers again.
+    pub quarantined: usize,
     pub progressing: usize,
     pub unobserved: usize,
     /// Per namespace, every state and the unobserved count (sorted by name).
@@ -221,6 +225,7 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rules) -> R
             State::Failed => &mut counts.failed,
             State::Pending => &mut counts.pending,
             State::Suspended => &mut counts.suspended,
+            State::Quarantined => &mut counts.quarantined,
             State::Progressing => &mut counts.progressing,
         } += 1;
         counts.unobserved += usize::from(h.unobserved);
@@ -321,6 +326,7 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rules) -> R
         failed: failed.len(),
         pending: count(State::Pending),
         suspended: count(State::Suspended),
+        quarantined: count(State::Quarantined),
         progressing: count(State::Progressing),
         unobserved: healths.iter().filter(|h| h.unobserved).count(),
         namespaces,
@@ -387,13 +393,18 @@ fn table(r: &Report) -> String {
     let percent = |n: usize| (n * 100 + r.total / 2).checked_div(r.total).unwrap_or(0);
     let _ = writeln!(
         out,
-        "GitRepositories: {} total, {} failed ({}%), {} ready, {} pending, {} suspended, {} progressing",
+        "GitRepositories: {} total, {} failed ({}%), {} ready, {} pending, {} suspended, {}{} progressing",
         r.total,
         r.failed,
         percent(r.failed),
         r.ready,
         r.pending,
         r.suspended,
+        if r.quarantined > 0 {
+            format!("{} quarantined, ", r.quarantined)
+        } else {
+            String::new()
+        },
         r.progressing
     );
     let _ = writeln!(

@@ -122,10 +122,10 @@ pub fn member_from(health: &Health) -> Member {
             .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
     };
     let condition = match (health.state, health.quarantined) {
-        (State::Suspended, true) => Condition::Quarantined {
+        (State::Quarantined | State::Suspended, true) => Condition::Quarantined {
             at: time(QUARANTINED_AT_ANNOTATION),
         },
-        (State::Suspended, false) => Condition::SuspendedByOthers,
+        (State::Suspended | State::Quarantined, false) => Condition::SuspendedByOthers,
         (_, true) => Condition::QuarantineOverridden,
         (State::Ready, false) => Condition::Ready,
         (State::Failed, false) => match &health.failure {

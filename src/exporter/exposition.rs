@@ -92,7 +92,7 @@ impl Collector for StoreCollector {
         gauge_family(
             &mut encoder,
             "gitrepositories",
-            "GitRepositories by namespace and state (ready, failed, pending, suspended, progressing).",
+            "GitRepositories by namespace and state (ready, failed, pending, suspended, quarantined, progressing).",
             agg.by_state
                 .iter()
                 .map(|((ns, state), n)| ([("namespace", &**ns), ("state", state.as_str())], *n)),
@@ -111,6 +111,14 @@ impl Collector for StoreCollector {
                     *n,
                 )
             }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "gitrepositories_quarantined",
+            "GitRepositories the host circuit breaker suspended until their host answers again, by namespace and Git host.",
+            agg.quarantined
+                .iter()
+                .map(|((ns, host), n)| ([("namespace", &**ns), ("host", &**host)], *n)),
         )?;
         gauge_family(
             &mut encoder,

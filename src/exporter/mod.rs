@@ -426,7 +426,7 @@ fluxgate_gitrepository_first_reconcile_seconds_bucket{le="600.0"} 1
 fluxgate_gitrepository_first_reconcile_seconds_bucket{le="1800.0"} 1
 fluxgate_gitrepository_first_reconcile_seconds_bucket{le="3600.0"} 1
 fluxgate_gitrepository_first_reconcile_seconds_bucket{le="+Inf"} 1
-# HELP fluxgate_gitrepositories GitRepositories by namespace and state (ready, failed, pending, suspended, progressing).
+# HELP fluxgate_gitrepositories GitRepositories by namespace and state (ready, failed, pending, suspended, quarantined, progressing).
 # TYPE fluxgate_gitrepositories gauge
 fluxgate_gitrepositories{namespace="proj-a",state="failed"} 1
 fluxgate_gitrepositories{namespace="proj-b",state="failed"} 1
@@ -434,6 +434,8 @@ fluxgate_gitrepositories{namespace="proj-b",state="failed"} 1
 # TYPE fluxgate_gitrepositories_failed gauge
 fluxgate_gitrepositories_failed{namespace="proj-a",host="github.com",reason="timeout"} 1
 fluxgate_gitrepositories_failed{namespace="proj-b",host="github.com",reason="auth"} 1
+# HELP fluxgate_gitrepositories_quarantined GitRepositories the host circuit breaker suspended until their host answers again, by namespace and Git host.
+# TYPE fluxgate_gitrepositories_quarantined gauge
 # HELP fluxgate_gitrepositories_unobserved GitRepositories whose observedGeneration is missing, -1 or behind their generation.
 # TYPE fluxgate_gitrepositories_unobserved gauge
 fluxgate_gitrepositories_unobserved{namespace="proj-a"} 1

@@ -5,7 +5,7 @@
 //! counts, so it vanishes from the scrape.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +62,59 @@ pub struct Record {
     /// Which watch (namespace, or the whole cluster) it came from, so one scope can re-list
     /// without touching the others.
     pub scope: u16,
+    /// `metadata.resourceVersion` when it is a decimal number (as etcd's are), else 0: the
+    /// breaker's writes are conditional on it.
+    pub resource_version: u64,
+    /// The breaker's marks, for the few objects that carry any.
+    pub marks: Option<Box<Marks>>,
+}
+
+/// fluxgate's breaker marks on one GitRepository (times in Unix seconds, 0 when absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// The label `fluxgate.io/quarantined=true`.
+    pub quarantined: bool,
+    /// `fluxgate.io/breaker: "false"`.
+    pub opted_out: bool,
+    pub quarantined_at: i64,
+    pub released_at: i64,
+    pub overridden_at: i64,
+    /// When its Ready condition last changed: tells a released object's fresh verdict from the
+    /// one it had before its quarantine.
+    pub ready_changed_at: i64,
+}
+
+impl Marks {
+    fn of(health: &Health) -> Option<Box<Self>> {
+        use crate::flux::quarantine;
+        let time = |key| {
+            health
+                .annotation(key)
+                .and_then(|v| {
+                    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .map_or(0, time::OffsetDateTime::unix_timestamp)
+        };
+        let marks = Self {
+            quarantined: health.quarantined,
+            opted_out: health
+                .annotation(quarantine::OPT_OUT_ANNOTATION)
+                .is_some_and(|v| v.eq_ignore_ascii_case("false")),
+            quarantined_at: time(quarantine::AT_ANNOTATION),
+            released_at: time(quarantine::RELEASED_AT_ANNOTATION),
+            overridden_at: time(quarantine::OVERRIDDEN_AT_ANNOTATION),
+            ready_changed_at: health
+                .ready_changed_at
+                .map_or(0, time::OffsetDateTime::unix_timestamp),
+        };
+        let marked = marks.quarantined
+            || marks.opted_out
+            || marks.quarantined_at > 0
+            || marks.released_at > 0
+            || marks.overridden_at > 0;
+        marked.then(|| Box::new(marks))
+    }
 }
 
 /// The records and the watcher's health, shared between the watch loop and the collector.
@@ -75,6 +128,8 @@ pub struct Store {
     error_since: AtomicI64,
     last_event: AtomicI64,
     restarts: AtomicI64,
+    /// Woken on every change, for the breaker to react within moments, not at its next pass.
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -124,15 +179,45 @@ struct Counts {
     by_state: BTreeMap<(Arc<str>, State), i64>,
     failed: BTreeMap<(Arc<str>, Arc<str>, FailureClass), i64>,
     unobserved: BTreeMap<Arc<str>, i64>,
+    /// Quarantined records (suspended by the breaker) by namespace and host.
+    quarantined: BTreeMap<(Arc<str>, Arc<str>), i64>,
+    /// Per host: records failing with a transport error, and records carrying the quarantine
+    /// label. The breaker looks closer only at hosts where these say it might act.
+    hosts: BTreeMap<Arc<str>, HostTally>,
     /// Pending records by namespace and creation time, with how many share each: the oldest
     /// of a namespace (its first entry) must be known again when any one of them goes. One map
     /// for all namespaces, not a small map per namespace: thousands of those cost megabytes.
     pending_created: BTreeMap<(Arc<str>, i64), i64>,
 }
 
+/// What the breaker needs to know of a host without looking at its records.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HostTally {
+    pub transport_failing: i64,
+    pub quarantine_marked: i64,
+}
+
 impl Counts {
     /// Adds (`delta` 1) or takes away (-1) one record's part in every count.
     fn change(&mut self, r: &Record, delta: i64) {
+        let transport_failing =
+            r.state == State::Failed && r.class.is_some_and(FailureClass::is_transport);
+        let quarantine_marked = r.marks.as_ref().is_some_and(|m| m.quarantined);
+        if transport_failing || quarantine_marked {
+            let tally = self.hosts.entry(r.host.clone()).or_default();
+            tally.transport_failing += delta * i64::from(transport_failing);
+            tally.quarantine_marked += delta * i64::from(quarantine_marked);
+            if tally.transport_failing <= 0 && tally.quarantine_marked <= 0 {
+                self.hosts.remove(&r.host);
+            }
+        }
+        if r.state == State::Quarantined {
+            bump(
+                &mut self.quarantined,
+                (r.namespace.clone(), r.host.clone()),
+                delta,
+            );
+        }
         bump(&mut self.by_state, (r.namespace.clone(), r.state), delta);
         if r.unobserved {
             bump(&mut self.unobserved, r.namespace.clone(), delta);
@@ -191,6 +276,7 @@ impl Default for Store {
             error_since: AtomicI64::new(0),
             last_event: AtomicI64::new(0),
             restarts: AtomicI64::new(0),
+            changed: tokio::sync::Notify::new(),
         }
     }
 }
@@ -215,11 +301,7 @@ impl Store {
             name: health.name.as_str().into(),
             state: health.state,
             unobserved: health.unobserved,
-            host: inner.interner.get(if health.state == State::Failed {
-                &health.host
-            } else {
-                ""
-            }),
+            host: inner.interner.get(&health.host),
             class: health.failure.as_ref().map(|f| f.class),
             failing_since: health
                 .failure
@@ -229,6 +311,8 @@ impl Store {
             created: health
                 .created
                 .map_or(0, time::OffsetDateTime::unix_timestamp),
+            resource_version: health.resource_version.parse().unwrap_or(0),
+            marks: Marks::of(health),
         }
     }
 
@@ -272,6 +356,7 @@ impl Store {
             self.error_since.store(0, Ordering::Relaxed);
         }
         self.last_event.store(now, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     /// An object was added or changed after the initial list.
@@ -298,6 +383,7 @@ impl Store {
         }
         drop(inner);
         self.last_event.store(now, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     pub fn delete(&self, uid: &str, now: i64) {
@@ -308,6 +394,7 @@ impl Store {
         }
         drop(inner);
         self.last_event.store(now, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     /// Distinct namespace and host strings held; for tests of memory use.
@@ -359,6 +446,7 @@ pub struct Aggregate {
     pub failed: BTreeMap<(Arc<str>, Arc<str>, FailureClass), i64>,
     pub unobserved: BTreeMap<Arc<str>, i64>,
     pub oldest_pending: BTreeMap<Arc<str>, i64>,
+    pub quarantined: BTreeMap<(Arc<str>, Arc<str>), i64>,
     pub objects: i64,
 }
 
@@ -387,8 +475,33 @@ impl Store {
             failed: counts.failed.clone(),
             unobserved: counts.unobserved.clone(),
             oldest_pending: oldest_per_namespace(&counts.pending_created),
+            quarantined: counts.quarantined.clone(),
             objects: i64::try_from(inner.records.len()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Each host's tally, for the breaker to pick the hosts worth a closer look.
+    pub fn host_tallies(&self) -> BTreeMap<Arc<str>, HostTally> {
+        self.lock().counts.hosts.clone()
+    }
+
+    /// Calls `visit` with the uid and record of every record whose host is in `hosts`, under
+    /// the store's lock: keep `visit` short.
+    pub fn visit_hosts(&self, hosts: &BTreeSet<Arc<str>>, mut visit: impl FnMut(&str, &Record)) {
+        if hosts.is_empty() {
+            return;
+        }
+        let inner = self.lock();
+        for (uid, record) in &inner.records {
+            if hosts.contains(&record.host) {
+                visit(uid, record);
+            }
+        }
+    }
+
+    /// Waits until a record changes (or was changed since the last wait).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// The failed records with a known start, sorted by namespace and name, copied in one lock.
@@ -776,6 +889,8 @@ mod tests {
                 failing_since: NOW,
                 created: NOW - 60,
                 scope: 0,
+                resource_version: 1,
+                marks: None,
             },
         );
     }
@@ -1001,7 +1116,7 @@ mod tests {
     #[test]
     fn a_record_stays_small() {
         assert!(
-            std::mem::size_of::<Record>() <= 72,
+            std::mem::size_of::<Record>() <= 88,
             "{}",
             std::mem::size_of::<Record>()
         );

@@ -3,13 +3,17 @@
 //! A `DynamicObject` keeps the whole object as a JSON tree (behind a flattened field, which serde
 //! buffers twice), managedFields included: at 100k objects the list pages and watch events are
 //! most of the exporter's allocations. Here everything the metrics do not read is skipped while
-//! parsing: labels, annotations, managedFields, the artifact, the rest of the spec.
+//! parsing: managedFields, the artifact, the rest of the spec, and every label and annotation but
+//! fluxgate's own (`fluxgate.io/...`: the breaker's and janitor's marks).
 
 use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::ApiResource;
 use kube::core::DynamicResourceScope;
+use std::collections::BTreeMap;
+
+use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -56,7 +60,44 @@ struct SlimMetadata {
     generation: Option<i64>,
     resource_version: Option<String>,
     creation_timestamp: Option<Time>,
+    #[serde(default, deserialize_with = "fluxgate_keys")]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "fluxgate_keys")]
+    annotations: Option<BTreeMap<String, String>>,
 }
+
+/// A label or annotation map, keeping only fluxgate's own keys; the rest is skipped unread.
+fn fluxgate_keys<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of strings")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut kept = BTreeMap::new();
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key.starts_with(FLUXGATE_PREFIX) {
+                    // A value of another type is not a mark: left out, as classify would.
+                    if let Value::String(value) = map.next_value::<Value>()? {
+                        kept.insert(key.into_owned(), value);
+                    }
+                } else {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+            Ok((!kept.is_empty()).then_some(kept))
+        }
+    }
+    deserializer.deserialize_any(Keys)
+}
+
+const FLUXGATE_PREFIX: &str = "fluxgate.io/";
 
 fn slim_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta, D::Error> {
     let m = SlimMetadata::deserialize(deserializer)?;
@@ -67,6 +108,8 @@ fn slim_metadata<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMet
         generation: m.generation,
         resource_version: m.resource_version,
         creation_timestamp: m.creation_timestamp,
+        labels: m.labels,
+        annotations: m.annotations,
         ..ObjectMeta::default()
     })
 }
@@ -158,6 +201,27 @@ mod tests {
         let json = watched.to_json().unwrap();
         assert!(json.pointer("/status/artifact").is_none());
         assert!(json.pointer("/spec/interval").is_none());
+    }
+
+    #[test]
+    fn keeps_fluxgates_own_marks_only() {
+        let mut object = full_object();
+        object["metadata"]["labels"]["fluxgate.io/quarantined"] = json!("true");
+        object["metadata"]["annotations"]["fluxgate.io/quarantined-at"] =
+            json!("2026-11-28T11:05:00Z");
+        object["metadata"]["annotations"]["fluxgate.io/odd"] = json!(3);
+        let watched: WatchedGitRepository = serde_json::from_value(object).unwrap();
+        let labels = watched.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels.len(), 1, "{labels:?}");
+        assert_eq!(labels["fluxgate.io/quarantined"], "true");
+        let annotations = watched.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.len(), 1, "{annotations:?}");
+        let health = health::classify(&watched.to_json().unwrap()).unwrap();
+        assert!(health.quarantined);
+        assert_eq!(
+            health.annotation("fluxgate.io/quarantined-at"),
+            Some("2026-11-28T11:05:00Z")
+        );
     }
 
     #[test]

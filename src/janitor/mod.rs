@@ -192,7 +192,10 @@ pub fn subject_from(health: &crate::health::Health) -> Option<Subject> {
         failure: health.failure.as_ref().map_or_else(String::new, |f| {
             format!("{}, {}", f.class.as_str(), health.host)
         }),
-        suspended: health.state == crate::health::State::Suspended,
+        suspended: matches!(
+            health.state,
+            crate::health::State::Suspended | crate::health::State::Quarantined
+        ),
         last_activity: health.last_artifact.or(health.created),
         gitops_managed: health.gitops_managed,
         opted_out: health
