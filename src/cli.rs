@@ -44,7 +44,7 @@ pub enum Command {
     /// Print manifests as the webhook would leave them on CREATE (no cluster needed).
     Mutate(Box<MutateArgs>),
     /// Summarise GitRepository health from `kubectl get gitrepositories -A -o json`.
-    Report(ReportArgs),
+    Report(Box<ReportArgs>),
     /// Write a CA and a serving certificate (ca.crt, tls.crt, tls.key) for static setups.
     Certs(CertsArgs),
     /// Run the janitor once (`--once`, for a CronJob) or clean up one GitRepository by hand
@@ -138,6 +138,10 @@ pub struct ReportArgs {
     /// The janitor's rules to report candidates for (the same flags as `serve` and `cleanup`).
     #[command(flatten)]
     pub janitor: RuleArgs,
+
+    /// The breaker's thresholds to judge hosts by (the same flags as `serve`).
+    #[command(flatten)]
+    pub breaker: crate::breaker::args::TripArgs,
 }
 
 #[derive(Debug, Clone, Args)]

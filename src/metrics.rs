@@ -238,6 +238,58 @@ pub struct JanitorMetrics {
     pub candidates: Family<RuleLabels, Gauge>,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostStateLabels {
+    pub host: String,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostTransitionLabels {
+    pub host: String,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerActionLabels {
+    pub action: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostOutcomeLabels {
+    pub host: String,
+    pub outcome: &'static str,
+}
+
+fn pass_duration_histogram() -> Histogram {
+    Histogram::new([0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0])
+}
+
+/// The host circuit breaker, published by the replica that runs it (the Lease holder).
+#[derive(Debug, Clone)]
+pub struct BreakerMetrics {
+    /// 1 for each host's current state, 0 for the others.
+    pub state: Family<HostStateLabels, Gauge>,
+    pub transitions: Family<HostTransitionLabels, Counter>,
+    pub actions: Family<BreakerActionLabels, Counter>,
+    pub probes: Family<HostOutcomeLabels, Counter>,
+    pub pass_duration: Histogram,
+}
+
+impl Default for BreakerMetrics {
+    fn default() -> Self {
+        Self {
+            state: Family::default(),
+            transitions: Family::default(),
+            actions: Family::default(),
+            probes: Family::default(),
+            pass_duration: pass_duration_histogram(),
+        }
+    }
+}
+
 /// All of fluxgate's metrics. Built once at startup, then shared read-only (the families inside
 /// are internally synchronised).
 #[derive(Debug)]
@@ -248,6 +300,7 @@ pub struct Metrics {
     pub tls: TlsMetrics,
     pub proxy: ProxyMetrics,
     pub janitor: JanitorMetrics,
+    pub breaker: BreakerMetrics,
 }
 
 impl Default for Metrics {
@@ -263,6 +316,7 @@ impl Metrics {
         let tls = TlsMetrics::default();
         let proxy = ProxyMetrics::default();
         let janitor = JanitorMetrics::default();
+        let breaker = BreakerMetrics::default();
 
         registry.register(
             "build",
@@ -310,6 +364,32 @@ impl Metrics {
             janitor.candidates.clone(),
         );
 
+        registry.register(
+            "host_breaker_state",
+            "Each Git host's circuit breaker: 1 for its current state (closed, open, half_open), 0 for the others",
+            breaker.state.clone(),
+        );
+        registry.register(
+            "host_breaker_transitions",
+            "Changes of a host's circuit breaker state, by host and from/to state",
+            breaker.transitions.clone(),
+        );
+        registry.register(
+            "host_breaker_actions",
+            "The breaker's changes to GitRepositories (quarantine, release, acknowledge_override), by outcome",
+            breaker.actions.clone(),
+        );
+        registry.register(
+            "host_breaker_probes",
+            "Probes of a quarantined host with one canary GitRepository, by host and outcome",
+            breaker.probes.clone(),
+        );
+        registry.register(
+            "host_breaker_pass_duration_seconds",
+            "Time one breaker pass takes to decide, from the exporter's records (writes not included)",
+            breaker.pass_duration.clone(),
+        );
+
         Self {
             registry,
             chunked: Vec::new(),
@@ -317,6 +397,7 @@ impl Metrics {
             tls,
             proxy,
             janitor,
+            breaker,
         }
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::breaker::{self, Settings};
 use crate::health::{self, Health, State};
 use crate::janitor::{self, Rules};
 
@@ -144,6 +145,88 @@ pub struct Report {
     /// The rules the candidates were judged by, in words.
     pub janitor_rules: String,
     pub janitor_candidates: Vec<Candidate>,
+    /// When a host's circuit breaker trips, in words.
+    pub breaker_rules: String,
+    /// Hosts with transport failures or quarantined GitRepositories, most failing first.
+    pub breaker_hosts: Vec<BreakerHost>,
+}
+
+/// How `report` judges: the janitor's rules and the breaker's thresholds, from the same flags
+/// as `serve`.
+#[derive(Debug, Clone, Default)]
+pub struct Rulebook {
+    pub janitor: Rules,
+    pub breaker: Settings,
+    /// Hosts the breaker leaves alone.
+    pub breaker_excluded: Vec<String>,
+}
+
+/// One host's circuit breaker as the snapshot shows it.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct BreakerHost {
+    pub host: String,
+    /// `closed`, `open` or `half_open`, rebuilt from the quarantine marks the way a new leader
+    /// does: the breaker's timers are not in the snapshot.
+    pub state: String,
+    pub quarantined: usize,
+    pub transport_failing: usize,
+    /// GitRepositories the trip condition counts (not suspended, not opted out).
+    pub considered: usize,
+    /// Whether the host meets the trip condition now (it trips once that lasts the window).
+    pub would_trip: bool,
+    pub excluded: bool,
+}
+
+fn describe_breaker(settings: &Settings) -> String {
+    format!(
+        "trips at >= {} transport failures and >= {}% of a host's GitRepositories, for {}",
+        settings.min_failing,
+        (settings.failing_ratio * 100.0).round(),
+        janitor::rules::human_age(time::Duration::seconds_f64(settings.window.as_secs_f64())),
+    )
+}
+
+/// Each host with transport failures or quarantined GitRepositories, through the breaker's own
+/// functions: the state a new leader would take over from the marks, and the trip condition.
+pub fn breaker_hosts(
+    healths: &[Health],
+    now: OffsetDateTime,
+    rules: &Rulebook,
+) -> Vec<BreakerHost> {
+    let mut by_host: BTreeMap<&str, Vec<breaker::Member>> = BTreeMap::new();
+    for health in healths {
+        by_host
+            .entry(&health.host)
+            .or_default()
+            .push(breaker::member_from(health));
+    }
+    let mut hosts: Vec<BreakerHost> = by_host
+        .into_iter()
+        .filter_map(|(host, members)| {
+            let excluded = rules
+                .breaker_excluded
+                .iter()
+                .any(|h| h.trim().eq_ignore_ascii_case(host));
+            let snapshot = breaker::HostBreaker::default()
+                .step(&members, now, &rules.breaker)
+                .snapshot;
+            (snapshot.transport_failing > 0 || snapshot.quarantined > 0).then(|| BreakerHost {
+                host: host.to_owned(),
+                state: snapshot.state.as_str().to_owned(),
+                quarantined: snapshot.quarantined,
+                transport_failing: snapshot.transport_failing,
+                considered: snapshot.considered,
+                would_trip: !excluded && breaker::would_trip(&members, &rules.breaker),
+                excluded,
+            })
+        })
+        .collect();
+    hosts.sort_by(|a, b| {
+        (b.transport_failing + b.quarantined)
+            .cmp(&(a.transport_failing + a.quarantined))
+            .then_with(|| a.host.cmp(&b.host))
+    });
+    hosts
 }
 
 pub const LONGEST_FAILING: usize = 10;
@@ -190,8 +273,12 @@ fn group_counts<K: Ord>(keys: impl Iterator<Item = K>) -> Vec<(K, usize)> {
     counts
 }
 
-/// Builds the report for these GitRepository objects as of `now`, with the janitor's `rules`.
-pub fn build(objects: &[Value], now: OffsetDateTime, rules: &Rules) -> Result<Report, ReportError> {
+/// Builds the report for these GitRepository objects as of `now`, judged by `rules`.
+pub fn build(
+    objects: &[Value],
+    now: OffsetDateTime,
+    rules: &Rulebook,
+) -> Result<Report, ReportError> {
     let mut healths = Vec::with_capacity(objects.len());
     for (index, object) in objects.iter().enumerate() {
         check_kind(index + 1, object)?;
@@ -205,7 +292,7 @@ pub fn build(objects: &[Value], now: OffsetDateTime, rules: &Rules) -> Result<Re
 }
 
 /// The report over already classified GitRepositories.
-pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rules) -> Report {
+pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -> Report {
     let count = |state: State| healths.iter().filter(|h| h.state == state).count();
     let failed: Vec<&Health> = healths
         .iter()
@@ -335,8 +422,10 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rules) -> R
         failed_by_namespace_host_reason,
         longest_failing,
         pending_repositories,
-        janitor_rules: rules.describe(),
-        janitor_candidates: janitor_candidates(healths, now, rules),
+        janitor_rules: rules.janitor.describe(),
+        janitor_candidates: janitor_candidates(healths, now, &rules.janitor),
+        breaker_rules: describe_breaker(&rules.breaker),
+        breaker_hosts: breaker_hosts(healths, now, rules),
     }
 }
 
@@ -345,7 +434,7 @@ pub fn render(
     objects: &[Value],
     now: OffsetDateTime,
     format: ReportFormat,
-    rules: &Rules,
+    rules: &Rulebook,
 ) -> Result<String, ReportError> {
     let report = build(objects, now, rules)?;
     Ok(match format {
@@ -497,6 +586,40 @@ fn table(r: &Report) -> String {
         columns(&mut out, &rows);
     }
 
+    let _ = writeln!(
+        out,
+        "\nHost circuit breaker ({}): {} hosts with transport failures or quarantined",
+        r.breaker_rules,
+        r.breaker_hosts.len()
+    );
+    if !r.breaker_hosts.is_empty() {
+        let mut rows = vec![header(&[
+            "HOST",
+            "STATE",
+            "QUARANTINED",
+            "FAILING",
+            "OF",
+            "WOULD TRIP",
+        ])];
+        rows.extend(r.breaker_hosts.iter().map(|h| {
+            vec![
+                h.host.clone(),
+                h.state.clone(),
+                h.quarantined.to_string(),
+                h.transport_failing.to_string(),
+                h.considered.to_string(),
+                if h.excluded {
+                    "excluded".to_owned()
+                } else if h.would_trip {
+                    "yes".to_owned()
+                } else {
+                    "no".to_owned()
+                },
+            ]
+        }));
+        columns(&mut out, &rows);
+    }
+
     let by_rule = group_counts(r.janitor_candidates.iter().map(|c| c.rule.as_str()));
     let _ = writeln!(
         out,
@@ -574,7 +697,7 @@ mod tests {
 
     #[test]
     fn counts_and_candidates_match_the_health_model() {
-        let report = build(&objects(), NOW, &Rules::default()).unwrap();
+        let report = build(&objects(), NOW, &Rulebook::default()).unwrap();
         assert_eq!(
             (
                 report.total,
@@ -607,7 +730,7 @@ mod tests {
                 ..NamespaceCounts::default()
             }
         );
-        let table = render(&objects(), NOW, ReportFormat::Table, &Rules::default()).unwrap();
+        let table = render(&objects(), NOW, ReportFormat::Table, &Rulebook::default()).unwrap();
         assert!(
             table.starts_with("GitRepositories: 4 total, 2 failed (50%), 1 ready, 1 pending"),
             "{table}"
@@ -623,7 +746,7 @@ mod tests {
 
     #[test]
     fn json_leaves_out_the_fields_a_group_is_not_grouped_by() {
-        let text = render(&objects(), NOW, ReportFormat::Json, &Rules::default()).unwrap();
+        let text = render(&objects(), NOW, ReportFormat::Json, &Rulebook::default()).unwrap();
         let report: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             report["failed_by_host_reason"],
@@ -642,7 +765,7 @@ mod tests {
 
     #[test]
     fn an_empty_list_is_an_empty_cluster() {
-        let report = build(&[], NOW, &Rules::default()).unwrap();
+        let report = build(&[], NOW, &Rulebook::default()).unwrap();
         assert_eq!((report.total, report.failed), (0, 0));
         let table = table(&report);
         assert!(
@@ -668,18 +791,20 @@ mod tests {
             ),
             (json!([1]), "item 1 (not an object) is not a GitRepository"),
         ] {
-            let err = build(&[object], NOW, &Rules::default()).unwrap_err();
+            let err = build(&[object], NOW, &Rulebook::default()).unwrap_err();
             assert_eq!(err.to_string(), message);
         }
         // Items of a typed list (GitRepositoryList from the API) have no kind.
         let mut item = object("a", "x", failing("2026-11-28T11:00:00Z"));
         item.as_object_mut().unwrap().remove("kind");
         item.as_object_mut().unwrap().remove("apiVersion");
-        assert_eq!(build(&[item], NOW, &Rules::default()).unwrap().failed, 1);
+        assert_eq!(build(&[item], NOW, &Rulebook::default()).unwrap().failed, 1);
         let v1beta2 = json!({ "apiVersion": "source.toolkit.fluxcd.io/v1beta2", "kind": "GitRepository",
                               "metadata": { "name": "x" }, "spec": {} });
         assert_eq!(
-            build(&[v1beta2], NOW, &Rules::default()).unwrap().pending,
+            build(&[v1beta2], NOW, &Rulebook::default())
+                .unwrap()
+                .pending,
             1
         );
     }

@@ -8,9 +8,11 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::task::JoinSet;
 
+use crate::breaker::args::BreakerArgs;
+use crate::breaker::runtime::{self as breaker, Breakers};
 use crate::certs::{CertArgs, bootstrap};
 use crate::discovery;
-use crate::election::{self, Candidate};
+use crate::election::{self, Candidate, Leadership};
 use crate::exporter::{Exporter, ExporterArgs};
 use crate::janitor::{self, JanitorArgs};
 use crate::metrics::Metrics;
@@ -34,6 +36,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub janitor: JanitorArgs,
+
+    #[command(flatten)]
+    pub breaker: BreakerArgs,
 
     #[command(flatten)]
     pub ops: OpsArgs,
@@ -75,12 +80,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         servers.push(start_webhook(&args, client.as_ref(), &metrics, &mut tasks).await?);
         readiness.set_webhook_listening();
     }
+    if args.breaker.enabled && exporter.is_none() {
+        anyhow::bail!("--breaker reads the exporter's watch: it cannot run with --no-exporter");
+    }
+    let store = exporter.as_ref().map(Exporter::store);
     if let (Some(exporter), Some(client)) = (exporter, &client) {
         readiness.set_exporter(exporter.status());
         tasks.spawn(log_end("exporter", exporter.run(client.clone())));
     }
-    if let (true, Some(client)) = (args.janitor.enabled, &client) {
-        start_janitor(&args, client, &metrics, &mut tasks).await?;
+    if let (true, Some(client)) = (args.janitor.enabled || args.breaker.enabled, &client) {
+        let leadership = join_election(&args, client).await?;
+        if args.janitor.enabled {
+            start_janitor(&args, client, &metrics, leadership.clone(), &mut tasks);
+        }
+        if let (true, Some(store)) = (args.breaker.enabled, store) {
+            start_breaker(&args, client, store, &metrics, leadership, &mut tasks);
+        }
     }
 
     // The operations listener goes last so /readyz stays answerable (false) during the drain.
@@ -108,8 +123,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// A Kubernetes client when a part needs one. The webhook works without any cluster access, so
 /// a missing configuration is fatal only for the parts that need it.
 async fn cluster_client(args: &ServeArgs, exporter: bool) -> anyhow::Result<Option<kube::Client>> {
-    let needs_client =
-        exporter || args.janitor.enabled || (args.certs.cert_bootstrap && args.webhook.enabled());
+    let needs_client = exporter
+        || args.janitor.enabled
+        || args.breaker.enabled
+        || (args.certs.cert_bootstrap && args.webhook.enabled());
     if needs_client {
         let client = kube::Client::try_default().await.context(
             "no Kubernetes client configuration (needed by the exporter, the janitor or --cert-bootstrap)",
@@ -190,21 +207,26 @@ async fn start_webhook(
     Ok(running)
 }
 
-/// The janitor, on the replica that holds the Lease.
-async fn start_janitor(
-    args: &ServeArgs,
-    client: &kube::Client,
-    metrics: &Metrics,
-    tasks: &mut JoinSet<()>,
-) -> anyhow::Result<()> {
+/// The Lease the janitor and the breaker act under: one election per replica.
+async fn join_election(args: &ServeArgs, client: &kube::Client) -> anyhow::Result<Leadership> {
     let candidate = Candidate {
         namespace: args.namespace.clone(),
         lease: args.janitor.janitor_lease.clone(),
         identity: args.identity(),
     };
-    let leadership = election::join(client.clone(), candidate.clone())
+    election::join(client.clone(), candidate)
         .await
-        .context("joining the janitor's leader election")?;
+        .context("joining the leader election")
+}
+
+/// The janitor, on the replica that holds the Lease.
+fn start_janitor(
+    args: &ServeArgs,
+    client: &kube::Client,
+    metrics: &Metrics,
+    leadership: Leadership,
+    tasks: &mut JoinSet<()>,
+) {
     let config = args.janitor.rules.config(args.janitor.janitor_dry_run);
     let interval = args.janitor.janitor_interval;
     tracing::info!(?config, ?interval, "janitor enabled");
@@ -213,11 +235,32 @@ async fn start_janitor(
         config,
         metrics.janitor.clone(),
         leadership,
-        candidate.identity,
+        args.identity(),
         interval,
     );
     tasks.spawn(log_end("janitor", run));
-    Ok(())
+}
+
+/// The host circuit breaker, on the replica that holds the Lease, over the exporter's records.
+fn start_breaker(
+    args: &ServeArgs,
+    client: &kube::Client,
+    store: Arc<crate::exporter::Store>,
+    metrics: &Metrics,
+    leadership: Leadership,
+    tasks: &mut JoinSet<()>,
+) {
+    let trip = args.breaker.trip.clone();
+    tracing::info!(settings = ?trip.settings(), excluded = ?trip.breaker_exclude_hosts, "host circuit breaker enabled");
+    let run = breaker::run_while_leading(
+        client.clone(),
+        store,
+        Breakers::new(trip, metrics.breaker.clone()),
+        leadership,
+        args.identity(),
+        args.breaker.breaker_pass_interval,
+    );
+    tasks.spawn(log_end("breaker", run));
 }
 
 /// Runs a part until it ends, logging why it ended.

@@ -101,7 +101,7 @@ async fn truth(api: &Api<DynamicObject>) -> (usize, usize, usize, usize) {
         .iter()
         .map(|o| serde_json::to_value(o).unwrap())
         .collect();
-    let rules = fluxgate::janitor::Rules::default();
+    let rules = fluxgate::report::Rulebook::default();
     let report =
         fluxgate::report::build(&objects, time::OffsetDateTime::now_utc(), &rules).unwrap();
     (report.total, report.failed, report.ready, report.pending)

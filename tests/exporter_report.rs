@@ -51,7 +51,7 @@ fn samples(registry: &Metrics) -> Vec<(String, BTreeMap<String, String>, f64)> {
 fn exporter_gauges_equal_the_report_on_the_incident_snapshot() {
     let objects = snapshot();
     let report =
-        fluxgate::report::build(&objects, NOW, &fluxgate::janitor::Rules::default()).unwrap();
+        fluxgate::report::build(&objects, NOW, &fluxgate::report::Rulebook::default()).unwrap();
 
     let mut registry = Metrics::new();
     let exporter = Exporter::new(&mut registry, ExporterConfig::default());

@@ -112,7 +112,7 @@ fn the_incident_snapshot_in_json() {
     assert_eq!(report["namespaces"].as_object().unwrap().len(), 31);
     assert_eq!(
         report["namespaces"]["proj-webshop"],
-        json!({ "total": 8, "ready": 0, "failed": 7, "pending": 1, "suspended": 0, "progressing": 0,
+        json!({ "total": 8, "ready": 0, "failed": 7, "pending": 1, "suspended": 0, "quarantined": 0, "progressing": 0,
                 "unobserved": 4, "oldest_pending": "2026-11-28T10:29:00Z" })
     );
     // The per-namespace numbers add up to the totals.

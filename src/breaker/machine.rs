@@ -201,6 +201,11 @@ pub struct HostBreaker {
 }
 
 impl HostBreaker {
+    /// Closed, not counting towards a trip, and not releasing: nothing to watch closely.
+    pub fn at_rest(&self) -> bool {
+        matches!(self.phase, Phase::Closed { release: None }) && self.tripping_since.is_none()
+    }
+
     pub fn state(&self) -> BreakerState {
         match self.phase {
             Phase::Closed { .. } => BreakerState::Closed,

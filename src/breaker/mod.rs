@@ -9,14 +9,17 @@
 //! applies the [`Action`]s and writes the marks below, and a new leader rebuilds the breaker's
 //! memory from those marks (see [`HostBreaker`]).
 
+pub mod args;
 mod machine;
+pub mod runtime;
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::health::{Health, State};
+use crate::exporter::store::Record;
+use crate::health::{FailureClass, Health, State};
 
 pub use machine::{Action, BreakerState, HostBreaker, ProbeOutcome, Snapshot, Step};
 
@@ -121,21 +124,7 @@ pub fn member_from(health: &Health) -> Member {
             .annotation(key)
             .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
     };
-    let condition = match (health.state, health.quarantined) {
-        (State::Quarantined | State::Suspended, true) => Condition::Quarantined {
-            at: time(QUARANTINED_AT_ANNOTATION),
-        },
-        (State::Suspended | State::Quarantined, false) => Condition::SuspendedByOthers,
-        (_, true) => Condition::QuarantineOverridden,
-        (State::Ready, false) => Condition::Ready,
-        (State::Failed, false) => match &health.failure {
-            Some(failure) if failure.class.is_transport() => Condition::TransportFailing {
-                since: failure.since,
-            },
-            _ => Condition::OtherFailing,
-        },
-        (State::Pending | State::Progressing, false) => Condition::NotAttempted,
-    };
+    let failure = health.failure.as_ref();
     Member {
         key: ObjectKey {
             namespace: health.namespace.clone(),
@@ -143,13 +132,77 @@ pub fn member_from(health: &Health) -> Member {
             uid: health.uid.clone(),
         },
         resource_version: health.resource_version.clone(),
-        condition,
+        condition: condition(
+            health.state,
+            health.quarantined,
+            failure.map(|f| f.class),
+            failure.and_then(|f| f.since),
+            time(QUARANTINED_AT_ANNOTATION),
+        ),
         opted_out: health
             .annotation(OPT_OUT_ANNOTATION)
             .is_some_and(|v| v.eq_ignore_ascii_case("false")),
         released_at: time(RELEASED_AT_ANNOTATION),
         overridden_at: time(OVERRIDDEN_AT_ANNOTATION),
         attempted_at: health.ready_changed_at,
+    }
+}
+
+/// The breaker's view of one GitRepository as the exporter's store keeps it.
+pub fn member_of_record(uid: &str, record: &Record) -> Member {
+    let time = |seconds: i64| {
+        (seconds > 0)
+            .then(|| OffsetDateTime::from_unix_timestamp(seconds).ok())
+            .flatten()
+    };
+    let marks = record.marks.as_deref().cloned().unwrap_or_default();
+    Member {
+        key: ObjectKey {
+            namespace: record.namespace.to_string(),
+            name: record.name.to_string(),
+            uid: uid.to_owned(),
+        },
+        // 0: not a number the store could keep; the write then goes unconditional on it.
+        resource_version: match record.resource_version {
+            0 => String::new(),
+            version => version.to_string(),
+        },
+        condition: condition(
+            record.state,
+            marks.quarantined,
+            record.class,
+            time(record.failing_since),
+            time(marks.quarantined_at),
+        ),
+        opted_out: marks.opted_out,
+        released_at: time(marks.released_at),
+        overridden_at: time(marks.overridden_at),
+        attempted_at: time(marks.ready_changed_at),
+    }
+}
+
+/// The one decision of what a GitRepository's state and marks mean to its host's breaker.
+fn condition(
+    state: State,
+    quarantine_label: bool,
+    class: Option<FailureClass>,
+    failing_since: Option<OffsetDateTime>,
+    quarantined_at: Option<OffsetDateTime>,
+) -> Condition {
+    match (state, quarantine_label) {
+        (State::Quarantined | State::Suspended, true) => {
+            Condition::Quarantined { at: quarantined_at }
+        }
+        (State::Suspended | State::Quarantined, false) => Condition::SuspendedByOthers,
+        (_, true) => Condition::QuarantineOverridden,
+        (State::Ready, false) => Condition::Ready,
+        (State::Failed, false) => match class {
+            Some(class) if class.is_transport() => Condition::TransportFailing {
+                since: failing_since,
+            },
+            _ => Condition::OtherFailing,
+        },
+        (State::Pending | State::Progressing, false) => Condition::NotAttempted,
     }
 }
 

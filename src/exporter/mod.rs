@@ -626,7 +626,7 @@ fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-b",name="
         let report = crate::report::build(
             &values,
             OffsetDateTime::from_unix_timestamp(NOW).unwrap(),
-            &crate::janitor::Rules::default(),
+            &crate::report::Rulebook::default(),
         )
         .unwrap();
         let mut records = exporter.store().records();

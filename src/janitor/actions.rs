@@ -7,7 +7,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::flux::{self, Removal, archive};
+use crate::flux::{self, Removal, archive, quarantine};
 use crate::policy::rfc3339_seconds;
 
 /// One GitRepository the janitor decided to act on.
@@ -168,7 +168,9 @@ fn object_reference(decision: &Decision) -> k8s_openapi::api::core::v1::ObjectRe
 /// Event notes are limited to 1 KiB by the API.
 const EVENT_NOTE_LIMIT: usize = 1000;
 
-/// Undoes an archive: unsuspends, clears the marks, and asks for a reconcile now.
+/// Undoes an archive or a quarantine: unsuspends, clears the marks, and asks for a reconcile now.
+/// A quarantined object so restored is one the breaker's episode no longer holds: it is not
+/// quarantined again until it fails again while its host's breaker is open.
 pub async fn restore(
     api: &Api<DynamicObject>,
     recorder: Option<&Recorder>,
@@ -178,8 +180,11 @@ pub async fn restore(
 ) -> Result<(), kube::Error> {
     let patch = json!({
         "metadata": {
-            "labels": { archive::LABEL: null },
+            "labels": { archive::LABEL: null, quarantine::LABEL: null },
             "annotations": {
+                quarantine::HOST_ANNOTATION: null,
+                quarantine::AT_ANNOTATION: null,
+                quarantine::REASON_ANNOTATION: null,
                 archive::AT_ANNOTATION: null,
                 archive::REASON_ANNOTATION: null,
                 archive::RULE_ANNOTATION: null,

@@ -178,11 +178,15 @@ pub fn subject_from(health: &crate::health::Health) -> Option<Subject> {
     if health.namespace.is_empty() || health.name.is_empty() {
         return None;
     }
-    let restored_at = health
-        .annotation(archive::RESTORED_AT_ANNOTATION)
-        .and_then(|t| {
+    // The rules' clocks restart at a restore, and at the breaker's release: a GitRepository
+    // released after its host's outage still carries the failure dates of the outage.
+    let parse = |key| {
+        health.annotation(key).and_then(|t| {
             OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        });
+        })
+    };
+    let restored_at = parse(archive::RESTORED_AT_ANNOTATION)
+        .max(parse(crate::flux::quarantine::RELEASED_AT_ANNOTATION));
     Some(Subject {
         namespace: health.namespace.clone(),
         name: health.name.clone(),

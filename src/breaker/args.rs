@@ -1,0 +1,121 @@
+//! The breaker's flags: its thresholds and pacing (shared by `serve` and `report`) and whether
+//! `serve` runs it.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Settings;
+use crate::cli::parse_duration;
+
+/// When a host's breaker trips, and how it probes and releases.
+#[derive(Debug, Clone, Args)]
+pub struct TripArgs {
+    /// A host trips when at least this many of its GitRepositories fail with a transport error
+    /// (timeout, DNS, connection, TLS) ...
+    #[arg(long, env = "FLUXGATE_BREAKER_MIN_FAILING", default_value_t = 10)]
+    pub breaker_min_failing: usize,
+
+    /// ... and they are at least this fraction of the host's GitRepositories ...
+    #[arg(long, env = "FLUXGATE_BREAKER_FAILING_RATIO", default_value_t = 0.5, value_parser = parse_ratio)]
+    pub breaker_failing_ratio: f64,
+
+    /// ... without a break for this long.
+    #[arg(long, env = "FLUXGATE_BREAKER_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    pub breaker_window: Duration,
+
+    /// Time from opening to the first probe (one canary released); it doubles after each failed
+    /// probe, up to --breaker-probe-interval-max.
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub breaker_probe_interval: Duration,
+
+    /// The longest time between two probes of a host that stays down.
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL_MAX", default_value = "1h", value_parser = parse_duration)]
+    pub breaker_probe_interval_max: Duration,
+
+    /// How long a released canary may take to become Ready before the probe counts as failed.
+    #[arg(long, env = "FLUXGATE_BREAKER_CANARY_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub breaker_canary_timeout: Duration,
+
+    /// GitRepositories released at a time once the host answers again ...
+    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_BATCH", default_value_t = 10)]
+    pub breaker_release_batch: usize,
+
+    /// ... one batch every this long, so they do not all take source-controller's workers at once.
+    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_EVERY", default_value = "30s", value_parser = parse_duration)]
+    pub breaker_release_every: Duration,
+
+    /// Most changes the breaker makes in one pass over one host.
+    #[arg(long, env = "FLUXGATE_BREAKER_MAX_ACTIONS", default_value_t = 100)]
+    pub breaker_max_actions: usize,
+
+    /// Git hosts the breaker never quarantines (comma-separated); what it quarantined on them
+    /// before is released.
+    #[arg(long, env = "FLUXGATE_BREAKER_EXCLUDE_HOSTS", value_delimiter = ',')]
+    pub breaker_exclude_hosts: Vec<String>,
+}
+
+impl TripArgs {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            min_failing: self.breaker_min_failing,
+            failing_ratio: self.breaker_failing_ratio,
+            window: self.breaker_window,
+            probe_interval: self.breaker_probe_interval,
+            probe_interval_max: self
+                .breaker_probe_interval_max
+                .max(self.breaker_probe_interval),
+            canary_timeout: self.breaker_canary_timeout,
+            release_batch: self.breaker_release_batch.max(1),
+            release_every: self.breaker_release_every,
+            max_actions_per_pass: self.breaker_max_actions.max(1),
+        }
+    }
+
+    /// Whether `host` is left out (host names compare case-insensitively).
+    pub fn excludes(&self, host: &str) -> bool {
+        self.breaker_exclude_hosts
+            .iter()
+            .any(|h| h.trim().eq_ignore_ascii_case(host))
+    }
+}
+
+/// The breaker inside `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct BreakerArgs {
+    /// Run the host circuit breaker (on the replica holding the Lease; needs the exporter).
+    #[arg(id = "breaker", long = "breaker", env = "FLUXGATE_BREAKER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub enabled: bool,
+
+    /// Longest time between two passes; a change the watch sees starts one within a second.
+    #[arg(long, env = "FLUXGATE_BREAKER_PASS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub breaker_pass_interval: Duration,
+
+    #[command(flatten)]
+    pub trip: TripArgs,
+}
+
+fn parse_ratio(text: &str) -> Result<f64, String> {
+    let ratio: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if ratio > 0.0 && ratio <= 1.0 {
+        Ok(ratio)
+    } else {
+        Err(format!("{text:?} must be above 0 and at most 1"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_outside_zero_to_one_are_refused() {
+        assert_eq!(parse_ratio("0.5"), Ok(0.5));
+        assert_eq!(parse_ratio("1"), Ok(1.0));
+        for bad in ["0", "-0.1", "1.5", "NaN", "half"] {
+            assert!(parse_ratio(bad).is_err(), "{bad}");
+        }
+    }
+}
