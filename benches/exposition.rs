@@ -1,13 +1,15 @@
 //! Time to answer one `/metrics` scrape from the exporter's store, at the sizes of the exporter
 //! load test (`tests/load/exporter/run.sh`): 80 % of the GitRepositories failing, each with its
 //! own failing-since series, SIZE/10 namespaces. Records are built once; only the scrape is
-//! timed.
+//! timed. Both formats: OpenMetrics (what Prometheus asks for) and the Prometheus text format
+//! converted from it.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use fluxgate::exporter::{Exporter, ExporterConfig};
+use fluxgate::exposition_format::Format;
 use fluxgate::health::classify;
 use fluxgate::metrics::Metrics;
 use serde_json::json;
@@ -56,6 +58,19 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     metrics
                         .exposition()
+                        .map(|chunk| black_box(chunk).len())
+                        .sum::<usize>()
+                })
+            },
+        );
+        // The same for scrapers of the Prometheus text format: converted as it streams.
+        group.bench_with_input(
+            BenchmarkId::new("exposition_text_format", size),
+            &metrics,
+            |b, metrics| {
+                b.iter(|| {
+                    metrics
+                        .exposition_as(Format::PrometheusText)
                         .map(|chunk| black_box(chunk).len())
                         .sum::<usize>()
                 })

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod duration;
 pub mod election;
 pub mod exporter;
+pub mod exposition_format;
 pub mod flux;
 pub mod health;
 pub mod janitor;

@@ -1,5 +1,6 @@
-use std::io::Write as _;
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Parser as _;
 use fluxgate::cli::{Cli, Command, LogFormat};
@@ -16,18 +17,58 @@ fn main() -> ExitCode {
     let stderr = std::io::stderr();
     let result = match cli.command {
         Command::Serve(args) => block_on(serve::serve(*args)),
-        Command::Mutate(args) => commands::mutate(&args, &mut stdout.lock(), &mut stderr.lock()),
-        Command::Report(args) => commands::report(&args, &mut stdout.lock()),
-        Command::Certs(args) => commands::certs(&args, &mut stdout.lock()),
-        Command::Cleanup(args) => block_on(commands::cleanup(*args, &mut std::io::stdout())),
-        Command::Restore(args) => block_on(commands::restore(args, &mut std::io::stdout())),
+        Command::Mutate(args) => {
+            commands::mutate(&args, &mut Stdout(stdout.lock()), &mut stderr.lock())
+        }
+        Command::Report(args) => commands::report(&args, &mut Stdout(stdout.lock())),
+        Command::Certs(args) => commands::certs(&args, &mut Stdout(stdout.lock())),
+        Command::Cleanup(args) => block_on(commands::cleanup(*args, &mut Stdout(stdout))),
+        Command::Restore(args) => block_on(commands::restore(args, &mut Stdout(stdout))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`fluxgate mutate ... | head`): it has what it wanted,
+        // so stop quietly and successfully, as a pipeline under `set -o pipefail` expects. Only
+        // a failed write to stdout counts; a broken connection elsewhere is still an error.
+        Err(_) if STDOUT_CLOSED.load(Ordering::Relaxed) => ExitCode::SUCCESS,
         Err(err) => {
             let _ = writeln!(stderr.lock(), "error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Set when a write to stdout fails because its reader closed the pipe (EPIPE: Rust ignores
+/// SIGPIPE, so the write returns the error instead of the process being killed).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// stdout (or its lock), noting in [`STDOUT_CLOSED`] when its reader has gone. Recorded here
+/// rather than found in the error chain, because not every writer keeps the `io::Error` there
+/// (serde_json's error hides it from `source()`).
+struct Stdout<W>(W);
+
+impl<W: Write> Stdout<W> {
+    fn note<T>(result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(err) = &result
+            && err.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for Stdout<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::note(self.0.write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        Self::note(self.0.write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::note(self.0.flush())
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! A scrape is served as a sequence of chunks ([`Metrics::exposition`]): the registry's families
 //! first, then the [`ChunkedFamily`]s, whose text is made as the client reads it, so a family with
-//! a series per object never sits in memory whole.
+//! a series per object never sits in memory whole. [`Metrics::exposition_as`] gives the same
+//! chunks in the format a scrape negotiated ([`crate::exposition_format`]).
 
 use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,6 +16,8 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, OnceLock};
+
+use crate::exposition_format::{Format, to_prometheus_text};
 
 /// Target size of one chunk of a [`ChunkedFamily`].
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -70,10 +73,6 @@ pub fn write_labels(out: &mut Vec<u8>, labels: &[(&str, &str)]) {
     }
     out.push(b'}');
 }
-
-/// Content type of `/metrics`.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
@@ -428,11 +427,26 @@ impl Metrics {
             .chain(std::iter::once(Bytes::from_static(b"# EOF\n")))
     }
 
-    /// The whole exposition in one string, for tests and tools; `/metrics` streams
+    /// [`exposition`](Self::exposition) in `format`: OpenMetrics as it is, the Prometheus text
+    /// format converted chunk by chunk as they are pulled.
+    pub fn exposition_as(&self, format: Format) -> Box<dyn Iterator<Item = Bytes> + Send> {
+        if format.is_openmetrics() {
+            Box::new(self.exposition())
+        } else {
+            Box::new(to_prometheus_text(self.exposition()))
+        }
+    }
+
+    /// The whole OpenMetrics exposition in one string, for tests and tools; `/metrics` streams
     /// [`exposition`](Self::exposition) instead.
     pub fn encode(&self) -> String {
+        self.encode_as(Format::OpenMetricsV1)
+    }
+
+    /// The whole exposition in `format` in one string, for tests and tools.
+    pub fn encode_as(&self, format: Format) -> String {
         let mut out = Vec::new();
-        for chunk in self.exposition() {
+        for chunk in self.exposition_as(format) {
             out.extend_from_slice(&chunk);
         }
         // Every chunk is UTF-8 text made from `str`s.

@@ -7,13 +7,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use bytes::Bytes;
 
 use crate::exporter::WatchStatus;
-use crate::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE};
+use crate::exposition_format::Format;
+use crate::metrics::Metrics;
 
 /// What `/readyz` answers from. Ready means: the webhook listener is up (when enabled), the
 /// exporter has its initial list and a live watch (when enabled), and no shutdown has begun.
@@ -101,12 +102,18 @@ pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
 /// 100k GitRepositories) for as long as it keeps the connection open.
 pub const SCRAPE_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Streams the exposition: at 100k GitRepositories it is 18 MB, of which only the chunk being
-/// sent is in memory.
-async fn serve_metrics(State(state): State<OpsState>) -> impl IntoResponse {
-    let chunks = with_deadline(state.metrics.exposition(), SCRAPE_DEADLINE);
+/// Streams the exposition in the format the `Accept` header asks for (OpenMetrics for
+/// Prometheus, the Prometheus text format for other scrapers): at 100k GitRepositories it is
+/// 18 MB, of which only the chunk being sent is in memory.
+async fn serve_metrics(State(state): State<OpsState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get_all(header::ACCEPT);
+    let format = Format::negotiate(accept.iter().filter_map(|v| v.to_str().ok()));
+    let chunks = with_deadline(state.metrics.exposition_as(format), SCRAPE_DEADLINE);
     (
-        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept"),
+        ],
         Body::from_stream(chunks),
     )
 }
@@ -185,10 +192,15 @@ mod tests {
     use tower::ServiceExt as _;
 
     async fn get(router: &Router, uri: &str) -> (StatusCode, String) {
+        get_accepting(router, uri, "*/*").await
+    }
+
+    async fn get_accepting(router: &Router, uri: &str, accept: &str) -> (StatusCode, String) {
         let response = router
             .clone()
             .oneshot(
                 axum::http::Request::get(uri)
+                    .header(header::ACCEPT, accept)
                     .body(axum::body::Body::empty())
                     .unwrap(),
             )
@@ -322,31 +334,55 @@ mod tests {
         let mut metrics = Metrics::new();
         metrics.register_chunked(Arc::new(ManyChunks));
         let metrics = Arc::new(metrics);
-        let expected = metrics.encode();
-        let (status, body) = get(&router(metrics, Readiness::new(false)), "/metrics").await;
+        let router = router(metrics.clone(), Readiness::new(false));
+        let (status, body) =
+            get_accepting(&router, "/metrics", "application/openmetrics-text").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, expected);
+        assert_eq!(body, metrics.encode());
         assert!(body.contains("fluxgate_build_info"));
         assert!(body.contains("fluxgate_test_series{n=\"19999\"} 19999\n# EOF\n"));
         assert_eq!(body.matches("# EOF").count(), 1);
+
+        // Converted chunk by chunk, the text format holds every series too.
+        let (status, body) = get(&router, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, metrics.encode_as(Format::PrometheusText));
+        assert!(body.contains("# TYPE fluxgate_test_series gauge\n"));
+        assert!(body.ends_with("fluxgate_test_series{n=\"19999\"} 19999\n"));
+        assert_eq!(body.matches("fluxgate_test_series{").count(), 20_000);
     }
 
     #[tokio::test]
-    async fn metrics_are_openmetrics() {
+    async fn metrics_are_negotiated() {
         let router = router(Arc::new(Metrics::new()), Readiness::new(false));
-        let response = router
-            .oneshot(
-                axum::http::Request::get("/metrics")
-                    .body(axum::body::Body::empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["content-type"], OPENMETRICS_CONTENT_TYPE);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap();
-        assert!(String::from_utf8_lossy(&body).contains("fluxgate_build_info"));
+        for (accept, content_type, build) in [
+            (
+                Some("application/openmetrics-text;version=1.0.0;q=0.5,*/*;q=0.2"),
+                crate::exposition_format::OPENMETRICS_1_0_0,
+                "# TYPE fluxgate_build info\n",
+            ),
+            (
+                None,
+                crate::exposition_format::PROMETHEUS_TEXT_0_0_4,
+                "# TYPE fluxgate_build_info gauge\n",
+            ),
+        ] {
+            let mut request = axum::http::Request::get("/metrics");
+            if let Some(accept) = accept {
+                request = request.header(header::ACCEPT, accept);
+            }
+            let response = router
+                .clone()
+                .oneshot(request.body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["content-type"], content_type);
+            assert_eq!(response.headers()["vary"], "Accept");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            assert!(String::from_utf8_lossy(&body).contains(build), "{accept:?}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod e2e;
+pub mod exposition;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
