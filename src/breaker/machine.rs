@@ -1103,6 +1103,7 @@ mod tests {
             }
             for m in &mut members {
                 m.condition = FAILING;
+                m.attempted_at = Some(now);
             }
             breaker.step(&members, now, &settings);
             let step = breaker.step(&members, now + minutes(10), &settings);
@@ -1217,6 +1218,7 @@ mod tests {
         }
         for m in &mut members {
             m.condition = FAILING;
+            m.attempted_at = Some(now);
         }
         breaker.step(&members, now, &settings);
         let step = breaker.step(&members, now + minutes(10), &settings);

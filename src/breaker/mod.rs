@@ -115,6 +115,15 @@ impl Member {
     pub fn is_quarantined(&self) -> bool {
         matches!(self.condition, Condition::Quarantined { .. })
     }
+
+    /// Released by the breaker, and its Ready condition has not changed since (one second of
+    /// slack: condition times have whole seconds).
+    pub fn awaits_retry(&self) -> bool {
+        self.released_at.is_some_and(|released| {
+            self.attempted_at
+                .is_none_or(|attempted| released - attempted > time::Duration::SECOND)
+        })
+    }
 }
 
 /// The breaker's view of one classified GitRepository.
@@ -219,6 +228,10 @@ pub fn counts(members: &[Member]) -> Counts {
     let mut counts = Counts::default();
     for member in members.iter().filter(|m| !m.opted_out) {
         match member.condition {
+            // Released and not tried since: its failure is from before the release, so it says
+            // nothing about the host now. Counting it would trip the breaker again during every
+            // batched release, before source-controller got to the released ones.
+            Condition::TransportFailing { .. } if member.awaits_retry() => {}
             Condition::TransportFailing { .. } => {
                 counts.considered += 1;
                 counts.transport_failing += 1;
@@ -270,6 +283,34 @@ mod tests {
 
     fn condition_of(suspend: bool, labels: Value, status: Value) -> Condition {
         member_from(&classify(&object(suspend, labels, json!({}), status)).unwrap()).condition
+    }
+
+    #[test]
+    fn released_members_not_retried_yet_do_not_count_towards_a_trip() {
+        let failing = Member {
+            key: ObjectKey {
+                namespace: "proj-1".into(),
+                name: "app".into(),
+                uid: "u".into(),
+            },
+            resource_version: "1".into(),
+            condition: Condition::TransportFailing { since: None },
+            opted_out: false,
+            released_at: None,
+            overridden_at: None,
+            attempted_at: Some(datetime!(2026-11-30 10:00 UTC)),
+        };
+        assert_eq!(counts(std::slice::from_ref(&failing)).transport_failing, 1);
+        let mut released = failing.clone();
+        released.released_at = Some(datetime!(2026-11-30 10:05 UTC));
+        assert!(released.awaits_retry());
+        assert_eq!(counts(&[released.clone()]), Counts::default());
+        released.attempted_at = Some(datetime!(2026-11-30 10:06 UTC));
+        assert!(
+            !released.awaits_retry(),
+            "failed again after the release: news"
+        );
+        assert_eq!(counts(&[released]).transport_failing, 1);
     }
 
     #[test]

@@ -1,0 +1,551 @@
+//! The host circuit breaker against a real kube-apiserver. GitRepository statuses are written
+//! through the status subresource the way source-controller writes them; a small task plays the
+//! Git host's side (when the host is "up", every GitRepository that is not suspended and not
+//! Ready gets a fresh Ready condition, as source-controller would after its next clone).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fluxgate::breaker::args::TripArgs;
+use fluxgate::breaker::runtime::{self, Breakers};
+use fluxgate::election::Leadership;
+use fluxgate::exporter::{Exporter, ExporterConfig};
+use fluxgate::flux::{self, quarantine};
+use fluxgate::metrics::Metrics;
+use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt as _;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::e2e::{self, eventually};
+use time::OffsetDateTime;
+
+const HOST: &str = "github.com";
+
+fn now() -> String {
+    fluxgate::policy::rfc3339_seconds(OffsetDateTime::now_utc())
+}
+
+/// One failed clone attempt, as source-controller reports a timeout.
+fn timeout_status() -> Value {
+    json!({
+        "observedGeneration": -1,
+        "conditions": [
+            { "type": "Ready", "status": "False", "reason": "GitOperationFailed",
+              "message": "failed to checkout and determine revision: unable to clone 'https://github.com/example/x': context deadline exceeded",
+              "lastTransitionTime": now(), "observedGeneration": 1 },
+            { "type": "FetchFailed", "status": "True", "reason": "GitOperationFailed",
+              "message": "context deadline exceeded", "lastTransitionTime": now(), "observedGeneration": 1 }
+        ]
+    })
+}
+
+fn auth_status() -> Value {
+    json!({
+        "observedGeneration": -1,
+        "conditions": [{ "type": "Ready", "status": "False", "reason": "AuthenticationFailed",
+                         "message": "authentication required", "lastTransitionTime": now(),
+                         "observedGeneration": 1 }]
+    })
+}
+
+/// A clone that worked, for the object's current generation (every suspend and release is a
+/// new generation, and source-controller records the one it reconciled).
+fn ready_status(generation: i64) -> Value {
+    json!({
+        "observedGeneration": generation,
+        "conditions": [{ "type": "Ready", "status": "True", "reason": "Succeeded",
+                         "message": "stored artifact for revision 'main@sha1:0123'",
+                         "lastTransitionTime": now(), "observedGeneration": generation }],
+        "artifact": { "path": "gitrepository/x/x/0123.tar.gz", "url": "http://source-controller/x.tar.gz",
+                      "revision": "main@sha1:0123", "digest": "sha256:00", "lastUpdateTime": now(), "size": 1 }
+    })
+}
+
+async fn create(api: &Api<DynamicObject>, name: &str, status: Option<Value>) {
+    let object = e2e::gitrepository(name, json!({ "timeout": "5m" }));
+    api.create(&PostParams::default(), &object).await.unwrap();
+    if let Some(status) = status {
+        write_status(api, name, status).await;
+    }
+}
+
+async fn write_status(api: &Api<DynamicObject>, name: &str, status: Value) {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .expect("status written through the status subresource");
+}
+
+fn is_quarantined(object: &DynamicObject) -> bool {
+    object.data["spec"]["suspend"] == true
+        && object.labels().get(quarantine::LABEL).map(String::as_str) == Some("true")
+}
+
+fn is_ready(object: &DynamicObject) -> bool {
+    object.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    object.annotations().get(key).map(String::as_str)
+}
+
+/// Thresholds for a test: the platform's minutes become seconds.
+fn trip_args(release_every: Duration) -> TripArgs {
+    TripArgs {
+        breaker_min_failing: 5,
+        breaker_failing_ratio: 0.5,
+        breaker_window: Duration::from_secs(2),
+        breaker_probe_interval: Duration::from_secs(2),
+        breaker_probe_interval_max: Duration::from_secs(8),
+        breaker_canary_timeout: Duration::from_secs(30),
+        breaker_release_batch: 3,
+        breaker_release_every: release_every,
+        breaker_max_actions: 100,
+        breaker_exclude_hosts: Vec::new(),
+    }
+}
+
+/// The exporter's watch of `namespace`, and the store the breaker reads.
+fn start_exporter(
+    client: &kube::Client,
+    namespace: &str,
+    metrics: &mut Metrics,
+) -> (Arc<fluxgate::exporter::Store>, tokio::task::JoinHandle<()>) {
+    let exporter = Exporter::new(
+        metrics,
+        ExporterConfig {
+            namespaces: vec![namespace.to_owned()],
+            ..ExporterConfig::default()
+        },
+    );
+    let store = exporter.store();
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        let _ = exporter.run(client).await;
+    });
+    (store, task)
+}
+
+fn start_breaker(
+    client: &kube::Client,
+    store: Arc<fluxgate::exporter::Store>,
+    metrics: &Metrics,
+    trip: TripArgs,
+    identity: &str,
+) -> tokio::task::JoinHandle<()> {
+    let run = runtime::run_while_leading(
+        client.clone(),
+        store,
+        Breakers::new(trip, metrics.breaker.clone()),
+        Leadership::fixed(true),
+        identity.to_owned(),
+        Duration::from_millis(500),
+    );
+    tokio::spawn(async move {
+        let _ = run.await;
+    })
+}
+
+/// Plays the Git host: while `up`, every GitRepository of `namespace` that is not suspended
+/// and not Ready is made Ready, as source-controller does after a clone that works.
+fn play_host(
+    api: Api<DynamicObject>,
+    up: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // Bounded: at most ten minutes of 300 ms rounds, and the test stops it sooner.
+        for _ in 0..2000 {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if up.load(Ordering::Relaxed)
+                && let Ok(list) = api.list(&ListParams::default()).await
+            {
+                for object in list.items {
+                    if object.data["spec"]["suspend"] != true && !is_ready(&object) {
+                        let name = object.metadata.name.clone().unwrap_or_default();
+                        let generation = object.metadata.generation.unwrap_or(1);
+                        write_status(&api, &name, ready_status(generation)).await;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}
+
+fn metric(metrics: &Metrics, line_prefix: &str) -> Option<f64> {
+    metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn state_is(metrics: &Metrics, state: &str) -> bool {
+    let line = format!("fluxgate_host_breaker_state{{host=\"{HOST}\",state=\"{state}\"}}");
+    metric(metrics, &line) == Some(1.0)
+}
+
+async fn event_reasons(client: &kube::Client, namespace: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.into_iter().filter_map(|e| e.reason).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
+async fn trips_quarantines_probes_closes_and_releases_in_batches() {
+    let Some(client) = e2e::client().await else {
+        return;
+    };
+    let ns = e2e::namespace(&client, "breaker").await;
+    let api = e2e::gitrepositories(&client, &ns);
+    for i in 0..10 {
+        create(&api, &format!("far-{i}"), Some(timeout_status())).await;
+    }
+    for i in 0..2 {
+        create(&api, &format!("healthy-{i}"), Some(ready_status(1))).await;
+    }
+    create(&api, "wrong-password", Some(auth_status())).await;
+
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("fluxgate=info")
+        .with_test_writer()
+        .try_init();
+    let mut metrics = Metrics::new();
+    let (store, exporter) = start_exporter(&client, &ns, &mut metrics);
+    let breaker = start_breaker(
+        &client,
+        store,
+        &metrics,
+        trip_args(Duration::from_secs(1)),
+        "e2e-a",
+    );
+
+    // Tripped: every transport failure quarantined, with its marks; Ready and auth untouched.
+    let quarantined = eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let far: Vec<_> = list
+                .items
+                .iter()
+                .filter(|o| o.name_any().starts_with("far-"))
+                .collect();
+            far.iter()
+                .all(|o| is_quarantined(o))
+                .then(|| list.items.clone())
+        }
+    })
+    .await
+    .expect("the ten failing GitRepositories quarantined");
+    for object in &quarantined {
+        let name = object.name_any();
+        if name.starts_with("far-") {
+            assert_eq!(
+                annotation(object, quarantine::HOST_ANNOTATION),
+                Some(HOST),
+                "{name}"
+            );
+            assert!(
+                annotation(object, quarantine::AT_ANNOTATION).is_some(),
+                "{name}"
+            );
+            assert!(
+                annotation(object, quarantine::REASON_ANNOTATION).is_some(),
+                "{name}"
+            );
+        } else {
+            assert_ne!(
+                object.data["spec"]["suspend"], true,
+                "{name} must not be touched"
+            );
+            assert!(object.labels().get(quarantine::LABEL).is_none(), "{name}");
+        }
+    }
+    assert!(state_is(&metrics, "open") || state_is(&metrics, "half_open"));
+
+    // A GitRepository of the open host created now is quarantined before any attempt.
+    create(&api, "far-new", None).await;
+    let new_quarantined = eventually(Duration::from_secs(10), || {
+        let api = api.clone();
+        async move { is_quarantined(&api.get("far-new").await.ok()?).then_some(()) }
+    })
+    .await;
+    assert!(
+        new_quarantined.is_some(),
+        "a new GitRepository of an open host is quarantined within seconds"
+    );
+
+    // The probe: one canary released (unsuspended, unmarked, reconcile requested).
+    let canary = eventually(Duration::from_secs(20), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let released: Vec<_> = list
+                .items
+                .into_iter()
+                .filter(|o| annotation(o, quarantine::RELEASED_AT_ANNOTATION).is_some())
+                .collect();
+            (released.len() == 1)
+                .then(|| released.into_iter().next())
+                .flatten()
+        }
+    })
+    .await
+    .expect("one canary released after the probe interval");
+    assert_ne!(canary.data["spec"]["suspend"], true);
+    assert!(canary.labels().get(quarantine::LABEL).is_none());
+    assert!(annotation(&canary, flux::REQUESTED_AT_ANNOTATION).is_some());
+    assert!(state_is(&metrics, "half_open"));
+
+    // The host answers again: the canary becomes Ready, the breaker closes and releases the
+    // rest in batches of three, one batch a second.
+    let up = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let host = play_host(api.clone(), up, stop.clone());
+    let released = eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let far: Vec<_> = list
+                .items
+                .iter()
+                .filter(|o| o.name_any().starts_with("far-"))
+                .collect();
+            far.iter()
+                .all(|o| {
+                    o.data["spec"]["suspend"] != true && o.labels().get(quarantine::LABEL).is_none()
+                })
+                .then(|| far.into_iter().cloned().collect::<Vec<_>>())
+        }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "every quarantined GitRepository released once the host answers\n{}",
+            metrics.encode()
+        )
+    });
+    assert!(state_is(&metrics, "closed"));
+    let mut stamps: Vec<&str> = released
+        .iter()
+        .filter_map(|o| annotation(o, quarantine::RELEASED_AT_ANNOTATION))
+        .collect();
+    assert_eq!(stamps.len(), 11, "the canary, the nine others and far-new");
+    stamps.sort_unstable();
+    stamps.dedup();
+    assert!(
+        stamps.len() >= 3,
+        "ten releases after the canary in batches of three span at least three seconds: {stamps:?}"
+    );
+    let all_ready = eventually(Duration::from_secs(20), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .filter(|o| o.name_any() != "wrong-password")
+                .all(is_ready)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        all_ready.is_some(),
+        "every GitRepository of the host Ready with no manual step"
+    );
+
+    for transition in [
+        "from=\"closed\",to=\"open\"",
+        "from=\"open\",to=\"half_open\"",
+        "from=\"half_open\",to=\"closed\"",
+    ] {
+        let line =
+            format!("fluxgate_host_breaker_transitions_total{{host=\"{HOST}\",{transition}}}");
+        assert_eq!(
+            metric(&metrics, &line),
+            Some(1.0),
+            "{line}\n{}",
+            metrics.encode()
+        );
+    }
+    let reasons = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let reasons = event_reasons(&client, &ns).await;
+            (reasons.iter().filter(|r| *r == "Quarantined").count() >= 11
+                && reasons.iter().any(|r| r == "Probing")
+                && reasons.iter().filter(|r| *r == "Released").count() >= 10)
+                .then_some(reasons)
+        }
+    })
+    .await;
+    assert!(
+        reasons.is_some(),
+        "an Event for every quarantine and release"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = host.await;
+    breaker.abort();
+    exporter.abort();
+}
+
+#[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
+async fn leaves_another_writers_unsuspend_and_a_new_leader_finishes_the_release() {
+    let Some(client) = e2e::client().await else {
+        return;
+    };
+    let ns = e2e::namespace(&client, "breaker-takeover").await;
+    let api = e2e::gitrepositories(&client, &ns);
+    for i in 0..9 {
+        create(&api, &format!("far-{i}"), Some(timeout_status())).await;
+    }
+    let mut metrics_a = Metrics::new();
+    let (store_a, exporter_a) = start_exporter(&client, &ns, &mut metrics_a);
+    // Slow batches (one every 4 s), so a replica can die between two of them.
+    let trip = trip_args(Duration::from_secs(4));
+    let replica_a = start_breaker(&client, store_a, &metrics_a, trip.clone(), "e2e-a");
+
+    let all_quarantined = eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            (list.items.len() == 9 && list.items.iter().all(is_quarantined)).then_some(())
+        }
+    })
+    .await;
+    assert!(all_quarantined.is_some(), "all nine quarantined");
+
+    // Someone else (a user, or kustomize-controller correcting drift) unsuspends one.
+    api.patch(
+        "far-0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "suspend": false } })),
+    )
+    .await
+    .unwrap();
+    let acknowledged = eventually(Duration::from_secs(15), || {
+        let api = api.clone();
+        async move {
+            let object = api.get("far-0").await.ok()?;
+            annotation(&object, quarantine::OVERRIDDEN_AT_ANNOTATION)
+                .is_some()
+                .then_some(object)
+        }
+    })
+    .await
+    .expect("the override acknowledged");
+    assert!(acknowledged.labels().get(quarantine::LABEL).is_none());
+    // It keeps failing, and is left alone: never suspended again while the host is down.
+    write_status(&api, "far-0", timeout_status()).await;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_ne!(
+            api.get("far-0").await.unwrap().data["spec"]["suspend"],
+            true
+        );
+    }
+    let acknowledge =
+        "fluxgate_host_breaker_actions_total{action=\"acknowledge_override\",outcome=\"done\"}";
+    assert!(metric(&metrics_a, acknowledge).is_some_and(|n| n >= 1.0));
+    assert!(
+        event_reasons(&client, &ns)
+            .await
+            .iter()
+            .any(|r| r == "QuarantineOverridden")
+    );
+
+    // The host returns; replica A closes and starts releasing, then dies between batches.
+    let up = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let host = play_host(api.clone(), up, stop.clone());
+    let released_by_a = eventually(Duration::from_secs(40), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let released = list
+                .items
+                .iter()
+                .filter(|o| o.name_any() != "far-0")
+                .filter(|o| annotation(o, quarantine::RELEASED_AT_ANNOTATION).is_some())
+                .count();
+            // The canary and the first batch of three.
+            (released >= 4).then_some(released)
+        }
+    })
+    .await
+    .expect("replica A released the canary and a first batch");
+    replica_a.abort();
+    exporter_a.abort();
+    let still_quarantined = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|o| is_quarantined(o))
+        .count();
+    assert!(
+        still_quarantined > 0,
+        "replica A must die mid-release ({released_by_a} released)"
+    );
+
+    // Replica B starts with no memory and takes over from the marks.
+    let mut metrics_b = Metrics::new();
+    let (store_b, exporter_b) = start_exporter(&client, &ns, &mut metrics_b);
+    let replica_b = start_breaker(&client, store_b, &metrics_b, trip, "e2e-b");
+    let done = eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .all(|o| o.data["spec"]["suspend"] != true && is_ready(o))
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "replica B released the rest and every GitRepository is Ready"
+    );
+    let release_by_b = "fluxgate_host_breaker_actions_total{action=\"release\",outcome=\"done\"}";
+    assert!(
+        metric(&metrics_b, release_by_b).is_some_and(|n| n >= 1.0),
+        "{}",
+        metrics_b.encode()
+    );
+    let quarantine_by_b =
+        "fluxgate_host_breaker_actions_total{action=\"quarantine\",outcome=\"done\"}";
+    assert_eq!(
+        metric(&metrics_b, quarantine_by_b),
+        None,
+        "B re-quarantined nothing"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = host.await;
+    replica_b.abort();
+    exporter_b.abort();
+}
