@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use fluxgate::exporter::{Exporter, ExporterConfig};
 use fluxgate::health::classify;
 use fluxgate::metrics::{
-    AdmissionLabels, JanitorActionLabels, KindLabels, Metrics, NamespaceLabels, OutcomeLabels,
-    RuleLabels,
+    AdmissionLabels, BreakerActionLabels, HostOutcomeLabels, HostStateLabels, HostTransitionLabels,
+    JanitorActionLabels, KindLabels, Metrics, NamespaceLabels, OutcomeLabels, RuleLabels,
 };
 use serde_json::json;
 
@@ -31,10 +31,13 @@ fn exported_series() -> BTreeMap<String, String> {
                                              "message": "i/o timeout", "lastTransitionTime": "2026-11-28T10:00:00Z" }] }),
         ),
         ("waiting", json!({ "observedGeneration": -1 })),
+        ("quarantined", json!({ "observedGeneration": -1 })),
     ] {
+        let quarantined = name == "quarantined";
         let object = json!({
-            "metadata": { "name": name, "namespace": "proj", "uid": name, "creationTimestamp": "2026-11-28T09:00:00Z" },
-            "spec": { "url": "https://github.com/o/r" },
+            "metadata": { "name": name, "namespace": "proj", "uid": name, "creationTimestamp": "2026-11-28T09:00:00Z",
+                          "labels": { "fluxgate.io/quarantined": if quarantined { "true" } else { "false" } } },
+            "spec": { "url": "https://github.com/o/r", "suspend": quarantined },
             "status": status,
         });
         store.relist_apply(0, &classify(&object).unwrap());
@@ -48,6 +51,40 @@ fn exported_series() -> BTreeMap<String, String> {
             kind: "GitRepository",
             operation: "CREATE",
             outcome: "patched",
+        })
+        .inc();
+    let host = || "github.com".to_owned();
+    metrics
+        .breaker
+        .state
+        .get_or_create(&HostStateLabels {
+            host: host(),
+            state: "open",
+        })
+        .set(1);
+    metrics
+        .breaker
+        .transitions
+        .get_or_create(&HostTransitionLabels {
+            host: host(),
+            from: "closed",
+            to: "open",
+        })
+        .inc();
+    metrics
+        .breaker
+        .actions
+        .get_or_create(&BreakerActionLabels {
+            action: "quarantine",
+            outcome: "done",
+        })
+        .inc();
+    metrics
+        .breaker
+        .probes
+        .get_or_create(&HostOutcomeLabels {
+            host: host(),
+            outcome: "failed",
         })
         .inc();
     metrics
