@@ -64,10 +64,17 @@ FLUXGATE_METRICS = {
     "fluxgate_janitor_actions_total",
     "fluxgate_janitor_leader",
     "fluxgate_janitor_candidates",
+    "fluxgate_gitrepositories_quarantined",
+    "fluxgate_host_breaker_state",
+    "fluxgate_host_breaker_transitions_total",
+    "fluxgate_host_breaker_actions_total",
+    "fluxgate_host_breaker_probes_total",
+    "fluxgate_host_breaker_pass_duration_seconds",
 }
 FLUXGATE_HISTOGRAMS = {
     "fluxgate_admission_duration_seconds",
     "fluxgate_gitrepository_first_reconcile_seconds",
+    "fluxgate_host_breaker_pass_duration_seconds",
 }
 
 # Grafana's variables, replaced by values that keep the query valid PromQL.
