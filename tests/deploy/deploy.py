@@ -222,6 +222,8 @@ def check_deployment(docs, args, mounts):
     assert c["args"] == args, f"args {c['args']}"
     env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c["env"]}
     assert env.get("POD_NAMESPACE") == "metadata.namespace" and env.get("POD_NAME") == "metadata.name", env
+    values = {e["name"]: e.get("value") for e in c["env"]}
+    assert values.get("FLUXGATE_BREAKER") == "true", "the host circuit breaker is on by default in deploy/"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"https": 8443, "http-metrics": 8080}, ports
     for probe, path in (("readinessProbe", "/readyz?exclude=exporter"), ("livenessProbe", "/healthz")):
