@@ -830,4 +830,43 @@ mod tests {
             [("old", "failing", "suspend")]
         );
     }
+
+    #[test]
+    fn breaker_hosts_are_judged_by_the_breakers_own_functions() {
+        let mut objects: Vec<Value> = (0..12)
+            .map(|i| object("a", &format!("q{i}"), failing("2026-11-28T11:00:00Z")))
+            .collect();
+        for (i, object) in objects.iter_mut().enumerate().take(8) {
+            object["spec"]["suspend"] = json!(true);
+            object["metadata"]["labels"] = json!({ "fluxgate.io/quarantined": "true" });
+            object["metadata"]["annotations"] = json!({
+                "fluxgate.io/quarantined-at": format!("2026-11-28T11:{:02}:00Z", 10 + i) });
+        }
+        let report = build(&objects, NOW, &Rulebook::default()).unwrap();
+        assert_eq!(report.quarantined, 8);
+        assert_eq!(
+            report.failed, 4,
+            "quarantined ones are not counted as failed"
+        );
+        let [host] = report.breaker_hosts.as_slice() else {
+            panic!("{:?}", report.breaker_hosts)
+        };
+        assert_eq!(host.host, "github.com");
+        assert_eq!(host.quarantined, 8);
+        assert_eq!(host.transport_failing, 4);
+        // Quarantined objects mean an open breaker, as a new leader would take it over; the
+        // four still failing are not enough of a (10-strong) trip on their own.
+        assert!(
+            host.state == "open" || host.state == "half_open",
+            "{}",
+            host.state
+        );
+        assert!(!host.would_trip);
+        let excluded = Rulebook {
+            breaker_excluded: vec!["GitHub.com".into()],
+            ..Rulebook::default()
+        };
+        let report = build(&objects, NOW, &excluded).unwrap();
+        assert!(report.breaker_hosts[0].excluded);
+    }
 }
