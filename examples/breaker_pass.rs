@@ -1,0 +1,153 @@
+//! What one host-circuit-breaker pass costs at the exporter's largest size: the time to decide
+//! (no API calls are made here; a pass's writes are its actions) and the memory it allocates, in
+//! three situations of 100 000 GitRepositories over 10 000 namespaces:
+//!
+//! - `no outage`: every GitRepository Ready;
+//! - `outage, closed`: 87 % failing with timeouts on one host, the breaker counting its window
+//!   (every pass builds that host's 87 000 members);
+//! - `outage, open`: the same 87 % quarantined, the breaker waiting for its next probe.
+//!
+//! Also the store's bytes per record for the breaker's marks.
+//!
+//!   cargo run --release --example breaker_pass [SIZE] [PASSES]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use fluxgate::breaker::args::TripArgs;
+use fluxgate::breaker::runtime::Breakers;
+use fluxgate::exporter::store::Record;
+use fluxgate::exporter::{Exporter, ExporterConfig, Store};
+use fluxgate::health::classify;
+use fluxgate::metrics::Metrics;
+use serde_json::json;
+use time::OffsetDateTime;
+
+/// Counts live bytes and their peak, to see what a pass allocates on top of the store.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        // SAFETY: the caller's layout is passed on as it came.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Situation {
+    NoOutage,
+    OutageClosed,
+    OutageOpen,
+}
+
+fn populated(size: usize, situation: Situation, store: &Store) {
+    store.relist_start(0);
+    let namespaces = (size / 10).max(1);
+    for i in 0..size {
+        let far = i % 100 < 87;
+        let failing = far && situation != Situation::NoOutage;
+        let quarantined = failing && situation == Situation::OutageOpen;
+        let status = if failing {
+            json!({ "observedGeneration": -1, "conditions": [{
+                "type": "Ready", "status": "False", "reason": "GitOperationFailed",
+                "message": "failed to checkout and determine revision: unable to clone 'https://github.com/acme/app': context deadline exceeded",
+                "lastTransitionTime": "2026-11-28T10:01:00Z" }] })
+        } else {
+            json!({ "observedGeneration": 1, "conditions": [{
+                "type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact",
+                "lastTransitionTime": "2026-11-28T10:00:30Z" }] })
+        };
+        let host = if far { "github.com" } else { "git.platform.example" };
+        let mut object = json!({
+            "metadata": { "name": format!("project-{i:06}"), "namespace": format!("tenant-{:05}", i % namespaces),
+                          "uid": format!("uid-{i}"), "generation": 1, "resourceVersion": format!("{}", 1000 + i),
+                          "creationTimestamp": "2026-11-28T10:00:00Z" },
+            "spec": { "url": format!("https://{host}/acme/project-{i}"), "interval": "1m", "suspend": quarantined },
+            "status": status,
+        });
+        if quarantined {
+            object["metadata"]["labels"] = json!({ "fluxgate.io/quarantined": "true" });
+            object["metadata"]["annotations"] = json!({
+                "fluxgate.io/quarantined-host": "github.com",
+                "fluxgate.io/quarantined-at": "2026-11-28T10:20:00Z" });
+        }
+        store.relist_apply(0, &classify(&object).expect("an object"));
+    }
+    store.relist_done(0, true, 1_795_000_000);
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let passes: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    println!(
+        "Record: {} bytes (marks boxed separately, only for marked objects)",
+        std::mem::size_of::<Record>()
+    );
+    println!("size {size}, {passes} passes each; a pass decides, it does not write");
+    println!(
+        "| situation | pass (median) | pass (max) | actions per pass | allocated at peak during a pass |"
+    );
+    println!("|---|---|---|---|---|");
+    for (situation, name) in [
+        (Situation::NoOutage, "no outage"),
+        (Situation::OutageClosed, "outage, closed (counting its window)"),
+        (Situation::OutageOpen, "outage, open (waiting for a probe)"),
+    ] {
+        let mut metrics = Metrics::new();
+        let exporter = Exporter::new(&mut metrics, ExporterConfig::default());
+        let store = exporter.store();
+        populated(size, situation, &store);
+        let trip = TripArgs {
+            breaker_min_failing: 10,
+            breaker_failing_ratio: 0.5,
+            breaker_window: Duration::from_secs(600),
+            breaker_probe_interval: Duration::from_secs(300),
+            breaker_probe_interval_max: Duration::from_secs(3600),
+            breaker_canary_timeout: Duration::from_secs(600),
+            breaker_release_batch: 10,
+            breaker_release_every: Duration::from_secs(30),
+            breaker_max_actions: 100,
+            breaker_exclude_hosts: Vec::new(),
+        };
+        let mut breakers = Breakers::new(trip, metrics.breaker.clone());
+        // A minute after the quarantines above: the next probe is four minutes away.
+        let now: OffsetDateTime = time::macros::datetime!(2026-11-28 10:21 UTC);
+        let mut times = Vec::new();
+        let mut actions = 0;
+        let mut peak_extra = 0;
+        for pass in 0..passes {
+            let before = LIVE.load(Ordering::Relaxed);
+            PEAK.store(before, Ordering::Relaxed);
+            let started = Instant::now();
+            let plan = breakers.plan(&store, now + time::Duration::seconds(i64::from(pass)));
+            times.push(started.elapsed());
+            actions = actions.max(plan.actions.len());
+            peak_extra = peak_extra.max(PEAK.load(Ordering::Relaxed) - before);
+            drop(plan);
+        }
+        times.sort();
+        println!(
+            "| {name} | {:.2} ms | {:.2} ms | {actions} | {:.1} MiB |",
+            times[times.len() / 2].as_secs_f64() * 1000.0,
+            times[times.len() - 1].as_secs_f64() * 1000.0,
+            peak_extra as f64 / (1024.0 * 1024.0),
+        );
+    }
+}
