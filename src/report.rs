@@ -25,7 +25,6 @@ pub enum ReportError {
     NotAGitRepository { index: usize, kind: String },
 }
 
-
 /// Checks that item `index` (1-based) is a GitRepository. Items of a typed list
 /// (`GitRepositoryList` from the API itself) carry no `kind`; those are accepted when they look
 /// like Kubernetes objects (a name and a spec), so `{"foo": 1}` is still refused.
