@@ -17,6 +17,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => block_on(serve::serve(*args)),
         Command::Mutate(args) => commands::mutate(&args, &mut stdout.lock(), &mut stderr.lock()),
+        Command::AdmissionPolicy(args) => {
+            commands::admission_policy(&args, &mut stdout.lock(), &mut stderr.lock())
+        }
         Command::Report(args) => commands::report(&args, &mut stdout.lock()),
         Command::Certs(args) => commands::certs(&args, &mut stdout.lock()),
         Command::Cleanup(args) => block_on(commands::cleanup(*args, &mut std::io::stdout())),
