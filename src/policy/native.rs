@@ -19,6 +19,9 @@
 //!   exactly as [`crate::duration::parse_timeout`] does, limit of Go's `time.Duration` included.
 //!   CEL's cost grows faster than the text it reads, so both read at most
 //!   [`MAX_TIMEOUT_LEN`] characters (a longer timeout is invalid to both).
+//! - The webhook admits an object whose `metadata.annotations` is not a map unchanged (it cannot
+//!   add requestedAt to it); the policy, which writes no annotation, still sets the timeout. No
+//!   such object reaches admission through kube-apiserver, which decodes metadata strictly.
 //! - JSON Patch, not an apply configuration: an apply configuration merges `env` entries by name
 //!   (overriding a `valueFrom` with a `value` leaves both, and the Pod is rejected), adds the
 //!   named container when a Pod has none of that name (rejected: no image), and fails on a field
