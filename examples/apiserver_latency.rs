@@ -1,17 +1,20 @@
-//! What fluxgate's webhook adds to a GitRepository create, end to end through a real
-//! kube-apiserver: N creates with the webhook registered and N without, interleaved in rounds so
-//! machine noise hits both alike. Prints percentiles of each and their difference.
+//! What fluxgate's admission policy adds to a GitRepository create, end to end through a real
+//! kube-apiserver: N creates through the webhook, N through the same policy rendered as a
+//! MutatingAdmissionPolicy (`fluxgate admission-policy`), and N with neither, interleaved in rounds
+//! so machine noise hits all three alike. Prints percentiles of each and the differences.
 //!
 //!   eval "$(tests/e2e/controlplane.sh env)"
 //!   cargo run --release --example apiserver_latency -- 300
 //!
-//! The webhook runs in this process on 127.0.0.1 and is registered by URL for one namespace.
+//! The webhook runs in this process on 127.0.0.1 and is registered by URL for one namespace; the
+//! policy's binding selects another; the third has neither.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use fluxgate::metrics::Metrics;
 use fluxgate::policy::Policy;
+use fluxgate::policy::native::{self, NativeOptions};
 use fluxgate::server::{self, ConnectionLimits, tls::ReloadingTls, webhook};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Namespace;
@@ -75,11 +78,12 @@ async fn main() -> anyhow::Result<()> {
 
     let suffix = std::process::id();
     let namespaces = Api::<Namespace>::all(client.clone());
-    let (with_ns, without_ns) = (
+    let (with_ns, native_ns, without_ns) = (
         format!("latency-with-{suffix}"),
+        format!("latency-native-{suffix}"),
         format!("latency-without-{suffix}"),
     );
-    for ns in [&with_ns, &without_ns] {
+    for ns in [&with_ns, &native_ns, &without_ns] {
         namespaces
             .create(
                 &PostParams::default(),
@@ -102,6 +106,36 @@ async fn main() -> anyhow::Result<()> {
     }))?;
     let configs = Api::<MutatingWebhookConfiguration>::all(client.clone());
     configs.create(&PostParams::default(), &config).await?;
+
+    // The same policy, rendered, under names of this run's own and bound to one namespace.
+    let admission = |kind: &str, plural: &str| {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
+            plural,
+        );
+        Api::<DynamicObject>::all_with(client.clone(), &resource)
+    };
+    let policies = admission("MutatingAdmissionPolicy", "mutatingadmissionpolicies");
+    let bindings = admission(
+        "MutatingAdmissionPolicyBinding",
+        "mutatingadmissionpolicybindings",
+    );
+    let policy_name = format!("fluxgate-latency-{suffix}");
+    for mut object in native::render(&Policy::default(), &NativeOptions::default())?.objects {
+        object["metadata"]["name"] = json!(policy_name);
+        if object["kind"] == "MutatingAdmissionPolicy" {
+            policies
+                .create(&PostParams::default(), &serde_json::from_value(object)?)
+                .await?;
+        } else {
+            object["spec"]["policyName"] = json!(policy_name);
+            object["spec"]["matchResources"] = json!({ "namespaceSelector": {
+                "matchLabels": { "kubernetes.io/metadata.name": native_ns } } });
+            bindings
+                .create(&PostParams::default(), &serde_json::from_value(object)?)
+                .await?;
+        }
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let resource = ApiResource::from_gvk_with_plural(
@@ -109,26 +143,36 @@ async fn main() -> anyhow::Result<()> {
         "gitrepositories",
     );
     let with_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &with_ns, &resource);
+    let native_api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &native_ns, &resource);
     let without_api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), &without_ns, &resource);
-    // Warm both paths (connections, caches) before measuring.
+    // Warm every path (connections, caches) before measuring.
     let mut warmup = Vec::new();
     create_batch(&with_api, "warm", 20, &mut warmup).await?;
+    create_batch(&native_api, "warm", 20, &mut warmup).await?;
     create_batch(&without_api, "warm", 20, &mut warmup).await?;
-    let check = with_api.get("warm-0").await?;
-    anyhow::ensure!(
-        check.data["spec"]["timeout"] == "5m",
-        "the webhook was not called"
-    );
+    for (api, path) in [
+        (&with_api, "the webhook"),
+        (&native_api, "the native policy"),
+    ] {
+        let check = api.get("warm-19").await?;
+        anyhow::ensure!(
+            check.data["spec"]["timeout"] == "5m",
+            "{path} did not mutate"
+        );
+    }
 
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut with, mut native, mut without) = (Vec::new(), Vec::new(), Vec::new());
     let rounds = 10;
     for round in 0..rounds {
         let n = total / rounds;
         create_batch(&with_api, &format!("r{round}"), n, &mut with).await?;
+        create_batch(&native_api, &format!("r{round}"), n, &mut native).await?;
         create_batch(&without_api, &format!("r{round}"), n, &mut without).await?;
     }
     with.sort();
+    native.sort();
     without.sort();
     println!(
         "GitRepository create through kube-apiserver, {} each, {rounds} interleaved rounds",
@@ -138,7 +182,11 @@ async fn main() -> anyhow::Result<()> {
         "{:<22} {:>9} {:>9} {:>9} {:>9}",
         "", "p50", "p90", "p99", "max"
     );
-    for (label, samples) in [("with fluxgate", &with), ("without webhook", &without)] {
+    for (label, samples) in [
+        ("webhook", &with),
+        ("native policy", &native),
+        ("neither", &without),
+    ] {
         println!(
             "{label:<22} {:>9.2?} {:>9.2?} {:>9.2?} {:>9.2?}",
             percentile(samples, 0.5),
@@ -147,21 +195,30 @@ async fn main() -> anyhow::Result<()> {
             samples[samples.len() - 1]
         );
     }
-    let delta = |p| {
-        percentile(&with, p).as_secs_f64() * 1000.0 - percentile(&without, p).as_secs_f64() * 1000.0
+    let delta = |samples: &[Duration], p| {
+        percentile(samples, p).as_secs_f64() * 1000.0
+            - percentile(&without, p).as_secs_f64() * 1000.0
     };
-    println!(
-        "added by the webhook   p50 {:+.2} ms, p90 {:+.2} ms, p99 {:+.2} ms",
-        delta(0.5),
-        delta(0.9),
-        delta(0.99)
-    );
+    for (label, samples) in [("webhook", &with), ("native policy", &native)] {
+        println!(
+            "added by the {label:<14} p50 {:+.2} ms, p90 {:+.2} ms, p99 {:+.2} ms",
+            delta(samples, 0.5),
+            delta(samples, 0.9),
+            delta(samples, 0.99)
+        );
+    }
 
     configs
         .delete(
             &format!("fluxgate-latency-{suffix}"),
             &DeleteParams::default(),
         )
+        .await?;
+    bindings
+        .delete(&policy_name, &DeleteParams::default())
+        .await?;
+    policies
+        .delete(&policy_name, &DeleteParams::default())
         .await?;
     hook.shutdown(Duration::from_secs(1)).await?;
     let _ = std::fs::remove_dir_all(&dir);

@@ -43,6 +43,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print manifests as the webhook would leave them on CREATE (no cluster needed).
     Mutate(Box<MutateArgs>),
+    /// Print the admission policy as MutatingAdmissionPolicy manifests (Kubernetes >= 1.36), for
+    /// kube-apiserver to apply itself instead of calling the webhook.
+    AdmissionPolicy(Box<AdmissionPolicyArgs>),
     /// Summarise GitRepository health from `kubectl get gitrepositories -A -o json`.
     Report(Box<ReportArgs>),
     /// Write a CA and a serving certificate (ca.crt, tls.crt, tls.key) for static setups.
@@ -117,6 +120,29 @@ pub struct MutateArgs {
     #[arg(long)]
     pub now: Option<String>,
 
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyOutput {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AdmissionPolicyArgs {
+    /// Namespaces whose GitRepositories the policy leaves alone (comma-separated; "" for none),
+    /// as the webhook registration in deploy/ does.
+    #[arg(long, value_delimiter = ',', default_value = "fluxgate,kube-system")]
+    pub exclude_namespaces: Vec<String>,
+
+    /// yaml: documents for kubectl apply; json: one List.
+    #[arg(short, long, value_enum, default_value_t = PolicyOutput::Yaml)]
+    pub output: PolicyOutput,
+
+    /// The same policy flags and FLUXGATE_* variables as `serve` and `mutate`; with a proxy,
+    /// --kubernetes-service-ip is required (the webhook discovers it, a manifest cannot).
     #[command(flatten)]
     pub policy: PolicyArgs,
 }

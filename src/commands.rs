@@ -8,12 +8,14 @@ use serde_json::Value;
 
 use crate::certs::{self, ServingNames};
 use crate::cli::{
-    CertsArgs, CleanupArgs, MutateArgs, MutateOutput, ReportArgs, RestoreArgs, parse_now,
+    AdmissionPolicyArgs, CertsArgs, CleanupArgs, MutateArgs, MutateOutput, PolicyOutput,
+    ReportArgs, RestoreArgs, parse_now,
 };
 use crate::flux;
 use crate::janitor;
 use crate::manifests;
 use crate::metrics::Metrics;
+use crate::policy::native::{self, NativeOptions};
 use crate::policy::{Mutation, Target};
 
 /// `fluxgate mutate`: writes the admitted objects (or patches) to `out`, warnings to `err`.
@@ -82,6 +84,40 @@ pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> an
                 serde_json::to_writer(&mut *out, &mutation.patch)?;
                 writeln!(out)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// `fluxgate admission-policy`: the policy as MutatingAdmissionPolicy manifests on `out`,
+/// warnings about them on `err`.
+pub fn admission_policy(
+    args: &AdmissionPolicyArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let options = NativeOptions {
+        excluded_namespaces: args
+            .exclude_namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect(),
+    };
+    let rendered = native::render(&args.policy.policy(), &options)?;
+    for warning in &rendered.warnings {
+        writeln!(err, "Warning: {warning}")?;
+    }
+    match args.output {
+        PolicyOutput::Yaml => write!(out, "{}", rendered.to_yaml()?)?,
+        PolicyOutput::Json => {
+            let list = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": rendered.objects,
+            });
+            serde_json::to_writer_pretty(&mut *out, &list)?;
+            writeln!(out)?;
         }
     }
     Ok(())

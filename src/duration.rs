@@ -2,7 +2,9 @@
 //!
 //! `spec.timeout` must match `^([0-9]+(\.[0-9]+)?(ms|s|m))+$`: Go's duration syntax without the `h`
 //! unit (and without `us`/`ns`). Parsing follows exactly that grammar, so a value fluxgate accepts is
-//! one the API server accepts, and formatting never emits `h`.
+//! one the API server accepts, and formatting never emits `h`. A value must also fit Go's
+//! `time.Duration` (at most 2^63-1 ns, about 292 years), as source-controller decodes it with
+//! `time.ParseDuration`: a longer one matches the CRD's pattern but the controller cannot read it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,8 +19,12 @@ pub enum DurationError {
         "invalid duration {0:?}: expected numbers with units ms, s or m, like 60s, 1m30s or 500ms"
     )]
     Syntax(String),
-    #[error("duration {0:?} is too large")]
+    #[error(
+        "duration {0:?} is too large: Flux reads durations as Go's time.Duration, at most about 292 years"
+    )]
     Overflow(String),
+    #[error("duration of {0} characters: fluxgate reads at most {MAX_TIMEOUT_LEN}")]
+    TooLong(usize),
 }
 
 /// A duration that fits `spec.timeout`: parsed from, and printed as, Flux's syntax.
@@ -67,11 +73,26 @@ impl fmt::Display for FluxDuration {
     }
 }
 
+/// The longest duration Go's `time.Duration` holds, in nanoseconds.
+pub const MAX_NANOS: u128 = i64::MAX as u128;
+
+/// The longest duration text fluxgate reads. The CRD's pattern has no bound, but no real timeout
+/// comes near one (Go prints the longest `time.Duration` in 24 characters), and the native
+/// admission policy must not parse an unbounded string in kube-apiserver: there, CEL's cost grows
+/// faster than the text (20,000 parts took 7 s to read on kube-apiserver v1.37, 40,000 ran out of
+/// budget). A longer one is refused here as in the policy.
+pub const MAX_TIMEOUT_LEN: usize = 64;
+
 /// Parses a duration in the CRD's `spec.timeout` grammar. Fractions are allowed (`1.5m`); sub-
-/// millisecond remainders are truncated, as they carry no meaning for a Git timeout.
+/// millisecond remainders are truncated, as they carry no meaning for a Git timeout. Fractions are
+/// read to nanoseconds (9 digits at the unit's scale), and the sum of all parts must not exceed
+/// [`MAX_NANOS`].
 pub fn parse_timeout(input: &str) -> Result<Duration, DurationError> {
     if input.is_empty() {
         return Err(DurationError::Empty);
+    }
+    if input.len() > MAX_TIMEOUT_LEN {
+        return Err(DurationError::TooLong(input.len()));
     }
     let syntax = || DurationError::Syntax(input.to_owned());
     let overflow = || DurationError::Overflow(input.to_owned());
@@ -124,6 +145,9 @@ pub fn parse_timeout(input: &str) -> Result<Duration, DurationError> {
         }
         total_nanos = total_nanos.checked_add(nanos).ok_or_else(overflow)?;
     }
+    if total_nanos > MAX_NANOS {
+        return Err(overflow());
+    }
     let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| overflow())?;
     let millis_nanos = (total_nanos % 1_000_000_000) / 1_000_000 * 1_000_000;
     // Below one second, so it fits.
@@ -168,6 +192,40 @@ mod tests {
             parse_timeout(huge),
             Err(DurationError::Overflow(_))
         ));
+    }
+
+    #[test]
+    fn the_limit_is_go_time_duration() {
+        // 2^63-1 ns = 9223372036.854775807 s: the largest value source-controller can decode.
+        assert_eq!(parse_timeout("153722867m"), Ok(ms(9_223_372_020_000)));
+        assert!(parse_timeout("153722868m").is_err());
+        assert_eq!(parse_timeout("9223372036854ms"), Ok(ms(9_223_372_036_854)));
+        assert!(parse_timeout("9223372036855ms").is_err());
+        assert!(parse_timeout("9223372036.854775807s").is_ok());
+        assert!(matches!(
+            parse_timeout("9223372036.854775808s"),
+            Err(DurationError::Overflow(_))
+        ));
+        // The limit is on the sum, not on each part.
+        assert!(parse_timeout("153722867m16s").is_ok());
+        assert!(parse_timeout("153722867m17s").is_err());
+        // Leading zeros do not count.
+        assert_eq!(parse_timeout("0000000000000000000000001m"), Ok(ms(60_000)));
+    }
+
+    #[test]
+    fn at_most_64_characters_are_read() {
+        let longest = format!("{}1m", "0".repeat(62));
+        assert_eq!(parse_timeout(&longest), Ok(ms(60_000)));
+        assert_eq!(parse_timeout(&"1s".repeat(32)), Ok(ms(32_000)));
+        assert_eq!(
+            parse_timeout(&"1s".repeat(33)),
+            Err(DurationError::TooLong(66))
+        );
+        assert_eq!(
+            parse_timeout(&format!("0{longest}")),
+            Err(DurationError::TooLong(65))
+        );
     }
 
     #[test]

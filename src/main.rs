@@ -20,6 +20,9 @@ fn main() -> ExitCode {
         Command::Mutate(args) => {
             commands::mutate(&args, &mut Stdout(stdout.lock()), &mut stderr.lock())
         }
+        Command::AdmissionPolicy(args) => {
+            commands::admission_policy(&args, &mut Stdout(stdout.lock()), &mut stderr.lock())
+        }
         Command::Report(args) => commands::report(&args, &mut Stdout(stdout.lock())),
         Command::Certs(args) => commands::certs(&args, &mut Stdout(stdout.lock())),
         Command::Cleanup(args) => block_on(commands::cleanup(*args, &mut Stdout(stdout))),

@@ -493,6 +493,8 @@ mod tests {
             json!("1h"),
             json!("soon"),
             json!(""),
+            // The CRD's syntax, but longer than fluxgate reads (duration::MAX_TIMEOUT_LEN).
+            json!("1m".repeat(33)),
             json!(30),
             json!(null),
         ] {

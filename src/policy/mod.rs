@@ -1,9 +1,12 @@
 //! Pure decisions about how fluxgate changes objects on admission. No I/O and no clock: the
 //! webhook and `fluxgate mutate` both call [`Policy::plan`], so they cannot disagree.
+//! [`native`] writes the same decisions as a MutatingAdmissionPolicy for kube-apiserver to apply
+//! (`fluxgate admission-policy`); the end-to-end tests hold the two to the same results.
 
 pub mod args;
 pub mod fields;
 pub mod gitrepository;
+pub mod native;
 pub mod proxy;
 
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};

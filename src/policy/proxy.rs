@@ -146,7 +146,7 @@ impl ProxyPolicy {
     }
 
     /// The variables to inject, upper- and lowercase (some clients read only one form).
-    fn wanted_env(&self) -> Vec<(String, Value)> {
+    pub(crate) fn wanted_env(&self) -> Vec<(String, Value)> {
         let mut wanted = Vec::new();
         let mut push = |name: &str, value: &ProxyValue| {
             wanted.push((name.to_owned(), value.env_entry(name)));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Renders deploy/ (the base, its cert-manager and janitor-delete components, deploy/monitoring/)
-# with kustomize and checks the result offline: objects, API field schema, hardening, exact RBAC,
-# webhook registration, NetworkPolicy, the monitoring wiring, kube-score (and kube-linter where
+# Renders deploy/ (the base, its cert-manager, janitor-delete and native-admission components,
+# deploy/monitoring/) with kustomize and checks the result offline: objects, API field schema,
+# hardening, exact RBAC, webhook registration, NetworkPolicy, the monitoring wiring, kube-score (and kube-linter where
 # it can be installed), and the Dockerfile. Writes nothing into the repository.
 #   tests/deploy/check.sh
 # Ends with "deploy: N passed, M failed" (", K skipped" when kube-linter cannot be installed);

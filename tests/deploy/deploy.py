@@ -201,6 +201,14 @@ CERT_MANAGER_OBJECTS = {
     ("Certificate", "fluxgate", "fluxgate-tls"),
 }
 JANITOR_DELETE_OBJECTS = {("ClusterRoleBinding", None, "fluxgate-janitor-delete")}
+NATIVE_OBJECTS = (BASE_OBJECTS - {
+    ("MutatingWebhookConfiguration", None, "fluxgate"),
+    ("Role", "default", "fluxgate-kubernetes-service"),
+    ("RoleBinding", "default", "fluxgate-kubernetes-service"),
+}) | {
+    ("MutatingAdmissionPolicy", None, "fluxgate-gitrepositories"),
+    ("MutatingAdmissionPolicyBinding", None, "fluxgate-gitrepositories"),
+}
 
 
 def check_deployment(docs, args, mounts):
@@ -450,6 +458,52 @@ def check_cert_manager(docs):
     check_webhooks(docs)
 
 
+def check_native_admission(docs, base):
+    """deploy/native-admission: the rendered policy instead of the webhook; the Deployment runs the
+    exporter and janitor only, and nothing of the webhook (port, certificate, permissions) is left."""
+    check_objects(docs, NATIVE_OBJECTS)
+    dep = one(docs, "Deployment", "fluxgate", "fluxgate")
+    base_dep = one(base, "Deployment", "fluxgate", "fluxgate")
+    assert dep["spec"]["replicas"] == base_dep["spec"]["replicas"]
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == IMAGE and c["args"] == ["serve", "--no-webhook"], c["args"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http-metrics": 8080}, c["ports"]
+    assert not c.get("volumeMounts") and not pod.get("volumes"), "certificate volume left"
+    (base_c,) = base_dep["spec"]["template"]["spec"]["containers"]
+    for key in ("env", "readinessProbe", "livenessProbe", "resources", "securityContext"):
+        assert c[key] == base_c[key], f"{key} changed"
+    svc = one(docs, "Service", "fluxgate", "fluxgate")
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
+    assert ports == {"http-metrics": (8080, "http-metrics")}, ports
+    spec = one(docs, "NetworkPolicy", "fluxgate", "fluxgate")["spec"]
+    base_spec = one(base, "NetworkPolicy", "fluxgate", "fluxgate")["spec"]
+    assert spec["ingress"] == base_spec["ingress"][1:] and spec["egress"] == base_spec["egress"], spec
+    # The policy admits as the webhook registration did: CREATE of GitRepositories, the same
+    # namespaces left out, never blocking, idempotent under reinvocation.
+    policy = one(docs, "MutatingAdmissionPolicy", "fluxgate-gitrepositories")
+    assert policy["apiVersion"] == "admissionregistration.k8s.io/v1", policy["apiVersion"]
+    hook = next(w for w in one(base, "MutatingWebhookConfiguration", "fluxgate")["webhooks"]
+                if w["name"] == "gitrepositories.fluxgate.io")
+    constraints = policy["spec"]["matchConstraints"]
+    assert constraints["resourceRules"] == hook["rules"], constraints["resourceRules"]
+    assert constraints["namespaceSelector"] == hook["namespaceSelector"], constraints
+    assert constraints["matchPolicy"] == hook["matchPolicy"]
+    for key in ("failurePolicy", "reinvocationPolicy"):
+        assert policy["spec"][key] == hook[key], f"{key} = {policy['spec'][key]}"
+    (mutation,) = policy["spec"]["mutations"]
+    assert mutation["patchType"] == "JSONPatch" and "'5m'" in mutation["jsonPatch"]["expression"]
+    binding = one(docs, "MutatingAdmissionPolicyBinding", "fluxgate-gitrepositories")
+    assert binding["spec"] == {"policyName": "fluxgate-gitrepositories"}, binding["spec"]
+    check_rbac(docs, {
+        ("ClusterRole", None, "fluxgate"): CERT_MANAGER_CLUSTERROLE,
+        ("ClusterRole", None, "fluxgate-janitor-delete"): DELETE_CLUSTERROLE,
+        ("Role", "fluxgate", "fluxgate"): CERT_MANAGER_ROLE,
+    }, [("ClusterRole", None, "fluxgate"), ("Role", "fluxgate", "fluxgate")])
+    check_schema(docs)
+    check_hardened(docs)
+
+
 def check_monitoring(docs, base):
     check_objects(docs, {("ServiceMonitor", "fluxgate", "fluxgate"), ("PrometheusRule", "fluxgate", "fluxgate")})
     sm = one(docs, "ServiceMonitor", "fluxgate", "fluxgate")
@@ -538,7 +592,8 @@ def run_linters(base, state, workdir):
     check("deploy/: checks switched off by annotations are the documented ones")(documented_exceptions, base)
     variants = [("deploy/", "base", base)]
     variants += [(label, key, state[key]) for label, key in
-                 (("deploy/ + cert-manager", "cm"), ("deploy/ + cert-manager + janitor-delete", "both"))
+                 (("deploy/ + cert-manager", "cm"), ("deploy/ + cert-manager + janitor-delete", "both"),
+                  ("deploy/ + native-admission", "native"))
                  if key in state]
     for label, key, docs in variants:
         check(f"kube-score {KUBERNETES_VERSION}, warnings fail: {label}")(kube_score, docs, workdir, f"score-{key}")
@@ -622,6 +677,11 @@ def run_checks(workdir):
 
         check("janitor-delete: binds fluxgate-janitor-delete to fluxgate/fluxgate, nothing else")(
             janitor_delete, state["both"])
+
+    check("kustomize renders deploy/ + component native-admission")(render, "native", ["native-admission"])
+    if "native" in state:
+        check("native-admission: policy as the webhook registered it, no webhook port, cert or RBAC left")(
+            check_native_admission, state["native"], base)
 
     def render_monitoring():
         state["monitoring"] = kustomize(DEPLOY / "monitoring")
