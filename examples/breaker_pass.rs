@@ -73,7 +73,11 @@ fn populated(size: usize, situation: Situation, store: &Store) {
                 "type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact",
                 "lastTransitionTime": "2026-11-28T10:00:30Z" }] })
         };
-        let host = if far { "github.com" } else { "git.platform.example" };
+        let host = if far {
+            "github.com"
+        } else {
+            "git.platform.example"
+        };
         let mut object = json!({
             "metadata": { "name": format!("project-{i:06}"), "namespace": format!("tenant-{:05}", i % namespaces),
                           "uid": format!("uid-{i}"), "generation": 1, "resourceVersion": format!("{}", 1000 + i),
@@ -107,7 +111,10 @@ fn main() {
     println!("|---|---|---|---|---|");
     for (situation, name) in [
         (Situation::NoOutage, "no outage"),
-        (Situation::OutageClosed, "outage, closed (counting its window)"),
+        (
+            Situation::OutageClosed,
+            "outage, closed (counting its window)",
+        ),
         (Situation::OutageOpen, "outage, open (waiting for a probe)"),
     ] {
         let mut metrics = Metrics::new();
