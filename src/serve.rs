@@ -65,11 +65,15 @@ impl ServeArgs {
 
 /// `fluxgate serve`: starts every enabled part, then waits for SIGTERM and drains.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.breaker.enabled && !args.exporter.enabled() {
+        anyhow::bail!("--breaker reads the exporter's watch: it cannot run with --no-exporter");
+    }
     let mut metrics = Metrics::new();
     let exporter = args
         .exporter
         .enabled()
         .then(|| Exporter::new(&mut metrics, args.exporter.config()));
+    let store = exporter.as_ref().map(Exporter::store);
     let metrics = Arc::new(metrics);
     let readiness = Readiness::new(args.webhook.enabled());
     let client = cluster_client(&args, exporter.is_some()).await?;
@@ -80,44 +84,60 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         servers.push(start_webhook(&args, client.as_ref(), &metrics, &mut tasks).await?);
         readiness.set_webhook_listening();
     }
-    if args.breaker.enabled && exporter.is_none() {
-        anyhow::bail!("--breaker reads the exporter's watch: it cannot run with --no-exporter");
-    }
-    let store = exporter.as_ref().map(Exporter::store);
     if let (Some(exporter), Some(client)) = (exporter, &client) {
         readiness.set_exporter(exporter.status());
         tasks.spawn(log_end("exporter", exporter.run(client.clone())));
     }
-    if let (true, Some(client)) = (args.janitor.enabled || args.breaker.enabled, &client) {
-        let leadership = join_election(&args, client).await?;
-        if args.janitor.enabled {
-            start_janitor(&args, client, &metrics, leadership.clone(), &mut tasks);
-        }
-        if let (true, Some(store)) = (args.breaker.enabled, store) {
-            start_breaker(&args, client, store, &metrics, leadership, &mut tasks);
-        }
+    if let Some(client) = &client {
+        start_elected(&args, client, store, &metrics, &mut tasks).await?;
     }
-
     // The operations listener goes last so /readyz stays answerable (false) during the drain.
+    servers.push(start_ops(&args, &metrics, &readiness).await?);
+
+    let shutdown = &args.shutdown;
+    let signal = server::shutdown_signal();
+    let (delay, drain) = (shutdown.shutdown_delay, shutdown.drain_timeout);
+    let result = server::drain_on(signal, &readiness, delay, drain, servers).await;
+    tasks.shutdown().await;
+    tracing::info!("stopped");
+    result.context("draining")
+}
+
+/// `/metrics`, `/healthz` and `/readyz`, plain HTTP.
+async fn start_ops(
+    args: &ServeArgs,
+    metrics: &Arc<Metrics>,
+    readiness: &Arc<Readiness>,
+) -> anyhow::Result<RunningServer> {
     let router = ops::router(metrics.clone(), readiness.clone());
     let addr = args.ops.metrics_addr;
     let ops_server = server::spawn_plain(addr, router, ConnectionLimits::default())
         .await
         .with_context(|| format!("listening on {addr}"))?;
     tracing::info!(addr = %ops_server.addr, "metrics and health serving HTTP");
-    servers.push(ops_server);
+    Ok(ops_server)
+}
 
-    let result = server::drain_on(
-        server::shutdown_signal(),
-        &readiness,
-        args.shutdown.shutdown_delay,
-        args.shutdown.drain_timeout,
-        servers,
-    )
-    .await;
-    tasks.shutdown().await;
-    tracing::info!("stopped");
-    result.context("draining")
+/// The parts that act once per cluster, on the replica holding the Lease: the janitor and the
+/// host circuit breaker share one election.
+async fn start_elected(
+    args: &ServeArgs,
+    client: &kube::Client,
+    store: Option<Arc<crate::exporter::Store>>,
+    metrics: &Metrics,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    if !args.janitor.enabled && !args.breaker.enabled {
+        return Ok(());
+    }
+    let leadership = join_election(args, client).await?;
+    if args.janitor.enabled {
+        start_janitor(args, client, metrics, leadership.clone(), tasks);
+    }
+    if let (true, Some(store)) = (args.breaker.enabled, store) {
+        start_breaker(args, client, store, metrics, leadership, tasks);
+    }
+    Ok(())
 }
 
 /// A Kubernetes client when a part needs one. The webhook works without any cluster access, so
