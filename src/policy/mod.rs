@@ -4,6 +4,7 @@
 pub mod args;
 pub mod fields;
 pub mod gitrepository;
+pub mod mirror;
 pub mod proxy;
 
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
