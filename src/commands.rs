@@ -19,7 +19,7 @@ use crate::policy::{Mutation, Target};
 /// `fluxgate mutate`: writes the admitted objects (or patches) to `out`, warnings to `err`.
 pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
     let now = parse_now(args.now.as_deref())?;
-    let policy = args.policy.policy();
+    let policy = args.policy.policy()?;
     let mut objects = Vec::new();
     for file in &args.files {
         let text = manifests::read_source(file)?;

@@ -65,6 +65,10 @@ impl ServeArgs {
 
 /// `fluxgate serve`: starts every enabled part, then waits for SIGTERM and drains.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Rules that cannot be meant (overlapping mirror rules) stop the start before anything runs.
+    if args.webhook.enabled() {
+        args.webhook.policy.policy()?;
+    }
     let mut metrics = Metrics::new();
     let exporter = args
         .exporter
@@ -171,7 +175,11 @@ async fn start_webhook(
     )
     .context("loading the webhook certificate")?;
 
-    let mut policy = args.webhook.policy.policy();
+    let mut policy = args.webhook.policy.policy()?;
+    for rule in policy.gitrepository.mirror.rules() {
+        metrics.mirror.declare(rule.label());
+        tracing::info!(rule = %rule, "mirror rule for new GitRepositories");
+    }
     let proxy = &mut policy.proxy;
     let track_service_ip = proxy.is_enabled() && proxy.kubernetes_service_ip.is_none();
     if proxy.is_enabled() && proxy.kubernetes_service_ip.is_none() {

@@ -7,6 +7,8 @@ pub mod gitrepository;
 pub mod mirror;
 pub mod proxy;
 
+use std::sync::Arc;
+
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use jsonptr::PointerBuf;
 use serde_json::Value;
@@ -16,6 +18,7 @@ use crate::flux;
 
 pub use args::PolicyArgs;
 pub use gitrepository::{GitRepositoryFields, GitRepositoryPolicy, SuspendMode, TimeoutMode};
+pub use mirror::{MirrorRule, MirrorRules};
 pub use proxy::ProxyPolicy;
 
 /// The kinds of object fluxgate has an opinion about.
@@ -48,6 +51,9 @@ impl Target {
 pub struct Mutation {
     pub patch: Patch,
     pub warnings: Vec<String>,
+    /// The mirror rule (its name) that rewrote `spec.url`, for whoever counts rewrites: the
+    /// decision travels with the patch, nobody decides it again.
+    pub mirror_rule: Option<Arc<str>>,
 }
 
 impl Mutation {
@@ -83,7 +89,9 @@ impl Policy {
         now: OffsetDateTime,
     ) -> Result<Mutation, PolicyError> {
         match target {
-            Target::GitRepository => gitrepository::plan_object(object, &self.gitrepository, now),
+            Target::GitRepository => {
+                gitrepository::plan_object(object, namespace, &self.gitrepository, now)
+            }
             Target::Pod => self.proxy.plan_pod(namespace, object),
         }
     }
@@ -93,9 +101,10 @@ impl Policy {
     pub fn plan_gitrepository(
         &self,
         object: &GitRepositoryFields<'_>,
+        namespace: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Mutation, PolicyError> {
-        gitrepository::plan(object, &self.gitrepository, now)
+        gitrepository::plan(object, namespace, &self.gitrepository, now)
     }
 }
 
