@@ -79,6 +79,8 @@ pub struct Reviewed {
     pub name: Option<String>,
     pub dry_run: bool,
     pub warnings: Vec<String>,
+    /// The mirror rule that rewrote `spec.url`, as the policy decided it (only when patched).
+    pub mirror_rule: Option<std::sync::Arc<str>>,
     /// Why the object was allowed unchanged when `outcome` is `Error`.
     pub error: Option<String>,
 }
@@ -419,6 +421,7 @@ pub fn review(
         name: owned(request.name),
         dry_run: request.dry_run.unwrap_or(false),
         warnings: Vec::new(),
+        mirror_rule: None,
         error: None,
     };
 
@@ -427,7 +430,7 @@ pub fn review(
         let mutation = match request.object {
             ObjectIn::Missing => Err("CREATE request carries no object".to_owned()),
             ObjectIn::GitRepository(fields) => policy
-                .plan_gitrepository(&fields, now)
+                .plan_gitrepository(&fields, reviewed.namespace.as_deref(), now)
                 .map_err(|err| err.to_string()),
             ObjectIn::NotAnObject => Err(PolicyError::NotAnObject.to_string()),
             ObjectIn::Value(object) | ObjectIn::Pod(object) => policy
@@ -437,7 +440,11 @@ pub fn review(
             ObjectIn::Skipped => Err("the object was not read".to_owned()),
         };
         match mutation {
-            Ok(Mutation { patch: p, warnings }) => {
+            Ok(Mutation {
+                patch: p,
+                warnings,
+                mirror_rule,
+            }) => {
                 reviewed.warnings = warnings;
                 if p.0.is_empty() {
                     reviewed.outcome = ReviewOutcome::Unchanged;
@@ -446,6 +453,7 @@ pub fn review(
                     match serde_json::to_writer(&mut bytes, &p) {
                         Ok(()) => {
                             reviewed.outcome = ReviewOutcome::Patched;
+                            reviewed.mirror_rule = mirror_rule;
                             patch = Some(bytes);
                         }
                         Err(err) => {

@@ -222,9 +222,49 @@ mod tests {
         assert_eq!(policy_args.timeout_mode, TimeoutMode::Floor);
         assert_eq!(policy_args.suspend_mode, SuspendMode::Force);
         assert!(!args.certs.cert_bootstrap);
-        let policy = policy_args.policy();
+        let policy = policy_args.policy().unwrap();
         assert_eq!(policy.proxy, ProxyPolicy::default());
         assert!(!policy.proxy.is_enabled());
+    }
+
+    #[test]
+    fn mirror_rules_come_from_flags_or_the_variable_and_bad_sets_are_refused() {
+        let cli = Cli::try_parse_from([
+            "fluxgate",
+            "mutate",
+            "--mirror",
+            "https://github.com/=https://gitee.com/acme-mirror/",
+            "--mirror",
+            "ssh://git@github.com/=ssh://git@gitea.internal/m/;credentials=carry",
+            "--mirror-exclude-namespaces",
+            "platform,flux-system",
+        ])
+        .unwrap();
+        let Command::Mutate(args) = cli.command else {
+            panic!("not mutate")
+        };
+        let policy = args.policy.policy().unwrap();
+        assert_eq!(policy.gitrepository.mirror.rules().len(), 2);
+
+        // One rule that is not a URL: refused by the parser, naming the rule.
+        let err = Cli::try_parse_from(["fluxgate", "mutate", "--mirror", "https://=x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("has no host"), "{err}");
+
+        // Overlapping rules parse one by one and are refused together.
+        let cli = Cli::try_parse_from([
+            "fluxgate",
+            "serve",
+            "--mirror",
+            "https://github.com/=https://a.internal/,https://github.com/acme/=https://b.internal/",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let err = args.webhook.policy.policy().unwrap_err().to_string();
+        assert!(err.contains("overlaps"), "{err}");
     }
 
     #[test]
@@ -244,7 +284,7 @@ mod tests {
         let Command::Mutate(args) = cli.command else {
             panic!("not mutate")
         };
-        let proxy = args.policy.policy().proxy;
+        let proxy = args.policy.policy().unwrap().proxy;
         assert!(proxy.is_enabled());
         assert_eq!(proxy.no_proxy, ["a.example", "b.example"]);
         assert_eq!(proxy.selector.len(), 2);

@@ -21,7 +21,7 @@ use crate::policy::{Mutation, Target};
 /// `fluxgate mutate`: writes the admitted objects (or patches) to `out`, warnings to `err`.
 pub fn mutate(args: &MutateArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::Result<()> {
     let now = parse_now(args.now.as_deref())?;
-    let policy = args.policy.policy();
+    let policy = args.policy.policy()?;
     let mut objects = Vec::new();
     for file in &args.files {
         let text = manifests::read_source(file)?;
@@ -104,7 +104,15 @@ pub fn admission_policy(
             .filter(|n| !n.is_empty())
             .collect(),
     };
-    let rendered = native::render(&args.policy.policy(), &options)?;
+    let policy = args.policy.policy()?;
+    // Not expressed in CEL yet: refusing is better than a policy that silently does less than the
+    // webhook it stands in for.
+    if !policy.gitrepository.mirror.is_empty() {
+        anyhow::bail!(
+            "--mirror rules are applied by the webhook only; the native policy does not render them"
+        );
+    }
+    let rendered = native::render(&policy, &options)?;
     for warning in &rendered.warnings {
         writeln!(err, "Warning: {warning}")?;
     }

@@ -65,6 +65,20 @@ pub mod quarantine {
     pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/breaker";
 }
 
+/// The mirror rules' marks (`fluxgate serve --mirror FROM=TO`).
+pub mod mirror {
+    /// The `spec.url` a GitRepository was created with, before a mirror rule rewrote it: who
+    /// reads the object can tell, and undo.
+    pub const ORIGINAL_URL_ANNOTATION: &str = "fluxgate.io/original-url";
+    /// `"false"` (or `"disabled"`) on a GitRepository being created keeps its URL as written.
+    pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/mirror";
+
+    /// Whether an opt-out annotation's value opts out.
+    pub fn opts_out(value: &str) -> bool {
+        super::archive::opts_out(value)
+    }
+}
+
 /// What fluxgate may do to a GitRepository that keeps failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Removal {

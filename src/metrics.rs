@@ -229,6 +229,37 @@ pub struct ProxyMetrics {
     pub injections: Family<NamespaceLabels, Counter>,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorRuleLabels {
+    /// The rule's normalised `FROM` prefix.
+    pub rule: String,
+}
+
+/// GitRepositories sent to a mirror on creation.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorMetrics {
+    pub rewrites: Family<MirrorRuleLabels, Counter>,
+}
+
+impl MirrorMetrics {
+    /// Starts each configured rule's series at 0, so a rule that never matched is visible too.
+    pub fn declare(&self, rule: &str) {
+        self.rewrites
+            .get_or_create(&MirrorRuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc_by(0);
+    }
+
+    pub fn count_rewrite(&self, rule: &str) {
+        self.rewrites
+            .get_or_create(&MirrorRuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// The janitor's actions and leadership.
 #[derive(Debug, Clone, Default)]
 pub struct JanitorMetrics {
@@ -298,6 +329,7 @@ pub struct Metrics {
     pub admission: AdmissionMetrics,
     pub tls: TlsMetrics,
     pub proxy: ProxyMetrics,
+    pub mirror: MirrorMetrics,
     pub janitor: JanitorMetrics,
     pub breaker: BreakerMetrics,
 }
@@ -314,6 +346,7 @@ impl Metrics {
         let admission = AdmissionMetrics::default();
         let tls = TlsMetrics::default();
         let proxy = ProxyMetrics::default();
+        let mirror = MirrorMetrics::default();
         let janitor = JanitorMetrics::default();
         let breaker = BreakerMetrics::default();
 
@@ -346,6 +379,11 @@ impl Metrics {
             "proxy_injections",
             "source-controller Pods given proxy environment, by namespace",
             proxy.injections.clone(),
+        );
+        registry.register(
+            "mirror_rewrites",
+            "New GitRepositories whose spec.url a mirror rule rewrote, by rule (dry runs not counted)",
+            mirror.rewrites.clone(),
         );
         registry.register(
             "janitor_actions",
@@ -395,6 +433,7 @@ impl Metrics {
             admission,
             tls,
             proxy,
+            mirror,
             janitor,
             breaker,
         }
@@ -499,6 +538,8 @@ mod tests {
                 outcome: "done",
             })
             .inc();
+        metrics.mirror.declare("ssh://git@github.com/");
+        metrics.mirror.count_rewrite("https://github.com/");
         let pod = LabelSlot::new(1, "Pod");
         let update = LabelSlot::new(1, "UPDATE");
         let skipped = LabelSlot::new(2, "skipped");
@@ -521,6 +562,8 @@ mod tests {
             "fluxgate_proxy_injections_total{namespace=\"flux-system\"} 1",
             "fluxgate_janitor_actions_total{rule=\"failing\",action=\"suspend\",outcome=\"done\"} 1",
             "fluxgate_janitor_leader 0",
+            "fluxgate_mirror_rewrites_total{rule=\"https://github.com/\"} 1",
+            "fluxgate_mirror_rewrites_total{rule=\"ssh://git@github.com/\"} 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -87,6 +87,21 @@ pub struct FailedGroup {
     pub count: usize,
 }
 
+/// GitRepositories a mirror rule sent from one host to another (they carry
+/// `fluxgate.io/original-url`): whether the mirror serves them.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct MirrorGroup {
+    /// The host of `fluxgate.io/original-url`.
+    pub original_host: String,
+    /// The host of `spec.url` now.
+    pub mirror_host: String,
+    pub total: usize,
+    pub ready: usize,
+    pub failed: usize,
+    /// The failed ones by class, most first.
+    pub failed_by_reason: Vec<FailedGroup>,
+}
+
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct Failing {
     pub namespace: String,
@@ -138,6 +153,8 @@ pub struct Report {
     pub failed_by_namespace: Vec<FailedGroup>,
     /// Exactly the series of `fluxgate_gitrepositories_failed{namespace, host, reason}`.
     pub failed_by_namespace_host_reason: Vec<FailedGroup>,
+    /// Rewritten by a mirror rule, by original host and mirror host, most failed first.
+    pub mirrored: Vec<MirrorGroup>,
     /// The ones failing longest (unknown start times last), at most [`LONGEST_FAILING`].
     pub longest_failing: Vec<Failing>,
     /// Never picked up by source-controller, longest waiting first.
@@ -360,6 +377,8 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -
         (&a.namespace, &a.host, &a.reason).cmp(&(&b.namespace, &b.host, &b.reason))
     });
 
+    let mirrored = mirrored(healths, class_of);
+
     let mut longest: Vec<&Health> = failed.clone();
     longest.sort_by_key(|h| {
         (
@@ -420,6 +439,7 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -
         failed_by_host_reason,
         failed_by_namespace,
         failed_by_namespace_host_reason,
+        mirrored,
         longest_failing,
         pending_repositories,
         janitor_rules: rules.janitor.describe(),
@@ -427,6 +447,47 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -
         breaker_rules: describe_breaker(&rules.breaker),
         breaker_hosts: breaker_hosts(healths, now, rules),
     }
+}
+
+/// Groups the GitRepositories that carry `fluxgate.io/original-url` by original and mirror host.
+fn mirrored(healths: &[Health], class_of: impl Fn(&Health) -> &'static str) -> Vec<MirrorGroup> {
+    let mut groups: BTreeMap<(String, &str), Vec<&Health>> = BTreeMap::new();
+    for h in healths {
+        if let Some(original) = h.annotation(crate::flux::mirror::ORIGINAL_URL_ANNOTATION) {
+            groups
+                .entry((health::git_host(original), h.host.as_str()))
+                .or_default()
+                .push(h);
+        }
+    }
+    let mut out: Vec<MirrorGroup> = groups
+        .into_iter()
+        .map(|((original_host, mirror_host), members)| {
+            let failed: Vec<&Health> = members
+                .iter()
+                .copied()
+                .filter(|h| h.state == State::Failed)
+                .collect();
+            MirrorGroup {
+                original_host,
+                mirror_host: mirror_host.to_owned(),
+                total: members.len(),
+                ready: members.iter().filter(|h| h.state == State::Ready).count(),
+                failed: failed.len(),
+                failed_by_reason: group_counts(failed.iter().map(|h| class_of(h)))
+                    .into_iter()
+                    .map(|(reason, count)| FailedGroup {
+                        namespace: None,
+                        host: None,
+                        reason: Some(reason.to_owned()),
+                        count,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    out.sort_by_key(|g| std::cmp::Reverse(g.failed));
+    out
 }
 
 /// Renders the report for these GitRepository objects as of `now`, with the janitor's `rules`.
@@ -568,6 +629,34 @@ fn table(r: &Report) -> String {
                 age(f.failing_seconds),
                 age(f.age_seconds),
                 f.since.clone().unwrap_or_else(|| "unknown".to_owned()),
+            ]
+        }));
+        columns(&mut out, &rows);
+    }
+
+    if !r.mirrored.is_empty() {
+        out.push_str("\nMirrored (fluxgate.io/original-url), by original host -> mirror host:\n");
+        let mut rows = vec![header(&[
+            "ORIGINAL HOST",
+            "MIRROR HOST",
+            "TOTAL",
+            "READY",
+            "FAILED",
+            "REASONS",
+        ])];
+        rows.extend(r.mirrored.iter().map(|g| {
+            let reasons: Vec<String> = g
+                .failed_by_reason
+                .iter()
+                .map(|f| format!("{} {}", f.count, f.reason.as_deref().unwrap_or("")))
+                .collect();
+            vec![
+                g.original_host.clone(),
+                g.mirror_host.clone(),
+                g.total.to_string(),
+                g.ready.to_string(),
+                g.failed.to_string(),
+                reasons.join(", "),
             ]
         }));
         columns(&mut out, &rows);
@@ -761,6 +850,54 @@ mod tests {
             json!([{ "namespace": "a", "host": "github.com", "reason": "timeout", "count": 2 }])
         );
         assert!(report["namespaces"]["a"].get("oldest_pending").is_none());
+    }
+
+    #[test]
+    fn mirrored_repositories_are_grouped_by_original_and_mirror_host() {
+        let mut objects = objects();
+        let mirror = |mut object: Value, url: &str, original: &str| {
+            object["spec"]["url"] = json!(url);
+            object["metadata"]["annotations"] =
+                json!({ "fluxgate.io/original-url": original, "other": "x" });
+            object
+        };
+        objects[0] = mirror(
+            objects[0].clone(),
+            "https://gitee.com/m/o/r",
+            "https://github.com/o/r",
+        );
+        objects[3] = mirror(
+            objects[3].clone(),
+            "https://gitee.com/m/o/s",
+            "https://GitHub.com/o/s",
+        );
+        let report = build(&objects, NOW, &Rulebook::default()).unwrap();
+        assert_eq!(
+            report.mirrored,
+            [MirrorGroup {
+                original_host: "github.com".into(),
+                mirror_host: "gitee.com".into(),
+                total: 2,
+                ready: 1,
+                failed: 1,
+                failed_by_reason: vec![FailedGroup {
+                    namespace: None,
+                    host: None,
+                    reason: Some("timeout".into()),
+                    count: 1,
+                }],
+            }]
+        );
+        let text = table(&report);
+        assert!(text.contains("by original host -> mirror host:"), "{text}");
+        assert!(
+            text.contains("github.com     gitee.com    2      1      1       1 timeout"),
+            "{text}"
+        );
+        // Without mirrored objects, no section.
+        let plain = build(&self::objects(), NOW, &Rulebook::default()).unwrap();
+        assert!(plain.mirrored.is_empty());
+        assert!(!table(&plain).contains("Mirrored"));
     }
 
     #[test]

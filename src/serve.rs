@@ -68,6 +68,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.breaker.enabled && !args.exporter.enabled() {
         anyhow::bail!("--breaker reads the exporter's watch: it cannot run with --no-exporter");
     }
+    // Rules that cannot be meant (overlapping mirror rules) stop the start before anything runs.
+    if args.webhook.enabled() {
+        args.webhook.policy.policy()?;
+    }
     let mut metrics = Metrics::new();
     let exporter = args
         .exporter
@@ -191,7 +195,11 @@ async fn start_webhook(
     )
     .context("loading the webhook certificate")?;
 
-    let mut policy = args.webhook.policy.policy();
+    let mut policy = args.webhook.policy.policy()?;
+    for rule in policy.gitrepository.mirror.rules() {
+        metrics.mirror.declare(rule.label());
+        tracing::info!(rule = %rule, "mirror rule for new GitRepositories");
+    }
     let proxy = &mut policy.proxy;
     let track_service_ip = proxy.is_enabled() && proxy.kubernetes_service_ip.is_none();
     if proxy.is_enabled() && proxy.kubernetes_service_ip.is_none() {

@@ -167,3 +167,24 @@ fn a_literal_proxy_with_credentials_renders_with_a_warning() {
     assert!(!stderr(&out).contains("hunter2"));
     assert_eq!(documents(&stdout(&out)).len(), 4);
 }
+
+/// Mirror rules exist only in the webhook: the native policy refuses them rather than doing
+/// less than the webhook it would replace.
+#[test]
+fn mirror_rules_are_refused_rather_than_silently_left_out() {
+    let out = fluxgate(
+        &[
+            "admission-policy",
+            "--mirror",
+            "https://github.com/=https://gitee.com/acme-mirror/",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("--mirror rules are applied by the webhook only"),
+        "{}",
+        stderr(&out)
+    );
+}

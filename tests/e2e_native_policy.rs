@@ -270,6 +270,7 @@ async fn webhook_and_native_policy_store_the_same_gitrepositories() {
                 timeout: "90s".parse().unwrap(),
                 timeout_mode: TimeoutMode::Force,
                 suspend_mode: SuspendMode::Preserve,
+                ..GitRepositoryPolicy::default()
             },
             ..Policy::default()
         },
@@ -678,11 +679,13 @@ async fn native_policy_agrees_with_plan_on_generated_specs() {
             timeout: "90s".parse().unwrap(),
             timeout_mode: TimeoutMode::Force,
             suspend_mode: SuspendMode::Preserve,
+            ..GitRepositoryPolicy::default()
         },
         GitRepositoryPolicy {
             timeout: "1m30.5s".parse().unwrap(),
             timeout_mode: TimeoutMode::Floor,
             suspend_mode: SuspendMode::Preserve,
+            ..GitRepositoryPolicy::default()
         },
     ];
     let started = Instant::now();
@@ -717,6 +720,7 @@ async fn native_policy_agrees_with_plan_on_generated_specs() {
             });
             let mutation = gitrepository::plan_object(
                 &expected,
+                None,
                 &gitrepository,
                 time::OffsetDateTime::UNIX_EPOCH,
             )

@@ -19,7 +19,8 @@ use fluxgate::duration::FluxDuration;
 use fluxgate::manifests::{self, ManifestError};
 use fluxgate::policy::proxy::ProxyValue;
 use fluxgate::policy::{
-    GitRepositoryPolicy, Policy, PolicyError, ProxyPolicy, SuspendMode, Target, TimeoutMode,
+    GitRepositoryPolicy, MirrorRule, MirrorRules, Policy, PolicyError, ProxyPolicy, SuspendMode,
+    Target, TimeoutMode,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -233,18 +234,64 @@ fn string_value() -> BoxedStrategy<Value> {
 
 /// GitRepository-shaped objects with every field fluxgate reads perturbed.
 fn gitrepository() -> BoxedStrategy<Value> {
-    let annotations = (slot(string_value()), extras())
-        .prop_map(|(at, extra)| object(vec![(REQUESTED_AT, at)], extra))
+    let url = prop_oneof![
+        select(
+            &[
+                "https://github.com/o/r",
+                "https://github.com/o/r.git",
+                "http://GitHub.com:80/o/r/",
+                "ssh://git@github.com/o/r",
+                "git@github.com:o/r",
+                "https://github.com/",
+                "https://gitee.com/acme-mirror/o/r",
+                "https://tok@github.com/o/r",
+            ][..]
+        )
+        .prop_map(|u| json!(u)),
+        text().prop_map(|t| json!(format!("https://github.com/{t}"))),
+        string_value(),
+    ]
+    .boxed();
+    let opt_out = select(&["false", "disabled", "true", ""][..])
+        .prop_map(|v| json!(v))
+        .boxed();
+    let annotations = (
+        slot(string_value()),
+        slot(url.clone()),
+        slot(opt_out),
+        extras(),
+    )
+        .prop_map(|(at, original, opt_out, extra)| {
+            object(
+                vec![
+                    (REQUESTED_AT, at),
+                    ("fluxgate.io/original-url", original),
+                    ("fluxgate.io/mirror", opt_out),
+                ],
+                extra,
+            )
+        })
+        .boxed();
+    let labels = (slot(string_value()), extras())
+        .prop_map(|(managed, extra)| {
+            object(vec![("kustomize.toolkit.fluxcd.io/name", managed)], extra)
+        })
         .boxed();
     let metadata = (
         slot(string_value()),
         slot(string_value()),
         slot(annotations),
+        slot(labels),
         extras(),
     )
-        .prop_map(|(name, ns, ann, extra)| {
+        .prop_map(|(name, ns, ann, labels, extra)| {
             object(
-                vec![("name", name), ("namespace", ns), ("annotations", ann)],
+                vec![
+                    ("name", name),
+                    ("namespace", ns),
+                    ("annotations", ann),
+                    ("labels", labels),
+                ],
                 extra,
             )
         })
@@ -255,13 +302,24 @@ fn gitrepository() -> BoxedStrategy<Value> {
         number()
     ]
     .boxed();
+    let secret_ref = Just(json!({ "name": "s" })).boxed();
     let spec = (
         slot(timeout),
         slot(any::<bool>().prop_map(Value::Bool).boxed()),
+        slot(url),
+        slot(secret_ref),
         extras(),
     )
-        .prop_map(|(timeout, suspend, extra)| {
-            object(vec![("timeout", timeout), ("suspend", suspend)], extra)
+        .prop_map(|(timeout, suspend, url, secret_ref, extra)| {
+            object(
+                vec![
+                    ("timeout", timeout),
+                    ("suspend", suspend),
+                    ("url", url),
+                    ("secretRef", secret_ref),
+                ],
+                extra,
+            )
         })
         .boxed();
     let repo = (
@@ -387,29 +445,52 @@ fn proxy_policy() -> BoxedStrategy<ProxyPolicy> {
     prop_oneof![1 => Just(ProxyPolicy::default()), 3 => enabled].boxed()
 }
 
+fn mirror_rules() -> MirrorRules {
+    let rules = [
+        "https://github.com/=https://gitee.com/acme-mirror/",
+        "ssh://git@github.com/=ssh://git@gitea.internal:2222/m/;credentials=carry;git-suffix=add",
+    ];
+    MirrorRules::new(
+        rules
+            .iter()
+            .map(|r| MirrorRule::parse(r).unwrap())
+            .collect(),
+        vec!["platform".to_owned()],
+    )
+    .unwrap()
+}
+
 fn policy() -> BoxedStrategy<Policy> {
     (
         select(&[0u64, 1, 1_500, 60_000, 300_000, 5_400_000, 5_430_250][..]),
         any::<bool>(),
         any::<bool>(),
         proxy_policy(),
+        any::<bool>(),
     )
-        .prop_map(|(ms, force_timeout, preserve_suspend, proxy)| Policy {
-            gitrepository: GitRepositoryPolicy {
-                timeout: FluxDuration::from_duration(Duration::from_millis(ms)),
-                timeout_mode: if force_timeout {
-                    TimeoutMode::Force
-                } else {
-                    TimeoutMode::Floor
+        .prop_map(
+            |(ms, force_timeout, preserve_suspend, proxy, mirror)| Policy {
+                gitrepository: GitRepositoryPolicy {
+                    timeout: FluxDuration::from_duration(Duration::from_millis(ms)),
+                    timeout_mode: if force_timeout {
+                        TimeoutMode::Force
+                    } else {
+                        TimeoutMode::Floor
+                    },
+                    suspend_mode: if preserve_suspend {
+                        SuspendMode::Preserve
+                    } else {
+                        SuspendMode::Force
+                    },
+                    mirror: if mirror {
+                        mirror_rules()
+                    } else {
+                        MirrorRules::default()
+                    },
                 },
-                suspend_mode: if preserve_suspend {
-                    SuspendMode::Preserve
-                } else {
-                    SuspendMode::Force
-                },
+                proxy,
             },
-            proxy,
-        })
+        )
         .boxed()
 }
 
@@ -562,7 +643,12 @@ fn check_review(body: &[u8], policy: &Policy) -> Result<Reviewed, InvalidReview>
             if !acted_on {
                 assert_eq!(reviewed.outcome, ReviewOutcome::Skipped);
             }
-            if !reviewed.warnings.is_empty() {
+            // A mirror rule that leaves an object alone says so, with or without a patch.
+            if reviewed
+                .warnings
+                .iter()
+                .any(|w| !w.starts_with(LEFT_WARNING))
+            {
                 assert_eq!(
                     reviewed.outcome,
                     ReviewOutcome::Patched,
@@ -598,7 +684,11 @@ fn check_review(body: &[u8], policy: &Policy) -> Result<Reviewed, InvalidReview>
                 let again = admission::review(&serde_json::to_vec(&again).unwrap(), policy, NOW)
                     .expect("the patched review is answerable");
                 assert_eq!(again.outcome, ReviewOutcome::Unchanged, "{:?}", again.error);
-                assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+                assert!(
+                    again.warnings.iter().all(|w| w.starts_with(LEFT_WARNING)),
+                    "{:?}",
+                    again.warnings
+                );
             }
         }
         Err(err) => {
@@ -669,6 +759,9 @@ fn type_is_container(value: Option<&Value>) -> bool {
 /// Runs the policy on `object` and checks: errors only for the shapes that are documented as
 /// errors; a patch always applies; a second pass on the result is empty (idempotency); the
 /// patched object holds what the policy promises.
+/// How a mirror rule's warning for an object it left alone begins.
+const LEFT_WARNING: &str = "spec.url left on its host";
+
 fn check_mutation(policy: &Policy, target: Target, namespace: Option<&str>, object: &Value) {
     let result = policy.plan(target, namespace, object, NOW);
     if target == Target::GitRepository {
@@ -695,7 +788,22 @@ fn check_mutation(policy: &Policy, target: Target, namespace: Option<&str>, obje
         "not idempotent: {object} -> {patched} -> {}",
         again.patch
     );
-    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    // Only a mirror rule's "left on its host" repeats: nothing marks an object it left alone.
+    assert!(
+        again
+            .warnings
+            .iter()
+            .all(|w| w.starts_with(LEFT_WARNING) && mutation.warnings.contains(w)),
+        "{:?}",
+        again.warnings
+    );
+    assert!(again.mirror_rule.is_none(), "rewritten twice: {patched}");
+    if mutation.mirror_rule.is_some() {
+        assert_eq!(
+            patched["metadata"]["annotations"]["fluxgate.io/original-url"], object["spec"]["url"],
+            "{patched}"
+        );
+    }
 
     if target == Target::GitRepository {
         // Present, whatever its value: an existing one is the user's and is kept.

@@ -200,3 +200,90 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn mirror_rules_preview_the_rewrite_and_say_what_they_left() {
+    let out = fluxgate(
+        &[
+            "mutate",
+            "-f",
+            "examples/gitrepositories.yaml",
+            "--now",
+            NOW,
+            "-o",
+            "json",
+            "--mirror",
+            "https://github.com/=https://gitee.com/acme-mirror/",
+            "--mirror",
+            "ssh://git@github.com/=ssh://git@gitee.com/acme-mirror/",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let items = list["items"].as_array().unwrap();
+    let original = |i: usize| &items[i]["metadata"]["annotations"]["fluxgate.io/original-url"];
+    assert_eq!(
+        items[0]["spec"]["url"],
+        "https://gitee.com/acme-mirror/example-org/project-1042"
+    );
+    assert_eq!(original(0), "https://github.com/example-org/project-1042");
+    // ssh with a deploy key: the key is for github.com, the rule does not carry it.
+    assert_eq!(
+        items[1]["spec"]["url"],
+        "ssh://git@github.com/example-org/project-1043"
+    );
+    assert!(original(1).is_null());
+    // Not under any rule.
+    assert_eq!(
+        items[2]["spec"]["url"],
+        "https://gitee.com/example-org/project-1044.git"
+    );
+    assert!(original(2).is_null());
+    assert_eq!(
+        items[3]["spec"]["url"],
+        "https://gitee.com/acme-mirror/example-org/project-1045"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "Warning: proj-1042/project-1042: spec.url rewritten to the mirror \
+             https://gitee.com/acme-mirror/example-org/project-1042 (rule https://github.com/); \
+             the original is in fluxgate.io/original-url\n"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "Warning: proj-1043/project-1043: spec.url left on its host although the mirror rule \
+             ssh://git@github.com/ matches: spec.secretRef"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_mirror_rules_stop_mutate_with_the_reason() {
+    for (rules, says) in [
+        (
+            vec!["https://=https://gitee.com/m/"],
+            "has no host: it would match every https URL",
+        ),
+        (vec!["github.com=gitee.com"], "is not a URL"),
+        (
+            vec![
+                "https://github.com/=https://gitee.com/m/",
+                "https://github.com/acme/=https://gitea.internal/acme/",
+            ],
+            "overlaps",
+        ),
+    ] {
+        let mut args = vec!["mutate", "--now", NOW];
+        for rule in &rules {
+            args.extend(["--mirror", rule]);
+        }
+        let out = fluxgate(&args, Some(b""));
+        assert!(!out.status.success(), "{rules:?}");
+        assert!(stderr(&out).contains(says), "{rules:?}: {}", stderr(&out));
+    }
+}

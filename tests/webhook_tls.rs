@@ -338,3 +338,102 @@ async fn shutdown_turns_readiness_off_and_drains_in_flight_requests() {
     // New connections are refused once drained.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+fn mirror_policy() -> Policy {
+    use fluxgate::policy::{GitRepositoryPolicy, MirrorRule, MirrorRules};
+    let rules =
+        vec![MirrorRule::parse("https://github.com/=https://gitee.com/acme-mirror/").unwrap()];
+    Policy {
+        gitrepository: GitRepositoryPolicy {
+            mirror: MirrorRules::new(rules, vec!["platform".to_owned()]).unwrap(),
+            ..GitRepositoryPolicy::default()
+        },
+        ..Policy::default()
+    }
+}
+
+#[tokio::test]
+async fn a_mirror_rewrite_is_patched_warned_and_counted_per_rule() {
+    let hook = TestWebhook::start(mirror_policy(), WebhookLimits::default()).await;
+    let client = hook.client();
+    let addr = hook.addr();
+    let post = |review: Value| {
+        let client = client.clone();
+        async move {
+            let reply = client
+                .post_json(addr, "/mutate", review_bytes(&review))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            reply.json()
+        }
+    };
+    let url_ops = |out: &Value| -> Vec<Value> {
+        match out["response"].get("patch") {
+            Some(_) => decode_patch(out)
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|op| op["path"] == "/spec/url")
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+
+    let out = post(gitrepository_review("m-1", "CREATE", gitrepository("web"))).await;
+    let patch = decode_patch(&out);
+    let mut object = gitrepository("web");
+    let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+    json_patch::patch(&mut object, &patch).unwrap();
+    assert_eq!(
+        object["spec"]["url"],
+        "https://gitee.com/acme-mirror/example/project-42"
+    );
+    assert_eq!(
+        object["metadata"]["annotations"]["fluxgate.io/original-url"],
+        "https://github.com/example/project-42"
+    );
+    let warnings = out["response"]["warnings"].as_array().unwrap();
+    assert_eq!(
+        warnings,
+        &[json!(
+            "spec.url rewritten to the mirror https://gitee.com/acme-mirror/example/project-42 \
+             (rule https://github.com/); the original is in fluxgate.io/original-url"
+        )]
+    );
+
+    // Re-invoked on the patched object: no second rewrite.
+    let again = post(gitrepository_review("m-2", "CREATE", object.clone())).await;
+    assert!(url_ops(&again).is_empty(), "{again}");
+
+    // Opted out, excluded namespace, UPDATE, dry run.
+    let mut opted_out = gitrepository("opt");
+    opted_out["metadata"]["annotations"] = json!({ "fluxgate.io/mirror": "false" });
+    let out = post(gitrepository_review("m-3", "CREATE", opted_out)).await;
+    assert!(url_ops(&out).is_empty(), "{out}");
+    assert!(out["response"].get("warnings").is_none());
+    let mut excluded = gitrepository("excluded");
+    excluded["metadata"]["namespace"] = json!("platform");
+    let out = post(gitrepository_review("m-4", "CREATE", excluded)).await;
+    assert!(url_ops(&out).is_empty(), "{out}");
+    let out = post(gitrepository_review("m-5", "UPDATE", gitrepository("web"))).await;
+    assert!(out["response"].get("patch").is_none(), "{out}");
+    let mut dry = gitrepository_review("m-6", "CREATE", gitrepository("dry"));
+    dry["request"]["dryRun"] = json!(true);
+    let out = post(dry).await;
+    assert_eq!(url_ops(&out).len(), 1, "a dry run shows the same patch");
+
+    // A secretRef stays on its host, and says so.
+    let mut private = gitrepository("private");
+    private["spec"]["secretRef"] = json!({ "name": "github-token" });
+    let out = post(gitrepository_review("m-7", "CREATE", private)).await;
+    assert!(url_ops(&out).is_empty(), "{out}");
+    let warning = out["response"]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("spec.secretRef"), "{warning}");
+
+    let metrics = hook.metrics.encode();
+    assert!(
+        metrics.contains("fluxgate_mirror_rewrites_total{rule=\"https://github.com/\"} 1"),
+        "one rewrite counted (not the re-invocation, not the dry run): {metrics}"
+    );
+}

@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::mirror::{MirrorRule, MirrorRules, RuleError};
 use super::proxy::ProxyValue;
 use super::{GitRepositoryPolicy, Policy, ProxyPolicy, SuspendMode, TimeoutMode};
 use crate::duration::FluxDuration;
@@ -21,6 +22,20 @@ pub struct PolicyArgs {
     /// an explicit true.
     #[arg(long, env = "FLUXGATE_SUSPEND_MODE", value_enum, default_value_t = SuspendMode::Force)]
     pub suspend_mode: SuspendMode,
+
+    /// Mirror rule FROM=TO[;credentials=carry][;git-suffix=add|strip]: new GitRepositories whose
+    /// spec.url is under FROM get it under TO, the original kept in fluxgate.io/original-url
+    /// (repeatable; comma-separated in the variable).
+    #[arg(long = "mirror", value_name = "FROM=TO", env = "FLUXGATE_MIRROR", value_delimiter = ',', value_parser = MirrorRule::parse)]
+    pub mirror: Vec<MirrorRule>,
+
+    /// Namespaces whose GitRepositories keep their URLs whatever the mirror rules (comma-separated).
+    #[arg(
+        long,
+        env = "FLUXGATE_MIRROR_EXCLUDE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub mirror_exclude_namespaces: Vec<String>,
 
     /// HTTPS_PROXY injected into source-controller Pods: a URL, or secret:NAME/KEY to reference a
     /// Secret in the Pod's namespace (for URLs with credentials). Unset: Pods are left alone.
@@ -86,12 +101,23 @@ impl PolicyArgs {
         self.https_proxy.is_some() || self.http_proxy.is_some()
     }
 
-    pub fn policy(&self) -> Policy {
-        Policy {
+    /// The policy these flags describe; mirror rules that cannot be meant together (overlapping,
+    /// or one rewriting another's mirror) are refused here, at start.
+    pub fn policy(&self) -> Result<Policy, RuleError> {
+        let mirror = MirrorRules::new(
+            self.mirror.clone(),
+            self.mirror_exclude_namespaces
+                .iter()
+                .map(|ns| ns.trim().to_owned())
+                .filter(|ns| !ns.is_empty())
+                .collect(),
+        )?;
+        Ok(Policy {
             gitrepository: GitRepositoryPolicy {
                 timeout: self.gitrepository_timeout,
                 timeout_mode: self.timeout_mode,
                 suspend_mode: self.suspend_mode,
+                mirror,
             },
             proxy: ProxyPolicy {
                 https_proxy: self.https_proxy.clone(),
@@ -104,6 +130,6 @@ impl PolicyArgs {
                 containers: self.proxy_containers.clone(),
                 override_existing: self.proxy_override,
             },
-        }
+        })
     }
 }

@@ -1,20 +1,24 @@
-//! What fluxgate changes on a new GitRepository: `spec.timeout`, `spec.suspend` and the
-//! `reconcile.fluxcd.io/requestedAt` annotation.
+//! What fluxgate changes on a new GitRepository: `spec.timeout`, `spec.suspend`, the
+//! `reconcile.fluxcd.io/requestedAt` annotation and, under a mirror rule, `spec.url` (the original
+//! kept in `fluxgate.io/original-url`).
 //!
 //! Works on the raw JSON object so every served version (v1, v1beta2) and every field fluxgate does
 //! not know about pass through untouched.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::fields::{Field, Read, Skip, key_index};
+use super::mirror::{Decision, MirrorInput, MirrorRules};
 
 use super::{Mutation, PatchBuilder, PolicyError, rfc3339_seconds};
 use crate::duration::{FluxDuration, parse_timeout};
 
-use crate::flux::REQUESTED_AT_ANNOTATION;
+use crate::flux::mirror::{OPT_OUT_ANNOTATION as MIRROR_OPT_OUT, ORIGINAL_URL_ANNOTATION};
+use crate::flux::{GITOPS_LABELS, REQUESTED_AT_ANNOTATION};
 
 /// How `spec.timeout` is brought to the configured value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +43,8 @@ pub struct GitRepositoryPolicy {
     pub timeout: FluxDuration,
     pub timeout_mode: TimeoutMode,
     pub suspend_mode: SuspendMode,
+    /// Mirror rules for `spec.url` (none by default).
+    pub mirror: MirrorRules,
 }
 
 impl Default for GitRepositoryPolicy {
@@ -47,6 +53,7 @@ impl Default for GitRepositoryPolicy {
             timeout: FluxDuration::from_duration(std::time::Duration::from_secs(300)),
             timeout_mode: TimeoutMode::Floor,
             suspend_mode: SuspendMode::Force,
+            mirror: MirrorRules::default(),
         }
     }
 }
@@ -55,25 +62,42 @@ impl Default for GitRepositoryPolicy {
 /// `fluxgate mutate` reads from manifests). Pure: `now` is the admission time.
 pub fn plan_object(
     object: &Value,
+    namespace: Option<&str>,
     policy: &GitRepositoryPolicy,
     now: OffsetDateTime,
 ) -> Result<Mutation, PolicyError> {
-    plan(&GitRepositoryFields::from_value(object)?, policy, now)
+    plan(
+        &GitRepositoryFields::from_value(object)?,
+        namespace,
+        policy,
+        now,
+    )
 }
 
 /// The decision itself, on the only parts of a GitRepository it reads. The webhook reads these
 /// fields straight from the AdmissionReview's JSON ([`GitRepositoryFields`]'s `Deserialize`) and
 /// `fluxgate mutate` from a parsed value ([`GitRepositoryFields::from_value`]); both then decide
-/// here, so they cannot disagree.
+/// here, so they cannot disagree. `namespace` is the object's (the review's, for the webhook).
 pub fn plan(
     object: &GitRepositoryFields<'_>,
+    namespace: Option<&str>,
     policy: &GitRepositoryPolicy,
     now: OffsetDateTime,
 ) -> Result<Mutation, PolicyError> {
     let mut patch = PatchBuilder::default();
     let mut warnings = Vec::new();
 
-    plan_requested_at(&object.metadata, now, &mut patch)?;
+    let mirror = plan_mirror(object, namespace, &policy.mirror, &mut warnings);
+    let mut annotations = Vec::with_capacity(2);
+    if !object.has_requested_at() {
+        // Any existing value is kept: the user may have asked for a reconcile, and a re-invoked
+        // webhook must not produce a second patch.
+        annotations.push((REQUESTED_AT_ANNOTATION, json!(rfc3339_seconds(now))));
+    }
+    if let Some((_, original, _)) = &mirror {
+        annotations.push((ORIGINAL_URL_ANNOTATION, json!(original)));
+    }
+    plan_annotations(&object.metadata, annotations, &mut patch)?;
 
     match &object.spec {
         Field::Missing | Field::Null => {
@@ -91,37 +115,105 @@ pub fn plan(
         Field::Other(kind) => return Err(PolicyError::FieldNotAnObject("spec", kind)),
     }
 
+    let mirror_rule = mirror.map(|(url, _, rule)| {
+        patch.replace(&["spec", "url"], json!(url));
+        rule
+    });
     Ok(Mutation {
         patch: patch.finish(),
         warnings,
+        mirror_rule,
     })
 }
 
-fn plan_requested_at(
+/// The mirror step: `Some((new URL, original URL, rule name))` when `spec.url` is rewritten, and
+/// a warning for the creator either way once a rule catches the URL.
+fn plan_mirror<'o>(
+    object: &'o GitRepositoryFields<'_>,
+    namespace: Option<&str>,
+    rules: &MirrorRules,
+    warnings: &mut Vec<String>,
+) -> Option<(String, &'o str, Arc<str>)> {
+    if rules.is_empty() {
+        return None;
+    }
+    let Field::Is(spec) = &object.spec else {
+        return None;
+    };
+    let Field::Is(url) = &spec.url else {
+        return None;
+    };
+    let (annotations, gitops_managed) = match &object.metadata {
+        Field::Is(metadata) => (
+            match &metadata.annotations {
+                Field::Is(annotations) => annotations.clone(),
+                _ => AnnotationsFields::default(),
+            },
+            metadata.gitops_managed,
+        ),
+        _ => (AnnotationsFields::default(), false),
+    };
+    let input = MirrorInput {
+        namespace,
+        url: Some(url),
+        has_secret_ref: spec.has_secret_ref,
+        opted_out: annotations.mirror_opt_out,
+        has_original_url: annotations.has_original_url,
+        gitops_managed,
+    };
+    match rules.decide(&input) {
+        Decision::Keep => None,
+        Decision::Rewrite { rule, url: new } => {
+            let warning = format!(
+                "spec.url rewritten to the mirror {new} (rule {}); the original is in \
+                 {ORIGINAL_URL_ANNOTATION}",
+                rule.label()
+            );
+            warnings.push(crate::text::fit(&warning, MIRROR_WARNING_LIMIT).into_owned());
+            Some((new, &**url, rule.label().clone()))
+        }
+        Decision::Left { rule, why } => {
+            let warning = format!(
+                "spec.url left on its host although the mirror rule {} matches: {}",
+                rule.label(),
+                why.explain()
+            );
+            warnings.push(crate::text::fit(&warning, MIRROR_WARNING_LIMIT).into_owned());
+            None
+        }
+    }
+}
+
+/// Adds `annotations` (none of which the object has) in as few operations as the object's
+/// shape allows.
+fn plan_annotations(
     metadata: &Field<MetadataFields>,
-    now: OffsetDateTime,
+    annotations: Vec<(&str, Value)>,
     patch: &mut PatchBuilder,
 ) -> Result<(), PolicyError> {
-    let stamp = json!(rfc3339_seconds(now));
+    let map = |annotations: Vec<(&str, Value)>| {
+        Value::Object(
+            annotations
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        )
+    };
     match metadata {
         Field::Missing | Field::Null => {
-            patch.add(
-                &["metadata"],
-                json!({ "annotations": { REQUESTED_AT_ANNOTATION: stamp } }),
-            );
+            if !annotations.is_empty() {
+                patch.add(&["metadata"], json!({ "annotations": map(annotations) }));
+            }
         }
         Field::Is(metadata) => match &metadata.annotations {
             Field::Missing | Field::Null => {
-                patch.add(
-                    &["metadata", "annotations"],
-                    json!({ REQUESTED_AT_ANNOTATION: stamp }),
-                );
+                if !annotations.is_empty() {
+                    patch.add(&["metadata", "annotations"], map(annotations));
+                }
             }
-            Field::Is(annotations) => {
-                // Any existing value is kept: the user may have asked for a reconcile, and a
-                // re-invoked webhook must not produce a second patch.
-                if !annotations.has_requested_at {
-                    patch.add(&["metadata", "annotations", REQUESTED_AT_ANNOTATION], stamp);
+            Field::Is(_) => {
+                for (key, value) in annotations {
+                    patch.add(&["metadata", "annotations", key], value);
                 }
             }
             Field::Other(kind) => {
@@ -204,9 +296,14 @@ fn plan_suspend(
 /// kube-apiserver truncates longer warnings; keep ours whole and readable instead.
 const WARNING_LIMIT: usize = 120;
 
-/// What the policy reads of a GitRepository: `metadata.annotations` (only whether the requestedAt
-/// key is there), `spec.timeout` and `spec.suspend`, each with its JSON type when it is not the
-/// expected one. Everything else in the object passes through untouched.
+/// A mirror warning names two URLs; kube-apiserver keeps a warning whole up to 256 characters.
+const MIRROR_WARNING_LIMIT: usize = 256;
+
+/// What the policy reads of a GitRepository: `metadata.annotations` (whether the requestedAt and
+/// original-url keys are there, the mirror opt-out), whether `metadata.labels` mark it as applied
+/// by Flux, `spec.timeout`, `spec.suspend`, `spec.url` and whether `spec.secretRef` is set, each
+/// with its JSON type when it is not the expected one. Everything else in the object passes
+/// through untouched.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GitRepositoryFields<'a> {
     pub metadata: Field<MetadataFields>,
@@ -216,21 +313,35 @@ pub struct GitRepositoryFields<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataFields {
     pub annotations: Field<AnnotationsFields>,
+    /// Carries a label by which a Flux Kustomization or HelmRelease marks what it applies.
+    pub gitops_managed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AnnotationsFields {
     /// Whether `reconcile.fluxcd.io/requestedAt` is present, whatever its value.
     pub has_requested_at: bool,
+    /// Whether `fluxgate.io/original-url` is present, whatever its value.
+    pub has_original_url: bool,
+    /// `fluxgate.io/mirror` is `"false"` or `"disabled"`.
+    pub mirror_opt_out: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SpecFields<'a> {
     pub timeout: Field<Cow<'a, str>>,
     pub suspend: Field<bool>,
+    pub url: Field<Cow<'a, str>>,
+    /// `spec.secretRef` is there and not `null`.
+    pub has_secret_ref: bool,
 }
 
 impl<'a> GitRepositoryFields<'a> {
+    fn has_requested_at(&self) -> bool {
+        matches!(&self.metadata, Field::Is(m)
+            if matches!(&m.annotations, Field::Is(a) if a.has_requested_at))
+    }
+
     /// Reads the fields from a parsed object.
     pub fn from_value(object: &'a Value) -> Result<Self, PolicyError> {
         let object = object.as_object().ok_or(PolicyError::NotAnObject)?;
@@ -239,12 +350,22 @@ impl<'a> GitRepositoryFields<'a> {
                 let metadata = metadata.as_object()?;
                 Some(MetadataFields {
                     annotations: Field::from_value(metadata.get("annotations"), |annotations| {
+                        let annotations = annotations.as_object()?;
                         Some(AnnotationsFields {
-                            has_requested_at: annotations
-                                .as_object()?
-                                .contains_key(REQUESTED_AT_ANNOTATION),
+                            has_requested_at: annotations.contains_key(REQUESTED_AT_ANNOTATION),
+                            has_original_url: annotations.contains_key(ORIGINAL_URL_ANNOTATION),
+                            mirror_opt_out: annotations
+                                .get(MIRROR_OPT_OUT)
+                                .and_then(Value::as_str)
+                                .is_some_and(crate::flux::mirror::opts_out),
                         })
                     }),
+                    gitops_managed: metadata
+                        .get("labels")
+                        .and_then(Value::as_object)
+                        .is_some_and(|labels| {
+                            crate::flux::is_gitops_managed(labels.keys().map(String::as_str))
+                        }),
                 })
             }),
             spec: Field::from_value(object.get("spec"), |spec| {
@@ -254,6 +375,8 @@ impl<'a> GitRepositoryFields<'a> {
                         t.as_str().map(Cow::Borrowed)
                     }),
                     suspend: Field::from_value(spec.get("suspend"), Value::as_bool),
+                    url: Field::from_value(spec.get("url"), |u| u.as_str().map(Cow::Borrowed)),
+                    has_secret_ref: spec.get("secretRef").is_some_and(|r| !r.is_null()),
                 })
             }),
         })
@@ -281,9 +404,15 @@ impl<'de> Read<'de> for GitRepositoryFields<'de> {
 impl<'de> Read<'de> for MetadataFields {
     fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         let mut fields = Self::default();
-        while let Some(key) = map.next_key_seed(key_index(&["annotations"]))? {
+        while let Some(key) = map.next_key_seed(key_index(&["annotations", "labels"]))? {
             match key {
-                Some(_) => fields.annotations = map.next_value()?,
+                Some(0) => fields.annotations = map.next_value()?,
+                Some(_) => {
+                    fields.gitops_managed = matches!(
+                        map.next_value::<Field<GitOpsLabels>>()?,
+                        Field::Is(GitOpsLabels(true))
+                    );
+                }
                 None => map.next_value::<Skip>().map(drop)?,
             }
         }
@@ -291,11 +420,42 @@ impl<'de> Read<'de> for MetadataFields {
     }
 }
 
+/// Whether a `metadata.labels` map holds one of Flux's GitOps labels.
+struct GitOpsLabels(bool);
+
+impl<'de> Read<'de> for GitOpsLabels {
+    fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        let mut managed = false;
+        while let Some(key) = map.next_key_seed(key_index(&GITOPS_LABELS))? {
+            managed |= key.is_some();
+            map.next_value::<Skip>()?;
+        }
+        Ok(Some(Self(managed)))
+    }
+}
+
 impl<'de> Read<'de> for AnnotationsFields {
     fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
+        const KEYS: &[&str] = &[
+            REQUESTED_AT_ANNOTATION,
+            ORIGINAL_URL_ANNOTATION,
+            MIRROR_OPT_OUT,
+        ];
         let mut fields = Self::default();
-        while let Some(key) = map.next_key_seed(key_index(&[REQUESTED_AT_ANNOTATION]))? {
-            fields.has_requested_at |= key.is_some();
+        while let Some(key) = map.next_key_seed(key_index(KEYS))? {
+            match key {
+                Some(0) => fields.has_requested_at = true,
+                Some(1) => fields.has_original_url = true,
+                Some(_) => {
+                    // The last one wins, as in a parsed map.
+                    fields.mirror_opt_out = matches!(
+                        map.next_value::<Field<Cow<str>>>()?,
+                        Field::Is(value) if crate::flux::mirror::opts_out(&value)
+                    );
+                    continue;
+                }
+                None => {}
+            }
             map.next_value::<Skip>()?;
         }
         Ok(Some(fields))
@@ -305,10 +465,13 @@ impl<'de> Read<'de> for AnnotationsFields {
 impl<'de> Read<'de> for SpecFields<'de> {
     fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
         let mut fields = Self::default();
-        while let Some(key) = map.next_key_seed(key_index(&["timeout", "suspend"]))? {
+        const KEYS: &[&str] = &["timeout", "suspend", "url", "secretRef"];
+        while let Some(key) = map.next_key_seed(key_index(KEYS))? {
             match key {
                 Some(0) => fields.timeout = map.next_value()?,
-                Some(_) => fields.suspend = map.next_value()?,
+                Some(1) => fields.suspend = map.next_value()?,
+                Some(2) => fields.url = map.next_value()?,
+                Some(_) => fields.has_secret_ref = map.next_value::<Option<Skip>>()?.is_some(),
                 None => map.next_value::<Skip>().map(drop)?,
             }
         }
@@ -347,7 +510,7 @@ mod tests {
 
     /// Applies the planned patch the way kube-apiserver would and returns the result.
     fn apply(object: &Value, policy: &GitRepositoryPolicy) -> (Value, Mutation) {
-        let mutation = plan_object(object, policy, NOW).expect("mutation");
+        let mutation = plan_object(object, Some("team-a"), policy, NOW).expect("mutation");
         let mut patched = object.clone();
         json_patch::patch(&mut patched, &mutation.patch).expect("patch applies");
         (patched, mutation)
@@ -417,7 +580,7 @@ mod tests {
         let object = repo(json!({ "url": "u", "interval": "1m" }), None);
         let (patched, first) = apply(&object, &GitRepositoryPolicy::default());
         assert!(!first.is_empty());
-        let second = plan_object(&patched, &GitRepositoryPolicy::default(), NOW).unwrap();
+        let second = plan_object(&patched, None, &GitRepositoryPolicy::default(), NOW).unwrap();
         assert!(second.is_empty(), "second pass patched: {:?}", second.patch);
         assert!(second.warnings.is_empty());
     }
@@ -428,7 +591,7 @@ mod tests {
             json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": false }),
             Some(json!({ REQUESTED_AT_ANNOTATION: "by-hand" })),
         );
-        let m = plan_object(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
+        let m = plan_object(&object, None, &GitRepositoryPolicy::default(), NOW).unwrap();
         assert!(m.is_empty());
     }
 
@@ -520,7 +683,7 @@ mod tests {
             json!({ "url": "u", "interval": "1m", "timeout": long }),
             None,
         );
-        let m = plan_object(&object, &GitRepositoryPolicy::default(), NOW).unwrap();
+        let m = plan_object(&object, None, &GitRepositoryPolicy::default(), NOW).unwrap();
         assert!(m.warnings[0].len() <= 120);
         assert!(m.warnings[0].ends_with("..."));
     }
@@ -548,7 +711,7 @@ mod tests {
             json!({ "url": "u", "interval": "1m", "timeout": "5m", "suspend": true }),
             Some(json!({ REQUESTED_AT_ANNOTATION: "x" })),
         );
-        let m = plan_object(&suspended, &p, NOW).unwrap();
+        let m = plan_object(&suspended, None, &p, NOW).unwrap();
         assert!(m.is_empty() && m.warnings.is_empty());
 
         let unset = repo(
@@ -589,15 +752,15 @@ mod tests {
     fn wrong_shapes_are_errors_not_panics() {
         let p = GitRepositoryPolicy::default();
         assert_eq!(
-            plan_object(&json!([1, 2]), &p, NOW),
+            plan_object(&json!([1, 2]), None, &p, NOW),
             Err(PolicyError::NotAnObject)
         );
         assert!(matches!(
-            plan_object(&json!({ "spec": "x" }), &p, NOW),
+            plan_object(&json!({ "spec": "x" }), None, &p, NOW),
             Err(PolicyError::FieldNotAnObject("spec", "string"))
         ));
         assert!(matches!(
-            plan_object(&json!({ "metadata": { "annotations": [] } }), &p, NOW),
+            plan_object(&json!({ "metadata": { "annotations": [] } }), None, &p, NOW),
             Err(PolicyError::FieldNotAnObject(
                 "metadata.annotations",
                 "list"
@@ -633,6 +796,186 @@ mod tests {
         let value: Value = serde_json::from_str(text).unwrap();
         let from_value = GitRepositoryFields::from_value(&value).unwrap();
         assert_eq!(from_text, Field::Is(from_value));
+    }
+
+    fn mirrored() -> GitRepositoryPolicy {
+        let rules = ["https://github.com/=https://gitee.com/acme-mirror/"]
+            .iter()
+            .map(|r| super::super::MirrorRule::parse(r).unwrap())
+            .collect();
+        GitRepositoryPolicy {
+            mirror: MirrorRules::new(rules, vec!["platform".into()]).unwrap(),
+            ..GitRepositoryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn a_mirror_rule_rewrites_the_url_and_keeps_the_original() {
+        let object = repo(
+            json!({ "url": "https://github.com/org/repo.git", "interval": "1m" }),
+            None,
+        );
+        let (patched, m) = apply(&object, &mirrored());
+        assert_eq!(
+            patch_json(&m),
+            json!([
+                { "op": "add", "path": "/metadata/annotations",
+                  "value": { REQUESTED_AT_ANNOTATION: STAMP,
+                             ORIGINAL_URL_ANNOTATION: "https://github.com/org/repo.git" } },
+                { "op": "add", "path": "/spec/timeout", "value": "5m" },
+                { "op": "add", "path": "/spec/suspend", "value": false },
+                { "op": "replace", "path": "/spec/url",
+                  "value": "https://gitee.com/acme-mirror/org/repo.git" },
+            ])
+        );
+        assert_eq!(m.mirror_rule.as_deref(), Some("https://github.com/"));
+        assert_eq!(
+            m.warnings,
+            [
+                "spec.url rewritten to the mirror https://gitee.com/acme-mirror/org/repo.git \
+              (rule https://github.com/); the original is in fluxgate.io/original-url"
+            ]
+        );
+        // Re-invoked on its own output: nothing more to do, no second rewrite.
+        let again = plan_object(&patched, Some("team-a"), &mirrored(), NOW).unwrap();
+        assert!(again.is_empty() && again.warnings.is_empty() && again.mirror_rule.is_none());
+    }
+
+    #[test]
+    fn the_original_url_joins_existing_annotations() {
+        let object = repo(
+            json!({ "url": "https://github.com/o/r", "interval": "1m", "timeout": "5m",
+                    "suspend": false }),
+            Some(json!({ REQUESTED_AT_ANNOTATION: "x", "team": "a" })),
+        );
+        let (patched, m) = apply(&object, &mirrored());
+        assert_eq!(
+            patch_json(&m),
+            json!([
+                { "op": "add", "path": "/metadata/annotations/fluxgate.io~1original-url",
+                  "value": "https://github.com/o/r" },
+                { "op": "replace", "path": "/spec/url", "value": "https://gitee.com/acme-mirror/o/r" },
+            ])
+        );
+        assert_eq!(patched["metadata"]["annotations"]["team"], "a");
+    }
+
+    #[test]
+    fn opted_out_excluded_managed_and_credentialed_objects_keep_their_url() {
+        let url = "https://github.com/o/r";
+        let with = |spec: Value, annotations: Option<Value>, labels: Option<Value>| {
+            let mut object = repo(spec, annotations);
+            if let Some(labels) = labels {
+                object["metadata"]["labels"] = labels;
+            }
+            object
+        };
+        let spec = json!({ "url": url, "interval": "1m" });
+        for (object, namespace, warned) in [
+            (
+                with(
+                    spec.clone(),
+                    Some(json!({ "fluxgate.io/mirror": "false" })),
+                    None,
+                ),
+                "team-a",
+                false,
+            ),
+            (
+                with(
+                    spec.clone(),
+                    Some(json!({ "fluxgate.io/mirror": "disabled" })),
+                    None,
+                ),
+                "team-a",
+                false,
+            ),
+            (
+                with(
+                    spec.clone(),
+                    Some(json!({ ORIGINAL_URL_ANNOTATION: "https://x/y" })),
+                    None,
+                ),
+                "team-a",
+                false,
+            ),
+            (with(spec.clone(), None, None), "platform", false),
+            (
+                with(
+                    json!({ "url": url, "interval": "1m", "secretRef": { "name": "gh" } }),
+                    None,
+                    None,
+                ),
+                "team-a",
+                true,
+            ),
+            (
+                with(
+                    spec.clone(),
+                    None,
+                    Some(json!({ "kustomize.toolkit.fluxcd.io/name": "apps" })),
+                ),
+                "team-a",
+                true,
+            ),
+        ] {
+            let m = plan_object(&object, Some(namespace), &mirrored(), NOW).unwrap();
+            let mut patched = object.clone();
+            json_patch::patch(&mut patched, &m.patch).unwrap();
+            assert_eq!(patched["spec"]["url"], url, "{object}");
+            assert!(m.mirror_rule.is_none());
+            let annotations = &patched["metadata"]["annotations"];
+            if object["metadata"]["annotations"]
+                .get(ORIGINAL_URL_ANNOTATION)
+                .is_none()
+            {
+                assert!(
+                    annotations.get(ORIGINAL_URL_ANNOTATION).is_none(),
+                    "{object}"
+                );
+            }
+            assert_eq!(!m.warnings.is_empty(), warned, "{object}: {:?}", m.warnings);
+        }
+        // A secretRef of null is no secretRef.
+        let null_ref = repo(
+            json!({ "url": url, "interval": "1m", "secretRef": null }),
+            None,
+        );
+        let (patched, _) = apply(&null_ref, &mirrored());
+        assert_eq!(patched["spec"]["url"], "https://gitee.com/acme-mirror/o/r");
+    }
+
+    #[test]
+    fn mirror_fields_read_from_json_text_equal_fields_read_from_a_value() {
+        for object in [
+            json!({ "metadata": { "labels": { "helm.toolkit.fluxcd.io/name": "x", "a": "b" },
+                                  "annotations": { "fluxgate.io/mirror": "false",
+                                                   ORIGINAL_URL_ANNOTATION: 1 } },
+                    "spec": { "url": "https://github.com/o/r", "secretRef": { "name": "s" } } }),
+            json!({ "metadata": { "labels": [], "annotations": { "fluxgate.io/mirror": true } },
+                    "spec": { "url": 7, "secretRef": null } }),
+            json!({ "metadata": { "labels": null,
+                                  "annotations": { "fluxgate.io/mirror": "false",
+                                                   "fluxgate.io/mirror": "true" } },
+                    "spec": { "url": "https://g/é", "secretRef": "x" } }),
+        ] {
+            let text = serde_json::to_string(&object).unwrap();
+            let from_text: Field<GitRepositoryFields> = serde_json::from_str(&text).unwrap();
+            let from_value = GitRepositoryFields::from_value(&object).unwrap();
+            assert_eq!(from_text, Field::Is(from_value), "{text}");
+        }
+        let text = r#"{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"a"},
+            "annotations":{"fluxgate.io/mirror":"disabled"}},"spec":{"url":"u","secretRef":{}}}"#;
+        let Field::Is(fields) = serde_json::from_str::<Field<GitRepositoryFields>>(text).unwrap()
+        else {
+            panic!("not read")
+        };
+        let Field::Is(metadata) = &fields.metadata else {
+            panic!("no metadata")
+        };
+        assert!(metadata.gitops_managed);
+        assert!(matches!(&metadata.annotations, Field::Is(a) if a.mirror_opt_out));
+        assert!(matches!(&fields.spec, Field::Is(s) if s.has_secret_ref));
     }
 
     #[test]

@@ -6,8 +6,11 @@
 pub mod args;
 pub mod fields;
 pub mod gitrepository;
+pub mod mirror;
 pub mod native;
 pub mod proxy;
+
+use std::sync::Arc;
 
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use jsonptr::PointerBuf;
@@ -18,6 +21,7 @@ use crate::flux;
 
 pub use args::PolicyArgs;
 pub use gitrepository::{GitRepositoryFields, GitRepositoryPolicy, SuspendMode, TimeoutMode};
+pub use mirror::{MirrorRule, MirrorRules};
 pub use proxy::ProxyPolicy;
 
 /// The kinds of object fluxgate has an opinion about.
@@ -50,6 +54,9 @@ impl Target {
 pub struct Mutation {
     pub patch: Patch,
     pub warnings: Vec<String>,
+    /// The mirror rule (its name) that rewrote `spec.url`, for whoever counts rewrites: the
+    /// decision travels with the patch, nobody decides it again.
+    pub mirror_rule: Option<Arc<str>>,
 }
 
 impl Mutation {
@@ -85,7 +92,9 @@ impl Policy {
         now: OffsetDateTime,
     ) -> Result<Mutation, PolicyError> {
         match target {
-            Target::GitRepository => gitrepository::plan_object(object, &self.gitrepository, now),
+            Target::GitRepository => {
+                gitrepository::plan_object(object, namespace, &self.gitrepository, now)
+            }
             Target::Pod => self.proxy.plan_pod(namespace, object),
         }
     }
@@ -95,9 +104,10 @@ impl Policy {
     pub fn plan_gitrepository(
         &self,
         object: &GitRepositoryFields<'_>,
+        namespace: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<Mutation, PolicyError> {
-        gitrepository::plan(object, &self.gitrepository, now)
+        gitrepository::plan(object, namespace, &self.gitrepository, now)
     }
 }
 

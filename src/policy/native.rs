@@ -672,6 +672,7 @@ mod tests {
                 timeout: "90m".parse().unwrap(),
                 timeout_mode: TimeoutMode::Force,
                 suspend_mode: SuspendMode::Preserve,
+                ..GitRepositoryPolicy::default()
             },
             ..Policy::default()
         };

@@ -256,7 +256,7 @@ impl ProxyPolicy {
         }
         Ok(Mutation {
             patch: patch.finish(),
-            warnings: Vec::new(),
+            ..Mutation::default()
         })
     }
 
@@ -282,7 +282,7 @@ impl ProxyPolicy {
             .collect();
         Ok(Mutation {
             patch: json_patch::Patch(ops),
-            warnings: mutation.warnings,
+            ..mutation
         })
     }
 }

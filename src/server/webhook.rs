@@ -167,6 +167,14 @@ fn record(metrics: &Metrics, reviewed: &Reviewed) {
             .get_or_create(&NamespaceLabels { namespace })
             .inc();
     }
+    // The rule travels with the review's answer: counted as decided, never decided again.
+    if let (ReviewOutcome::Patched, Some(rule), false) = (
+        reviewed.outcome,
+        reviewed.mirror_rule.as_deref(),
+        reviewed.dry_run,
+    ) {
+        metrics.mirror.count_rewrite(rule);
+    }
     let kind = kind.value;
     let uid = reviewed.uid.as_str();
     let namespace = reviewed.namespace.as_deref().unwrap_or("");
@@ -189,6 +197,7 @@ fn record(metrics: &Metrics, reviewed: &Reviewed) {
         ReviewOutcome::Patched if !reviewed.warnings.is_empty() => {
             let warnings = reviewed.warnings.len();
             let dry_run = reviewed.dry_run;
+            let mirror_rule = reviewed.mirror_rule.as_deref();
             tracing::info!(
                 uid,
                 kind,
@@ -196,6 +205,7 @@ fn record(metrics: &Metrics, reviewed: &Reviewed) {
                 name,
                 dry_run,
                 warnings,
+                mirror_rule,
                 "patched, overriding the creator"
             );
         }
