@@ -12,8 +12,8 @@
 #
 # Go tools are built once per pinned version into ${XDG_CACHE_HOME:-~/.cache}/fluxgate-tools/bin
 # (GOFLAGS=-buildvcs=false GOWORK=off): pint (alerts/README.md) and the dashboard schema check
-# (dashboards/README.md, with its build time). pint is skipped, and counted so, when `go install`
-# cannot fetch it.
+# (dashboards/README.md, with its build time). pint is skipped, and counted so, when neither
+# `go install` nor a wrapper module (tests/go-tool.sh) can fetch it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -133,7 +133,7 @@ check "promtool test rules alerts/fluxgate-rules.test.yaml" promtool test rules 
 # pint's offline checks (no Prometheus to query), failing on warnings too. Only the plain rules
 # file: alerts/prometheusrule.yaml holds the same groups (checked below), and the .test.yaml is a
 # promtool test file, not rules.
-if pint=$(go_tool pint "$PINT_MODULE" 2>"$work/pint-install"); then
+if pint=$(go_tool pint "$PINT_MODULE" github.com/cloudflare/pint 2>"$work/pint-install"); then
   check "pint --offline lint alerts/fluxgate-rules.yaml" \
     "$pint" --no-color --offline lint --min-severity=info --fail-on=warning alerts/fluxgate-rules.yaml
 else
