@@ -12,7 +12,8 @@
 #   tests/e2e/node.sh down          remove Pods, stop everything, undo mounts, cgroups, the bridge
 #                                   and the iptables rules; keeps logs
 #
-# State: ${FLUXGATE_NODE_DIR:-<repo>/target/e2e-node} (the control plane's in controlplane/).
+# State: ${FLUXGATE_NODE_DIR:-<repo>/target/e2e-node} (the control plane's in controlplane/);
+# sockets and runtime state in /run/fluxgate-node-<hash of that path>.
 # Needs root (namespaces, mounts, cgroups, a bridge); installs runc, containernetworking-plugins
 # and iptables from Debian when missing.
 #
@@ -41,7 +42,9 @@ STATE="${FLUXGATE_NODE_DIR:-$repo/target/e2e-node}"
 CP_STATE="$STATE/controlplane"
 LOGS="$STATE/logs"
 PKI="$STATE/pki"
-RUN="$STATE/run"
+# Sockets and the runtime's state: under /run, as a unix socket path must stay short whatever the
+# checkout's path; one directory per state dir.
+RUN="${FLUXGATE_NODE_RUN_DIR:-/run/fluxgate-node-$(printf '%s' "$STATE" | sha256sum | cut -c1-10)}"
 NODE_NAME="${FLUXGATE_NODE_NAME:-fluxgate-e2e-node}"
 BRIDGE="${FLUXGATE_NODE_BRIDGE:-fluxgate-nd0}"
 POD_CIDR="${FLUXGATE_NODE_POD_CIDR:-10.244.77.0/24}"
@@ -337,6 +340,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = "/usr/sbin/runc"
+        Root = "$RUN/runc"
         SystemdCgroup = false
 
 [plugins."io.containerd.grpc.v1.cri"]
@@ -589,9 +593,12 @@ cmd_down_quiet() {
   for pid in $(our_shims); do stop_pid containerd-shim "$pid" 5; done
   unmount_all
   remove_cgroups
+  # The shims' socket directory is fixed; removed only when empty (no other containerd uses it).
+  rmdir /run/containerd/s /run/containerd 2>/dev/null || true
   net_down
   cp_ down >/dev/null 2>&1 || true
-  rm -rf "$STATE/containerd" "$RUN" "$STATE/kubelet" "$STATE/cni" "$PKI" "$STATE/images"
+  rm -rf "$STATE/containerd" "$STATE/kubelet" "$STATE/cni" "$PKI" "$STATE/images"
+  if [[ -d "$RUN" ]]; then rm -rf --one-file-system "$RUN"; fi
 }
 
 cmd_down() {
