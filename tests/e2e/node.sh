@@ -582,10 +582,11 @@ cmd_up() {
 }
 
 cmd_down_quiet() {
-  drain_pods
-  stop_process kubelet
+  # No new Pods while the kubelet removes the running ones.
   stop_process kube-scheduler
   stop_process kube-controller-manager
+  drain_pods
+  stop_process kubelet
   record_netns
   kill_containers
   stop_process containerd

@@ -251,6 +251,10 @@ def test_rollout():
         time.sleep(3)
 
         # Two evictions at once while the creates go on: the PDB (minAvailable 1) lets one through.
+        # First the disruption controller must have counted both new replicas healthy.
+        wait_for("PDB fluxgate allowing one disruption", lambda: (
+            (st := kjson("-n", "fluxgate", "get", "pdb", "fluxgate").get("status", {}))
+            .get("currentHealthy") == 2 and st.get("disruptionsAllowed") == 1), timeout=60)
         pods = fluxgate_pods()
         assert len(pods) == 2
         codes = []
