@@ -166,15 +166,20 @@ def test_install():
     start = time.monotonic()
     kubectl("apply", "-k", overlay)
     kubectl("-n", "fluxgate", "rollout", "status", "deployment/fluxgate", "--timeout=240s", timeout=260)
+    # `rollout status` can return a moment before the kubelet's last status write is visible.
+    def both_ready():
+        pods = fluxgate_pods()
+        ok = len(pods) == 2 and all(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])
+            and all(cs["ready"] for cs in p["status"].get("containerStatuses") or [{"ready": False}])
+            for p in pods)
+        return pods if ok else None
+    pods = wait_for("both replicas Ready", both_ready, timeout=60, interval=0.5)
     FIGURES["install_to_ready_s"] = round(time.monotonic() - start, 1)
-    pods = fluxgate_pods()
-    assert len(pods) == 2, f"expected 2 replicas, got {len(pods)}"
     for p in pods:
         assert p["spec"]["containers"][0]["image"] == "ghcr.io/fluxgate/fluxgate:e2e"
         cs = p["status"]["containerStatuses"][0]
-        assert cs["ready"] and cs["restartCount"] == 0, cs
-        ready = [c for c in p["status"]["conditions"] if c["type"] == "Ready"][0]
-        assert ready["status"] == "True"
+        assert cs["restartCount"] == 0, cs
         pid = running_pid(p["metadata"]["name"], "fluxgate", "fluxgate")
         st = proc_status(pid)
         assert st["Uid"].split()[:2] == ["65532", "65532"], st["Uid"]
