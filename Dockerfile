@@ -1,6 +1,10 @@
 # syntax=docker/dockerfile:1
 # fluxgate's image: one static-enough binary on distroless (glibc, CA certificates, no shell).
 #   docker build -t ghcr.io/fluxgate/fluxgate:0.1.0 .
+# The node tests (tests/e2e/node-run.sh) run the same image without a container engine:
+# tests/image/build.sh puts the release binary at /fluxgate with the files this base provides
+# (glibc and libgcc, CA certificates, the nonroot user) and takes USER, ENTRYPOINT, CMD and EXPOSE
+# from this file, so the two cannot drift apart on how the container starts.
 
 FROM rust:1-bookworm AS build
 WORKDIR /src

@@ -3,8 +3,12 @@
 
   netlab.py git    --port P --root DIR --log FILE      smart-HTTP Git server (git http-backend)
   netlab.py tarpit --port P --log FILE                 accepts TCP and never answers
-  netlab.py proxy  --port P --log FILE --map HOST:PORT=HOST:PORT ...
+  netlab.py proxy  --port P --log FILE --map HOST:PORT=HOST:PORT ... [--host ADDR] [--only-mapped]
                                                        HTTP proxy (absolute-form and CONNECT)
+
+--host: the proxy's listen address (default 127.0.0.1; the node tests use their Pod bridge's
+address). --only-mapped: refuse (403) any target that no --map names, so the proxy can only ever
+reach the lab's own servers.
 
 Logs are CSV lines: unix time, event, detail. Every server stops by itself after --max-seconds.
 """
@@ -185,6 +189,8 @@ async def proxy(args):
 
     def target(hostport):
         hostport = hostport.lower()
+        if args.only_mapped and hostport not in mapping:
+            raise PermissionError(f"{hostport} is not mapped")
         dst = mapping.get(hostport, hostport)
         host, _, port = dst.rpartition(":")
         return host, int(port), dst
@@ -217,6 +223,11 @@ async def proxy(args):
                 out += [h for h in lines[1:] if h and not h.lower().startswith("proxy-")]
                 up_w.write(("\r\n".join(out) + "\r\n\r\n").encode("latin-1"))
                 log.write("forward", f"{method} {uri} -> {dst}")
+        except PermissionError as e:
+            log.write("refused", f"{method} {uri} {e}")
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+            return
         except (OSError, TimeoutError) as e:
             log.write("error", f"{method} {uri} {e}")
             writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
@@ -224,8 +235,8 @@ async def proxy(args):
             return
         await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=512)
-    log.write("listen", f"127.0.0.1:{args.port}")
+    srv = await asyncio.start_server(handle, args.host, args.port, backlog=512)
+    log.write("listen", f"{args.host}:{args.port}")
     async with srv:
         await srv.serve_forever()
 
@@ -245,6 +256,8 @@ def main():
             s.add_argument("--hold-seconds", type=float, default=3600)
         if name == "proxy":
             s.add_argument("--map", action="append", default=[])
+            s.add_argument("--host", default="127.0.0.1")
+            s.add_argument("--only-mapped", action="store_true")
     args = p.parse_args()
     stop_after(args.max_seconds)
     if args.cmd == "git":

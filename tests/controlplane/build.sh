@@ -12,10 +12,21 @@
 #                            rather than kine: it is what kube-apiserver is tested against, and
 #                            restart-etcd fault tests should exercise the real watch/compaction
 #                            behaviour.
+#   kubelet,                 the node beside the control plane (tests/e2e/node.sh): same module
+#   kube-controller-manager, and version as kube-apiserver, in a wrapper of their own so that the
+#   kube-scheduler           control plane's wrapper (shared with running suites) is untouched;
+#                            GOCACHE is shared, so most packages are already compiled.
+#   containerd, ctr,         the node's container runtime: github.com/containerd/containerd/v2
+#   containerd-shim-runc-v2  (no local replaces, so plain `go install pkg@version`), static
+#                            (CGO_ENABLED=0 leaves out only the btrfs snapshotter). Debian 12's
+#                            containerd is 1.6, which current kubelets no longer support; runc and
+#                            the CNI plugins come from Debian (tests/e2e/node.sh installs them).
 #   Flux CRDs                config/crd/bases of github.com/fluxcd/source-controller, taken
 #                            from the Go module cache.
 #
-# Usage: tests/controlplane/build.sh [all|kube-apiserver|kubectl|etcd|crds]...
+# Usage: tests/controlplane/build.sh [all|node|kube-apiserver|kubectl|etcd|crds|kubelet|
+#                                    kube-controller-manager|kube-scheduler|containerd]...
+# `all` is the control plane only; `node` adds the node's Kubernetes components and containerd.
 # Each go build is timed with /usr/bin/time -v (when present) into <dir>/build-<name>.time.
 set -euo pipefail
 
@@ -144,11 +155,52 @@ build_kubectl() {
     -ldflags "$(kube_ldflags)"
 }
 
+# The node's components come from their own wrapper: adding packages to the control plane's
+# wrapper would rewrite the go.sum that concurrently running builds read.
+kube_node_wrapper() {
+  local v="$FLUXGATE_KUBE_VERSION"
+  make_wrapper "$KUBE_DIR/node-wrapper" k8s.io/kubernetes "$v" "v0.${v#v*.}" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+# build_kube_node_binary NAME: cmd/NAME of k8s.io/kubernetes into $KUBE_DIR/bin/NAME.
+build_kube_node_binary() {
+  local name="$1" bin="$KUBE_DIR/bin/$1"
+  [[ -x "$bin" ]] && { log "$name $FLUXGATE_KUBE_VERSION: cached"; return 0; }
+  kube_node_wrapper
+  build_binary "$KUBE_DIR/node-wrapper" "$bin" "k8s.io/kubernetes/cmd/$name" \
+    -ldflags "$(kube_ldflags)"
+}
+
 build_etcd() {
   [[ -x "$ETCD_BIN" ]] && { log "etcd $FLUXGATE_ETCD_VERSION: cached"; return 0; }
   make_wrapper "$ETCD_DIR/wrapper" go.etcd.io/etcd/server/v3 "$FLUXGATE_ETCD_VERSION" \
     "$FLUXGATE_ETCD_VERSION" go.etcd.io/etcd/server/v3
   build_binary "$ETCD_DIR/wrapper" "$ETCD_BIN" go.etcd.io/etcd/server/v3 -ldflags "-s -w"
+}
+
+build_containerd() {
+  if [[ -x "$CONTAINERD_BIN" && -x "$CTR_BIN" && -x "$CONTAINERD_SHIM_BIN" ]]; then
+    log "containerd $FLUXGATE_CONTAINERD_VERSION: cached"
+    return 0
+  fi
+  local mod=github.com/containerd/containerd/v2 v="$FLUXGATE_CONTAINERD_VERSION"
+  local bin_dir="$CONTAINERD_DIR/bin" tmp="$CONTAINERD_DIR/bin.tmp.$$" timing="$CONTAINERD_DIR/build-containerd.time"
+  mkdir -p "$CONTAINERD_DIR"
+  rm -rf "$tmp"
+  local -a timer=()
+  [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -v -o "$timing")
+  log "building containerd $v (containerd, ctr, containerd-shim-runc-v2)"
+  GOBIN="$tmp" CGO_ENABLED=0 "${timer[@]}" go install -trimpath \
+    -ldflags "-s -w -X $mod/version.Version=$v -X $mod/version.Revision=module" \
+    "$mod/cmd/containerd@$v" "$mod/cmd/ctr@$v" "$mod/cmd/containerd-shim-runc-v2@$v" \
+    || { rm -rf "$tmp"; die "go install containerd $v failed"; }
+  rm -rf "$bin_dir"
+  mv "$tmp" "$bin_dir"
+  if [[ -f "$timing" ]]; then
+    log "containerd: $(grep -E 'Elapsed \(wall' "$timing" | sed 's/.*: //') wall, $(grep -E 'Maximum resident' "$timing" | sed 's/.*: //') KiB peak RSS"
+  fi
 }
 
 fetch_crds() {
@@ -202,6 +254,12 @@ for t in "${targets[@]}"; do
     kubectl) build_kubectl ;;
     etcd) build_etcd ;;
     crds) fetch_crds ;;
-    *) die "unknown target '$t' (all|kube-apiserver|kubectl|etcd|crds)" ;;
+    node)
+      for c in kubelet kube-controller-manager kube-scheduler; do build_kube_node_binary "$c"; done
+      build_containerd
+      ;;
+    containerd) build_containerd ;;
+    kubelet | kube-controller-manager | kube-scheduler) build_kube_node_binary "$t" ;;
+    *) die "unknown target '$t' (all|node|kube-apiserver|kubectl|etcd|crds|kubelet|kube-controller-manager|kube-scheduler|containerd)" ;;
   esac
 done

@@ -17,6 +17,11 @@
 # Metadata level); those of the previous fresh start are kept as *.log.1.
 # Binaries: see tests/controlplane/paths.sh (cache in ${FLUXGATE_TOOLS_DIR:-~/.cache/fluxgate-e2e}).
 # Everything listens on 127.0.0.1 only; etcd speaks plain HTTP on loopback.
+# FLUXGATE_E2E_NODE=1 (set by tests/e2e/node.sh, which gives it a state dir of its own) starts
+# kube-apiserver for a cluster with a node: ServiceAccount admission on (Pods get their token
+# volume; the node's controller-manager creates the ServiceAccounts and tokens), webhook and
+# aggregator calls routed to Service endpoints (Pod IPs) since there is no kube-proxy, and a client
+# certificate for the kubelets.
 # Without a controller-manager, namespaces stay Terminating after delete and nothing is
 # garbage-collected: tests use unique names instead of relying on cleanup.
 set -euo pipefail
@@ -291,8 +296,19 @@ start_apiserver() {
   local url
   url="$(apiserver_url)"
   write_audit_policy
-  # ServiceAccount admission is off: with no controller-manager no namespace ever gets its
-  # `default` ServiceAccount, and Pods would be rejected for lack of it.
+  local -a mode_flags=(--disable-admission-plugins=ServiceAccount)
+  if [[ "${FLUXGATE_E2E_NODE:-0}" == 1 ]]; then
+    mode_flags=(
+      --enable-admission-plugins=NodeRestriction
+      --enable-aggregator-routing=true
+      --kubelet-client-certificate="$PKI/admin.crt"
+      --kubelet-client-key="$PKI/admin.key"
+      --kubelet-certificate-authority="$PKI/ca.crt"
+      --kubelet-preferred-address-types=InternalIP
+    )
+  fi
+  # ServiceAccount admission is off without a node: with no controller-manager no namespace ever
+  # gets its `default` ServiceAccount, and Pods would be rejected for lack of it.
   # No endpoint reconciler: it refuses a loopback advertise address (Endpoints may not point at
   # 127.0.0.0/8), and nothing in-cluster dials default/kubernetes here anyway.
   spawn apiserver "$KUBE_APISERVER_BIN" \
@@ -312,7 +328,7 @@ start_apiserver() {
     --service-account-signing-key-file="$PKI/sa.key" \
     --api-audiences="$url" \
     --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount \
+    "${mode_flags[@]}" \
     --audit-policy-file="$STATE/audit-policy.yaml" \
     --audit-log-path="$LOGS/audit.log" \
     --audit-log-format=json \
