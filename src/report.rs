@@ -187,7 +187,8 @@ pub struct BreakerHost {
     pub state: String,
     pub quarantined: usize,
     pub transport_failing: usize,
-    /// GitRepositories the trip condition counts (not suspended, not opted out).
+    /// GitRepositories the trip condition counts: tried by source-controller, not suspended, not
+    /// opted out.
     pub considered: usize,
     /// Whether the host meets the trip condition now (it trips once that lasts the window).
     pub would_trip: bool,
@@ -196,7 +197,7 @@ pub struct BreakerHost {
 
 fn describe_breaker(settings: &Settings) -> String {
     format!(
-        "trips at >= {} transport failures and >= {}% of a host's GitRepositories, for {}",
+        "trips at >= {} transport failures and >= {}% of a host's tried GitRepositories, for {}",
         settings.min_failing,
         (settings.failing_ratio * 100.0).round(),
         janitor::rules::human_age(time::Duration::seconds_f64(settings.window.as_secs_f64())),

@@ -16,7 +16,8 @@ pub struct TripArgs {
     #[arg(long, env = "FLUXGATE_BREAKER_MIN_FAILING", default_value_t = 10)]
     pub breaker_min_failing: usize,
 
-    /// ... and they are at least this fraction of the host's GitRepositories ...
+    /// ... and they are at least this fraction of the host's GitRepositories that
+    /// source-controller has tried ...
     #[arg(long, env = "FLUXGATE_BREAKER_FAILING_RATIO", default_value_t = 0.5, value_parser = parse_ratio)]
     pub breaker_failing_ratio: f64,
 

@@ -217,7 +217,11 @@ fn condition(
 
 /// How many of a host's GitRepositories the trip condition looks at, and how many of those fail
 /// with transport errors. Opted-out and suspended ones (by anyone) say nothing about the host
-/// right now, so they are left out of both numbers.
+/// right now, so they are left out of both numbers; so are the ones source-controller has not
+/// tried yet. Counting those made the breaker useless when it matters most: at a
+/// source-controller restart 130 GitRepositories wait untried, and with two workers held for a
+/// 5m timeout each, 65 failures (half of them) take hours to accumulate (measured in the lab:
+/// healthy repositories waited 4.5x longer than with Flux's defaults).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub considered: usize,
@@ -236,10 +240,11 @@ pub fn counts(members: &[Member]) -> Counts {
                 counts.considered += 1;
                 counts.transport_failing += 1;
             }
-            Condition::Ready | Condition::OtherFailing | Condition::NotAttempted => {
+            Condition::Ready | Condition::OtherFailing => {
                 counts.considered += 1;
             }
-            Condition::SuspendedByOthers
+            Condition::NotAttempted
+            | Condition::SuspendedByOthers
             | Condition::Quarantined { .. }
             | Condition::QuarantineOverridden => {}
         }
@@ -283,6 +288,40 @@ mod tests {
 
     fn condition_of(suspend: bool, labels: Value, status: Value) -> Condition {
         member_from(&classify(&object(suspend, labels, json!({}), status)).unwrap()).condition
+    }
+
+    #[test]
+    fn untried_members_do_not_dilute_the_trip_ratio() {
+        let member = |i: usize, condition| Member {
+            key: ObjectKey {
+                namespace: "proj".into(),
+                name: format!("r{i}"),
+                uid: format!("u{i}"),
+            },
+            resource_version: "1".into(),
+            condition,
+            opted_out: false,
+            released_at: None,
+            overridden_at: None,
+            attempted_at: None,
+        };
+        // A restart: 10 tried and failed, 2 tried and Ready, 118 not tried yet.
+        let mut members: Vec<Member> = (0..10)
+            .map(|i| member(i, Condition::TransportFailing { since: None }))
+            .collect();
+        members.extend((10..12).map(|i| member(i, Condition::Ready)));
+        members.extend((12..130).map(|i| member(i, Condition::NotAttempted)));
+        assert_eq!(
+            counts(&members),
+            Counts {
+                considered: 12,
+                transport_failing: 10
+            }
+        );
+        assert!(would_trip(&members, &Settings::default()));
+        // Many healthy ones among them still keep it closed.
+        members.extend((130..160).map(|i| member(i, Condition::Ready)));
+        assert!(!would_trip(&members, &Settings::default()));
     }
 
     #[test]
