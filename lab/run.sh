@@ -131,6 +131,19 @@ prepare() {
   "$here/build.sh"
   [[ -x "$SC_BIN" ]] || die "no source-controller binary"
   [[ -x "$FLUXGATE" ]] || die "no fluxgate binary"
+  # Debian packages the lab itself needs (as .ci/run does for the tests).
+  local -a need=()
+  command -v prometheus >/dev/null || need+=(prometheus)
+  "$PY" -c 'import matplotlib' 2>/dev/null || need+=(python3-matplotlib)
+  "$PY" -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+  if ((${#need[@]})); then
+    command -v apt-get >/dev/null && [[ $(id -u) == 0 ]] || die "needs the Debian packages: ${need[*]}"
+    log "installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # Debian starts the service on install; the lab runs its own instance per setup.
+    systemctl stop prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
+  fi
   command -v prometheus >/dev/null || die "prometheus not found (Debian package prometheus)"
   "$PY" -c 'import matplotlib, yaml' 2>/dev/null || die "needs python3-matplotlib and python3-yaml"
   mkdir -p "$LAB_DIR" "$RESULTS"
