@@ -3,11 +3,17 @@
 the data behind it (CSV per setup) and the plots (waits.png, gauges.png, unobserved.png).
 
   analyze.py --lab-dir target/lab --results lab/results a b c d
+  analyze.py --lab-dir target/lab --results lab/results a-2 b-2 f-1 f-2 g-1 g-2
+
+A run label "f-2" is setup f, run 2 (target/lab/run-f-2, lab/results/f-2/). Runs of the breaker's
+setups (f, g) add a second table, the breaker's figures with the spread between runs of a setup,
+and a plot per run (breaker.png in its results directory).
 """
 
 import argparse
 import csv
 import json
+import math
 import re
 import os
 import shutil
@@ -27,10 +33,28 @@ TITLES = {
     "c2": "c2: janitor, failing-for 1m",
     "d": "d: proxy injected",
     "e": "e: webhook 5m + janitor",
+    "f": "f: webhook 5m + breaker, outage that ends",
+    "g": "g: webhook 5m + breaker, flaky host",
 }
 SHORT = {"a": "a\ndefaults", "b": "b\ntimeout 5m", "c": "c\njanitor 3m", "c2": "c2\njanitor 1m",
-         "d": "d\nproxy", "e": "e\n5m + janitor"}
-COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#8c564b", "c2": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e"}
+         "d": "d\nproxy", "e": "e\n5m + janitor", "f": "f\n5m + breaker\noutage ends",
+         "g": "g\n5m + breaker\nflaky"}
+COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#8c564b", "c2": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e",
+          "f": "#17becf", "g": "#bcbd22"}
+FAR_SERVERS = ("tarpit", "farhost")
+
+
+def base(label):
+    """The setup of a run label: "f-2" -> "f"."""
+    return label.split("-", 1)[0]
+
+
+def title(label):
+    return TITLES[base(label)] + (f" (run {label.split('-', 1)[1]})" if "-" in label else "")
+
+
+def short(label):
+    return SHORT[base(label)] + (f" #{label.split('-', 1)[1]}" if "-" in label else "")
 
 
 def ts(s):
@@ -47,12 +71,35 @@ def load_run(d):
         for row in csv.DictReader(f):
             prom[row["query"]][row["labels"]].append((float(row["t"]), float(row["value"])))
     conns = {}
-    for name in ("git", "tarpit", "proxy"):
+    for name in ("git", "tarpit", "proxy", "farhost"):
         p = os.path.join(d, f"{name}.csv")
         if os.path.exists(p):
             rows = [line.rstrip("\n").split(",", 2) for line in open(p)]
             conns[name] = [(float(r[0]) - meta["t0"], r[1], r[2]) for r in rows if len(r) == 3]
+    # The far host, whichever server played it.
+    conns["far"] = [c for name in FAR_SERVERS for c in conns.get(name, [])]
+    meta["breaker_log"] = breaker_log(os.path.join(d, "fluxgate.log"), meta["t0"])
     return meta, samples, final, prom, conns
+
+
+def breaker_log(path, t0):
+    """The breaker's state changes and probes from fluxgate's JSON log: (t, kind, fields)."""
+    out = []
+    if not os.path.exists(path):
+        return out
+    for line in open(path, errors="replace"):
+        if not line.startswith("{"):
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        f = rec.get("fields", {})
+        msg = f.get("message")
+        if msg not in ("host breaker changed state", "host probed", "breaker acted"):
+            continue
+        out.append((ts(rec["timestamp"]) - t0, msg, f))
+    return out
 
 
 def probe_waits(meta, final):
@@ -137,7 +184,7 @@ def summarise(setup, meta, samples, final, prom, conns):
         return [t for t, ev, _ in conns.get(name, []) if ev == "accept" and 0 <= t <= run]
 
     tarpit_durations = []
-    for t, ev, detail in conns.get("tarpit", []):
+    for t, ev, detail in conns.get("far", []):
         if ev == "close" and 0 <= t <= run + 5:
             tarpit_durations.append(float(detail.split()[1].rstrip("s")))
 
@@ -167,10 +214,11 @@ def summarise(setup, meta, samples, final, prom, conns):
     final_sum = good[-1]["cluster"] if good else {}
     return {
         "setup": setup,
-        "title": TITLES[setup],
+        "base": base(setup),
+        "title": title(setup),
         "run_seconds": run,
         "scale": meta["scale"],
-        "timeout_far": meta["timeout_default"] if setup not in ("b", "e") else meta["timeout_webhook"],
+        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g") else meta["timeout_webhook"],
         "probes": waits,
         "new_wait": wait_stats(waits),
         "existing": existing,
@@ -183,7 +231,7 @@ def summarise(setup, meta, samples, final, prom, conns):
         "suspended_end": final_sum.get("suspended"),
         "sc_cpu_cores_avg": round((cpu[-1][1] - cpu[0][1]) / (cpu[-1][0] - cpu[0][0]), 3) if len(cpu) > 1 else None,
         "sc_rss_mib_max": round(max(rss) / 1024, 1) if rss else None,
-        "tarpit_conns_per_min": round(len(accepts("tarpit")) / minutes, 1),
+        "tarpit_conns_per_min": round(len(accepts("far")) / minutes, 1),
         "tarpit_hold_median_s": round(statistics.median(tarpit_durations), 2) if tarpit_durations else None,
         "git_conns_per_min": round(len(accepts("git")) / minutes, 1),
         "proxy_requests": proxy_forwards,
@@ -232,10 +280,10 @@ def table(summaries):
     row("Ready / failing / suspended at the end", lambda s: f"{s['ready_end']} / {s['failing_end']} / {s['suspended_end']}")
     row("source-controller CPU (cores, mean)", lambda s: f"{s['sc_cpu_cores_avg']}")
     row("source-controller RSS (MiB, max)", lambda s: f"{s['sc_rss_mib_max']}")
-    row("connections/min to the far host (tarpit)", lambda s: f"{s['tarpit_conns_per_min']}")
+    row("connections/min to the far host (tarpit, or f/g's far host)", lambda s: f"{s['tarpit_conns_per_min']}")
     row("… how long each was held (median s)", lambda s: f"{s['tarpit_hold_median_s'] if s['tarpit_hold_median_s'] is not None else '-'}")
     row("connections/min to the Git server", lambda s: f"{s['git_conns_per_min']}")
-    row("requests through the proxy (to the API server)", lambda s: f"{s['proxy_requests']} ({s['proxy_requests_to_apiserver']})" if s["setup"] == "d" else "-")
+    row("requests through the proxy (to the API server)", lambda s: f"{s['proxy_requests']} ({s['proxy_requests_to_apiserver']})" if s["base"] == "d" else "-")
     row("`workqueue_depth{name=\"gitrepository\"}` mean / max", lambda s: f"{s['workqueue_depth_mean']} / {s['workqueue_depth_max']:.0f}" if s["workqueue_depth_max"] is not None else "-")
     row("`controller_runtime_reconcile_total` in the run", lambda s: ", ".join(f"{r} {n}" for r, n in s["reconciles"].items()) or "-")
     row("fluxgate_gitrepositories_failed max → end", lambda s: f"{s['fg_failed_max']:.0f} → {s['fg_failed_end']:.0f}" if s["fg_failed_max"] is not None else "-")
@@ -257,7 +305,7 @@ def plot_waits(summaries, path):
     ]
     for ax, (key, stat, title) in zip(axes, panels):
         for x, s in enumerate(summaries):
-            c = COLORS[s["setup"]]
+            c = COLORS[s["base"]]
             pts = s[key]
             # Small horizontal spread so equal waits stay visible.
             for j, p in enumerate(sorted(pts, key=lambda p: p["wait_seconds"])):
@@ -269,7 +317,7 @@ def plot_waits(summaries, path):
             st = s[stat]
             if st:
                 ax.hlines(st["median"], x - 0.3, x + 0.3, color="black", lw=1.8)
-        ax.set_xticks(range(len(summaries)), [SHORT[s["setup"]] for s in summaries], fontsize=8)
+        ax.set_xticks(range(len(summaries)), [short(s["setup"]) for s in summaries], fontsize=8)
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("seconds until Ready (lab clock)")
         ax.set_ylim(bottom=0)
@@ -290,7 +338,8 @@ def plot_unobserved(runs, path):
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for setup, (meta, samples, *_rest) in runs.items():
         pts = [(s["t"], s["cluster"]["unobserved"]) for s in samples if "error" not in s["cluster"]]
-        ax.plot([t / 60 for t, _ in pts], [v for _, v in pts], color=COLORS[setup], lw=2, label=TITLES[setup])
+        ls = "--" if setup.endswith("-2") else "-"
+        ax.plot([t / 60 for t, _ in pts], [v for _, v in pts], ls, color=COLORS[base(setup)], lw=2, label=title(setup))
     ax.set_xlabel("lab minutes since source-controller started")
     ax.set_ylabel("GitRepositories with observedGeneration -1")
     ax.set_title("Never successfully reconciled GitRepositories over the run")
@@ -332,7 +381,7 @@ def plot_gauges(runs, path):
             ax.text(-0.1, -8 - 7 * i + 2.5, re.sub(r"^FluxGitRepositor(y|ies)", "", name), fontsize=7,
                     va="center", ha="right")
         ax.axhline(50, color="#d62728", lw=0.6, ls="--", alpha=0.5)
-        ax.set_title(TITLES[setup], fontsize=10, loc="left")
+        ax.set_title(title(setup), fontsize=10, loc="left")
         ax.set_ylabel("GitRepositories")
         ax.set_ylim(bottom=-10 - 7 * max(len(firing), 1))
         ax.set_xlim(left=-1.7)
@@ -355,11 +404,15 @@ def export_data(setup, d, results, meta, samples, summary):
     with open(os.path.join(out, "samples.csv"), "w", newline="") as f:
         w = csv.writer(f)
         keys = ["total", "unobserved", "no_conditions", "ready", "failing", "suspended", "archived"]
-        w.writerow(["t"] + keys + ["sc_cpu_seconds", "sc_rss_kib", "load1"])
+        far_keys = ["total", "ready", "artifact", "quarantined"]
+        w.writerow(["t"] + keys + ["quarantined"] + [f"far_{k}" for k in far_keys]
+                   + ["sc_cpu_seconds", "sc_rss_kib", "load1"])
         for s in samples:
             if "error" in s["cluster"]:
                 continue
-            w.writerow([s["t"]] + [s["cluster"].get(k) for k in keys]
+            far = s["cluster"].get("hosts", {}).get(meta["far_host"], {})
+            w.writerow([s["t"]] + [s["cluster"].get(k) for k in keys] + [s["cluster"].get("quarantined")]
+                       + [far.get(k) for k in far_keys]
                        + [s["sc_cpu_seconds"], s["sc_rss_kib"], s.get("load1")])
     with open(os.path.join(out, "waits.csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -372,34 +425,330 @@ def export_data(setup, d, results, meta, samples, summary):
     with open(os.path.join(out, "connections.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["server", "t", "event", "detail"])
-        for name in ("git", "tarpit", "proxy"):
+        for name in ("git", "tarpit", "proxy", "farhost"):
             p = os.path.join(d, f"{name}.csv")
             if os.path.exists(p):
                 for line in open(p):
                     t, ev, detail = line.rstrip("\n").split(",", 2)
-                    if ev in ("accept", "close", "forward", "connect", "error", "refused"):
+                    if ev in ("accept", "close", "forward", "connect", "error", "refused",
+                              "serve", "tarpit", "done"):
                         w.writerow([name, round(float(t) - meta["t0"], 3), ev, detail])
     shutil.copy(os.path.join(d, "meta.json"), os.path.join(out, "meta.json"))
     if os.path.exists(os.path.join(d, "source-controller.env")):
         shutil.copy(os.path.join(d, "source-controller.env"), os.path.join(out, "source-controller.env"))
 
 
+# --------------------------------------------------------------------------------------------
+# the breaker's setups (f, g), beside a and b
+
+STATE_LEVEL = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def far_events(conns, run):
+    """The far host's connections: accept times, those answered and tarpitted, and the clone
+    attempts (GET .../info/refs) answered and tarpitted."""
+    evs = [(t, ev, d) for t, ev, d in conns.get("far", []) if 0 <= t <= run]
+    accepts = sorted(t for t, ev, _ in evs if ev == "accept")
+    served = sorted(t for t, ev, _ in evs if ev == "serve")
+    # The plain tarpit logs no decision: every connection it accepts is tarpitted.
+    decided = any(ev in ("serve", "tarpit") for _, ev, _ in evs)
+    tarpitted = sorted(t for t, ev, _ in evs if ev == "tarpit") if decided else accepts
+
+    def clones(kind):
+        return sum(1 for _, ev, d in evs if ev == kind and " GET " in d and "/info/refs" in d)
+
+    return accepts, served, tarpitted, clones("serve"), clones("tarpit")
+
+
+def count_in(times, a, b):
+    return sum(1 for t in times if a <= t < b)
+
+
+def breaker_summary(label, meta, samples, final, prom, conns, summary):
+    run, k = meta["run_seconds"], meta["scale"]
+    far = meta["far_host"]
+    outage_end = meta.get("outage_end")
+    setup = base(label)
+    blog = meta.get("breaker_log", [])
+    trans = [(t, f.get("from"), f.get("to")) for t, m, f in blog
+             if m == "host breaker changed state" and f.get("host") == far]
+    probes = defaultdict(int)
+    for t, m, f in blog:
+        if m == "host probed" and f.get("host") == far:
+            probes[f.get("outcome")] += 1
+    actions = defaultdict(int)
+    for t, m, f in blog:
+        if m == "breaker acted":
+            actions[f.get("action")] += 1
+    prom_trans = sum(series[-1][1] for series in prom.get("fg_breaker_transitions", {}).values())
+    first_open = next((t for t, _, to in trans if to == "open"), None)
+
+    accepts, served, tarpitted, clones_served, clones_tarpitted = far_events(conns, run)
+    # The outage: all of the run, or until the host came back (f).
+    down_end = outage_end if outage_end is not None else run
+    before_end = first_open if first_open is not None and first_open < down_end else down_end
+    baseline = count_in(accepts, 0, before_end) / (before_end / 60) if before_end > 0 else None
+    while_open = None
+    if first_open is not None and first_open < down_end:
+        while_open = count_in(accepts, first_open, down_end) / ((down_end - first_open) / 60)
+    # When the far host's connections over the preceding lab minute first fell to 10 % of the
+    # rate before the breaker acted, within the outage.
+    drop_at = None
+    if baseline:
+        for t in range(60, int(down_end) + 1):
+            if count_in(accepts, t - 60, t) <= 0.1 * baseline:
+                drop_at = t
+                break
+    per_minute = [count_in(accepts, m * 60, (m + 1) * 60) for m in range(int(math.ceil(run / 60)))]
+
+    # Every GitRepository Ready after the host came back (f): all of those that existed when it
+    # came back (a new one created later does not count), from their Ready=True times, which
+    # hold when every one is still Ready at the end; checked against the 5 s samples.
+    all_ready_at, all_ready_sampled = None, None
+    items = final
+    not_ready = [o for o in items if not any(c["type"] == "Ready" and c["status"] == "True"
+                                             for c in (o.get("status") or {}).get("conditions") or [])]
+    not_ready_end = len(not_ready)
+    if outage_end is not None and not not_ready:
+        existed = [o for o in items if ts(o["metadata"]["creationTimestamp"]) - meta["t0"] <= outage_end]
+        all_ready_at = max(ts(c["lastTransitionTime"]) for o in existed
+                           for c in o["status"]["conditions"] if c["type"] == "Ready") - meta["t0"]
+        all_ready_sampled = next((x["t"] for x in samples if "error" not in x["cluster"]
+                                  and x["t"] >= outage_end and x["cluster"]["ready"] == x["cluster"]["total"]), None)
+    good = [x for x in samples if "error" not in x["cluster"]]
+    far_ready = [(x["t"], x["cluster"].get("hosts", {}).get(far, {}).get("ready", 0)) for x in good]
+    far_artifact = [(x["t"], x["cluster"].get("hosts", {}).get(far, {}).get("artifact", 0)) for x in good]
+    quarantined = [(x["t"], x["cluster"].get("quarantined", 0)) for x in good]
+    after_open = [v for t, v in far_ready if first_open is not None and t >= first_open]
+    platform_hours = run * k / 3600
+    return {
+        "label": label, "setup": setup, "run_seconds": run, "scale": k, "outage_end": outage_end,
+        "flaky_success": meta.get("flaky_success"),
+        "far_conns_per_min_total": round(len(accepts) / (run / 60), 1),
+        "far_conns_per_min_before_open": round(baseline, 1) if baseline is not None else None,
+        "far_conns_per_min_while_open": round(while_open, 1) if while_open is not None else None,
+        "far_conns_drop_pct": round(100 * (1 - while_open / baseline), 0) if while_open is not None and baseline else None,
+        "far_conns_drop_to_10pct_at": drop_at,
+        "far_conns_per_minute": per_minute,
+        "far_clones_answered": clones_served,
+        "far_clones_tarpitted": clones_tarpitted,
+        "breaker_first_open_t": round(first_open, 1) if first_open is not None else None,
+        "breaker_transitions": len(trans),
+        "breaker_transitions_prometheus": int(prom_trans),
+        "breaker_transition_list": [(round(t, 1), a, b) for t, a, b in trans],
+        "breaker_transitions_per_platform_hour": round(len(trans) / platform_hours, 2),
+        "breaker_transitions_per_platform_hour_after_open":
+            round(len(trans) / ((run - first_open) * k / 3600), 2) if first_open is not None and run > first_open else None,
+        "breaker_probes": dict(probes),
+        "breaker_actions": dict(actions),
+        "quarantined_max": max((v for _, v in quarantined), default=0),
+        "quarantined_end": quarantined[-1][1] if quarantined else None,
+        "all_ready_at": round(all_ready_at, 1) if all_ready_at is not None else None,
+        "all_ready_after_return_s": round(all_ready_at - outage_end, 1) if all_ready_at is not None and outage_end is not None else None,
+        "all_ready_first_sample_t": all_ready_sampled,
+        "not_ready_end": not_ready_end,
+        "total_end": len(items),
+        "far_ready_after_open_mean": round(statistics.mean(after_open), 1) if after_open else None,
+        "far_ready_after_open_min": min(after_open) if after_open else None,
+        "far_ready_end": far_ready[-1][1] if far_ready else None,
+        "far_artifact_end": far_artifact[-1][1] if far_artifact else None,
+        "healthy_existing_median": summary["existing_wait"]["median"] if summary["existing_wait"] else None,
+        "healthy_existing_median_lower_bound": summary["existing_wait"]["median_lower_bound"] if summary["existing_wait"] else None,
+    }
+
+
+def breaker_table(summaries, bsums):
+    """The breaker's figures per run, with the spread (min–max) of the runs of each setup."""
+    by = {s["setup"]: s for s in summaries}
+    ref = next((s for s in summaries if s["base"] == "a"), None)
+    cols = [s["setup"] for s in summaries]
+    groups = defaultdict(list)
+    for c in cols:
+        groups[base(c)].append(c)
+    spread_of = {g: ls for g, ls in groups.items() if len(ls) > 1}
+    # One column per run; after the last run of a setup with several, its spread.
+    order = []
+    for c in cols:
+        order.append(("run", c))
+        g = base(c)
+        if g in spread_of and c == spread_of[g][-1]:
+            order.append(("spread", g))
+    rows = []
+
+    def fmt(v, unit=""):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            v = round(v, 1)
+        return f"{v}{unit}"
+
+    def row(name, f, unit=""):
+        cells = []
+        for kind, c in order:
+            if kind == "run":
+                v = f(c)
+                cells.append(v if isinstance(v, str) else fmt(v, unit))
+            else:
+                vals = [f(x) for x in spread_of[c]]
+                nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                cells.append(f"{fmt(min(nums), unit)} – {fmt(max(nums), unit)}" if len(nums) == len(vals) and nums else "")
+        rows.append([name] + cells)
+
+    def bs(c, key):
+        return bsums[c].get(key) if c in bsums else None
+
+    ws = lambda c, st, key: by[c][st][key] if by[c][st] else None  # noqa: E731
+    row("run length (lab s)", lambda c: by[c]["run_seconds"])
+    row("far host", lambda c: {"f": f"down until t = {bs(c, 'outage_end')} s, then serving",
+                                "g": f"answers {bs(c, 'flaky_success')} of the attempts"}.get(base(c), "down for good"))
+    def bound(c, st, key, flag):
+        """A number, or a string "≥ n" when it is only a lower bound (spreads skip those)."""
+        v = ws(c, st, key)
+        return f"≥ {fmt(v)}" if by[c][st] and by[c][st][flag] else v
+
+    row("healthy GitRepository present at the start → Ready: median (lab s)",
+        lambda c: bound(c, "existing_wait", "median", "median_lower_bound"))
+    if ref:
+        row(f"… as a multiple of {ref['setup']}'s median",
+            lambda c: ("≥ " if ws(c, "existing_wait", "median_lower_bound") else "")
+            + f"{ws(c, 'existing_wait', 'median') / ref['existing_wait']['median']:.2f}×"
+            + (" (target ≤ 1.5×)" if base(c) == "f" else ""))
+    row("… max (lab s)", lambda c: bound(c, "existing_wait", "max", "max_lower_bound"))
+    row("… Ready within the run", lambda c: f"{ws(c, 'existing_wait', 'ready')} of {ws(c, 'existing_wait', 'n')}")
+    row("new healthy GitRepository → Ready: median / max (lab s)",
+        lambda c: f"{fmt(ws(c, 'new_wait', 'median'))} / {fmt(ws(c, 'new_wait', 'max'))}")
+    row("far-host connections/min (lab), whole run", lambda c: bs(c, "far_conns_per_min_total") if c in bsums else by[c]["tarpit_conns_per_min"])
+    row("… during the outage, before the breaker opened", lambda c: bs(c, "far_conns_per_min_before_open"))
+    row("… during the outage, once it had opened", lambda c: bs(c, "far_conns_per_min_while_open"))
+    row("… drop", lambda c: bs(c, "far_conns_drop_pct"), " %")
+    row("breaker first opened at t (lab s)", lambda c: bs(c, "breaker_first_open_t"))
+    row("first t (lab s) at which the preceding lab minute had ≤ 10 % of that rate (target: by W + one pass, 31 s)",
+        lambda c: bs(c, "far_conns_drop_to_10pct_at") if c in bsums else None)
+    row("quarantined: max / at the end", lambda c: f"{bs(c, 'quarantined_max')} / {bs(c, 'quarantined_end')}" if c in bsums else "-")
+    row("probes (by outcome)", lambda c: ", ".join(f"{k} {v}" for k, v in sorted((bs(c, 'breaker_probes') or {}).items())) or "-")
+    row("breaker actions (quarantine / release / acknowledge)",
+        lambda c: " / ".join(str((bs(c, "breaker_actions") or {}).get(a, 0)) for a in ("quarantine", "release", "acknowledge_override")) if c in bsums else "-")
+    row("breaker state changes (log; Prometheus counter)",
+        lambda c: f"{bs(c, 'breaker_transitions')} ({bs(c, 'breaker_transitions_prometheus')})" if c in bsums else "-")
+    row("… per platform hour, whole run", lambda c: bs(c, "breaker_transitions_per_platform_hour"))
+    row("… per platform hour, from the first opening", lambda c: bs(c, "breaker_transitions_per_platform_hour_after_open"))
+    row("host back → every GitRepository Ready (lab s)", lambda c: bs(c, "all_ready_after_return_s")
+        if base(c) == "f" and bs(c, "all_ready_after_return_s") is not None
+        else (f"not by the end ({bs(c, 'not_ready_end')} not Ready)" if base(c) == "f" else "-"))
+    row("… in platform minutes (target ≤ 15)", lambda c: round(bs(c, "all_ready_after_return_s") * by[c]["scale"] / 60, 1)
+        if base(c) == "f" and bs(c, "all_ready_after_return_s") is not None else "-")
+    row("far-host clone attempts answered / tarpitted", lambda c: f"{bs(c, 'far_clones_answered')} / {bs(c, 'far_clones_tarpitted')}"
+        if c in bsums else "-")
+    row("far-host GitRepositories Ready after the first opening: mean / min", lambda c:
+        f"{bs(c, 'far_ready_after_open_mean')} / {bs(c, 'far_ready_after_open_min')}" if bs(c, "far_ready_after_open_mean") is not None else "-")
+    row("far-host GitRepositories Ready / with an artifact, at the end", lambda c:
+        f"{bs(c, 'far_ready_end')} / {bs(c, 'far_artifact_end')}" if c in bsums else "-")
+    row("Ready / failing / suspended at the end (of 135)", lambda c: f"{by[c]['ready_end']} / {by[c]['failing_end']} / {by[c]['suspended_end']}")
+    row("source-controller CPU (cores, mean)", lambda c: f"{by[c]['sc_cpu_cores_avg']}")
+    row("machine load (1-min, median / max)", lambda c: f"{by[c]['load1_median']:.1f} / {by[c]['load1_max']:.1f}")
+    heads = [c if kind == "run" else f"{c}: spread" for kind, c in order]
+    lines = ["| figure | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_breaker(label, meta, samples, conns, bsum, path):
+    run = meta["run_seconds"]
+    far = meta["far_host"]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7.5), sharex=True, gridspec_kw={"height_ratios": [2, 2, 1]})
+    step = 10
+    bins = [i * step for i in range(int(math.ceil(run / step)) + 1)]
+    evs = conns.get("far", [])
+    srv = [t for t, ev, d in evs if ev == "serve"]
+    tar = [t for t, ev, d in evs if ev == "tarpit"] or [t for t, ev, _ in evs if ev == "accept"]
+    xs = [b / 60 for b in bins[:-1]]
+    s_counts = [count_in(srv, b, b + step) for b in bins[:-1]]
+    t_counts = [count_in(tar, b, b + step) for b in bins[:-1]]
+    ax = axes[0]
+    ax.bar(xs, t_counts, width=step / 60, align="edge", color="#d62728", alpha=0.8, label="tarpitted")
+    ax.bar(xs, s_counts, width=step / 60, align="edge", bottom=t_counts, color="#2ca02c", alpha=0.8,
+           label="answered (relayed to Git)")
+    # Log-like above 10: the outage's few connections stay visible beside the relayed clones.
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(f"far-host connections\nper {step} s")
+    ax.legend(fontsize=8, loc="upper right")
+    good = [x for x in samples if "error" not in x["cluster"]]
+    t = [x["t"] / 60 for x in good]
+    ax = axes[1]
+    ax.plot(t, [x["cluster"]["ready"] for x in good], color="black", lw=1.5, label="Ready (all hosts)")
+    ax.plot(t, [x["cluster"].get("hosts", {}).get(far, {}).get("ready", 0) for x in good], color="#2ca02c", lw=1.8,
+            label="far host: Ready")
+    ax.plot(t, [x["cluster"].get("hosts", {}).get(far, {}).get("artifact", 0) for x in good], ":", color="#2ca02c",
+            lw=1.5, label="far host: with an artifact")
+    ax.plot(t, [x["cluster"].get("quarantined", 0) for x in good], color="#17becf", lw=1.8, label="quarantined")
+    ax.set_ylabel("GitRepositories")
+    ax.legend(fontsize=8, loc="center right")
+    ax = axes[2]
+    pts = [(0, 0)]
+    for tt, a, b in bsum["breaker_transition_list"]:
+        pts.append((tt, STATE_LEVEL.get(a, 0)))
+        pts.append((tt, STATE_LEVEL.get(b, 0)))
+    pts.append((run, pts[-1][1]))
+    ax.plot([p[0] / 60 for p in pts], [p[1] for p in pts], color="#9467bd", lw=1.8)
+    ax.set_yticks([0, 1, 2], ["closed", "half-open", "open"])
+    ax.set_ylim(-0.4, 2.4)
+    ax.set_ylabel("breaker")
+    ax.set_xlabel("lab minutes since source-controller started (× 20: platform minutes)")
+    for a in axes:
+        a.grid(alpha=0.3)
+        if bsum["outage_end"] is not None:
+            a.axvline(bsum["outage_end"] / 60, color="#2ca02c", ls="--", lw=1.2)
+        for p in [float(x) for x in meta["probes"].split(",") if x]:
+            a.axvline(p / 60, color="grey", ls=":", lw=0.8)
+    what = (f"far host down until t = {bsum['outage_end']:.0f} s (dashed)" if bsum["outage_end"] is not None
+            else f"far host answers {bsum['flaky_success']} of the attempts")
+    fig.suptitle(f"{title(label)}: {what}; dotted: new GitRepositories", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--lab-dir", required=True)
     p.add_argument("--results", required=True)
+    p.add_argument("--name", default=None,
+                   help="suffix of the combined files (summary-NAME.md, waits-NAME.png, ...); default "
+                        "none for setups a-e only, 'breaker' when f or g or a run label is among them")
     p.add_argument("setups", nargs="+")
     a = p.parse_args()
+    if a.name is None:
+        plain = all(x in ("a", "b", "c", "c2", "d", "e") for x in a.setups)
+        a.name = "" if plain else "breaker"
+    sfx = f"-{a.name}" if a.name else ""
     os.makedirs(a.results, exist_ok=True)
-    runs, summaries = {}, []
+    runs, summaries, bsums = {}, [], {}
     for setup in a.setups:
         d = os.path.join(a.lab_dir, f"run-{setup}")
         runs[setup] = load_run(d)
         s = summarise(setup, *runs[setup])
         summaries.append(s)
         export_data(setup, d, a.results, runs[setup][0], runs[setup][1], s)
+        if base(setup) in ("f", "g"):
+            meta, samples, final, prom, conns = runs[setup]
+            bsums[setup] = breaker_summary(setup, meta, samples, final, prom, conns, s)
+            s["breaker"] = bsums[setup]
+            plot_breaker(setup, meta, samples, conns, bsums[setup], os.path.join(a.results, setup, "breaker.png"))
+            with open(os.path.join(a.results, setup, "far_host_per_minute.csv"), "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(["lab_minute", "connections"])
+                for m, n in enumerate(bsums[setup]["far_conns_per_minute"]):
+                    w.writerow([m, n])
+            json.dump(bsums[setup], open(os.path.join(a.results, setup, "breaker.json"), "w"), indent=1)
     md = table(summaries)
     print(md)
+    if bsums:
+        bmd = breaker_table(summaries, bsums)
+        print()
+        print(bmd)
+        with open(os.path.join(a.results, f"summary{sfx}-table2.md"), "w") as f:
+            f.write(bmd + "\n")
     # Keep the summaries of setups run earlier when only some are re-run.
     path = os.path.join(a.results, "summary.json")
     old = {}
@@ -408,11 +757,11 @@ def main():
     for s in summaries:
         old[s["setup"]] = s
     json.dump([old[k] for k in sorted(old)], open(path, "w"), indent=1)
-    with open(os.path.join(a.results, "summary.md"), "w") as f:
+    with open(os.path.join(a.results, f"summary{sfx}.md"), "w") as f:
         f.write(md + "\n")
-    plot_waits(summaries, os.path.join(a.results, "waits.png"))
-    plot_unobserved(runs, os.path.join(a.results, "unobserved.png"))
-    plot_gauges(runs, os.path.join(a.results, "gauges.png"))
+    plot_waits(summaries, os.path.join(a.results, f"waits{sfx}.png"))
+    plot_unobserved(runs, os.path.join(a.results, f"unobserved{sfx}.png"))
+    plot_gauges(runs, os.path.join(a.results, f"gauges{sfx}.png"))
 
 
 if __name__ == "__main__":

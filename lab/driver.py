@@ -142,10 +142,25 @@ def condition(obj, kind):
     return None
 
 
+def url_host(url):
+    rest = url.split("://", 1)[-1]
+    return rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0].lower()
+
+
 def summarise(items):
     s = {"total": len(items), "unobserved": 0, "no_conditions": 0, "ready": 0, "failing": 0,
-         "suspended": 0, "archived": 0}
+         "suspended": 0, "archived": 0, "quarantined": 0, "hosts": {}}
     for o in items:
+        # Per Git host: how many, Ready, with an artifact (served to consumers even when the
+        # latest fetch failed), quarantined by fluxgate's breaker.
+        h = s["hosts"].setdefault(url_host((o.get("spec") or {}).get("url", "")),
+                                  {"total": 0, "ready": 0, "artifact": 0, "quarantined": 0})
+        h["total"] += 1
+        if (o.get("status") or {}).get("artifact"):
+            h["artifact"] += 1
+        if ((o.get("metadata") or {}).get("labels") or {}).get("fluxgate.io/quarantined") == "true":
+            h["quarantined"] += 1
+            s["quarantined"] += 1
         st = o.get("status") or {}
         if st.get("observedGeneration", -1) == -1:
             s["unobserved"] += 1
@@ -154,6 +169,7 @@ def summarise(items):
         r = condition(o, "Ready")
         if r and r.get("status") == "True":
             s["ready"] += 1
+            h["ready"] += 1
         elif r and r.get("status") == "False":
             s["failing"] += 1
         if (o.get("spec") or {}).get("suspend"):

@@ -5,6 +5,11 @@
   netlab.py tarpit --port P --log FILE                 accepts TCP and never answers
   netlab.py proxy  --port P --log FILE --map HOST:PORT=HOST:PORT ... [--host ADDR] [--only-mapped]
                                                        HTTP proxy (absolute-form and CONNECT)
+  netlab.py farhost --port P --log FILE --upstream HOST:PORT
+                   (--outage-end-file FILE | --success-fraction F --seed S)
+                                                       the far Git host when it is not simply
+                                                       down: tarpits some connections and relays
+                                                       the others to the Git server (see farhost)
 
 --host: the proxy's listen address (default 127.0.0.1; the node tests use their Pod bridge's
 address). --only-mapped: refuse (403) any target that no --map names, so the proxy can only ever
@@ -15,6 +20,7 @@ Logs are CSV lines: unix time, event, detail. Every server stops by itself after
 
 import argparse
 import asyncio
+import hashlib
 import os
 import subprocess
 import sys
@@ -241,10 +247,136 @@ async def proxy(args):
         await srv.serve_forever()
 
 
+# --------------------------------------------------------------------------------------------
+# far host that comes back, or answers only some attempts
+
+
+def attempt_served(seed, repo, n, fraction):
+    """Whether attempt n (0, 1, ...) at one repository is answered: a hash of (seed, repository,
+    n) against the fraction. Each repository's sequence of answers is then the same in every run
+    with the same seed, whatever order source-controller's workers happen to try them in."""
+    h = hashlib.sha256(f"{seed}:{repo}:{n}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2**64 < fraction
+
+
+async def farhost(args):
+    """The far Git host. Each connection's first request decides what it gets:
+
+    - with --outage-end-file: tarpitted (as `tarpit`) until the unix time written in that file,
+      relayed to the Git server (--upstream) from then on; no file yet means still down;
+    - with --success-fraction: an attempt is one clone, a GET .../info/refs followed by a POST
+      .../git-upload-pack on a new connection (HTTP/1.0 upstream); the GET decides, by
+      attempt_served, and the POSTs of that repository follow the decision of its last GET.
+
+    The request head is read before deciding; a tarpitted connection gets no byte back, like the
+    plain tarpit, and a relayed one is answered by the real Git server, which holds every
+    repository under its far-host path too."""
+    log = EventLog(args.log)
+    up_host, _, up_port = args.upstream.rpartition(":")
+    attempts = {}
+    decided = {}
+    outage_end = [None]
+
+    def down_now():
+        if outage_end[0] is None:
+            try:
+                with open(args.outage_end_file) as f:
+                    outage_end[0] = float(f.read().strip())
+            except (OSError, ValueError):
+                return True
+        return time.time() < outage_end[0]
+
+    def decide(method, path):
+        if args.outage_end_file:
+            return not down_now()
+        repo = path.split("?", 1)[0]
+        for suffix in ("/info/refs", "/git-upload-pack", "/git-receive-pack"):
+            if repo.endswith(suffix):
+                repo = repo[: -len(suffix)]
+                break
+        if method == "GET" and path.split("?", 1)[0].endswith("/info/refs"):
+            n = attempts.get(repo, 0)
+            attempts[repo] = n + 1
+            decided[repo] = attempt_served(args.seed, repo, n, args.success_fraction)
+            return decided[repo]
+        return decided.get(repo, False)
+
+    async def pipe(r, w):
+        n = 0
+        try:
+            while True:
+                data = await r.read(65536)
+                if not data:
+                    break
+                n += len(data)
+                w.write(data)
+                await w.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            try:
+                w.close()
+            except Exception:
+                pass
+        return n
+
+    async def handle(reader, writer):
+        peer = writer.get_extra_info("peername")
+        who = f"{peer[0]}:{peer[1]}"
+        start = time.monotonic()
+        log.write("accept", who)
+        head = b""
+        served = False
+        received = 0
+        try:
+            async with asyncio.timeout(args.hold_seconds):
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as e:
+                    head = e.partial
+                except asyncio.LimitOverrunError:
+                    head = b""
+                received = len(head)
+                line = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+                method, path = (line[0], line[1]) if len(line) >= 2 else ("?", "?")
+                if "://" in path:
+                    s = urlsplit(path)
+                    path = s.path + ("?" + s.query if s.query else "")
+                served = bool(head) and decide(method, path)
+                log.write("serve" if served else "tarpit", f"{who} {method} {path.split('?', 1)[0]}")
+                if not served:
+                    # As the tarpit: read and discard, answer nothing, until the client gives up.
+                    while True:
+                        data = await reader.read(65536)
+                        if not data:
+                            break
+                        received += len(data)
+        except (TimeoutError, ConnectionError):
+            pass
+        if not served:
+            writer.close()
+            log.write("close", f"{who} {time.monotonic() - start:.3f}s {received}B")
+            return
+        try:
+            up_r, up_w = await asyncio.wait_for(asyncio.open_connection(up_host, int(up_port)), 10)
+        except (OSError, TimeoutError) as e:
+            log.write("error", f"{who} {e}")
+            writer.close()
+            return
+        up_w.write(head)
+        sent, back = await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        log.write("done", f"{who} {time.monotonic() - start:.3f}s {received + sent}B {back}B")
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=512)
+    log.write("listen", f"127.0.0.1:{args.port}")
+    async with srv:
+        await srv.serve_forever()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("git", "tarpit", "proxy"):
+    for name in ("git", "tarpit", "proxy", "farhost"):
         s = sub.add_parser(name)
         s.add_argument("--port", type=int, required=True)
         s.add_argument("--log", required=True)
@@ -258,12 +390,21 @@ def main():
             s.add_argument("--map", action="append", default=[])
             s.add_argument("--host", default="127.0.0.1")
             s.add_argument("--only-mapped", action="store_true")
+        if name == "farhost":
+            s.add_argument("--upstream", required=True, help="the Git server, HOST:PORT")
+            s.add_argument("--hold-seconds", type=float, default=3600)
+            mode = s.add_mutually_exclusive_group(required=True)
+            mode.add_argument("--outage-end-file", help="holds the unix time the host comes back")
+            mode.add_argument("--success-fraction", type=float, help="share of attempts answered")
+            s.add_argument("--seed", default="fluxgate-lab", help="for --success-fraction")
     args = p.parse_args()
     stop_after(args.max_seconds)
     if args.cmd == "git":
         git_server(args)
     elif args.cmd == "tarpit":
         asyncio.run(tarpit(args))
+    elif args.cmd == "farhost":
+        asyncio.run(farhost(args))
     else:
         asyncio.run(proxy(args))
 

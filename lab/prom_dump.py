@@ -29,6 +29,12 @@ QUERIES = {
     "fg_first_reconcile_count": "sum(fluxgate_gitrepository_first_reconcile_seconds_count)",
     "fg_janitor_actions": "sum by (rule, action, outcome) (fluxgate_janitor_actions_total)",
     "fg_admission": "sum by (outcome) (fluxgate_admission_requests_total)",
+    # the host circuit breaker (setups f and g)
+    "fg_quarantined": 'sum(fluxgate_gitrepositories{state="quarantined"}) or vector(0)',
+    "fg_breaker_state": "fluxgate_host_breaker_state",
+    "fg_breaker_transitions": "sum by (host, from, to) (fluxgate_host_breaker_transitions_total)",
+    "fg_breaker_probes": "sum by (host, outcome) (fluxgate_host_breaker_probes_total)",
+    "fg_breaker_actions": "sum by (action, outcome) (fluxgate_host_breaker_actions_total)",
     "fg_up": 'up{job="fluxgate"}',
     "sc_up": 'up{job="source-controller"}',
     # the shipped alert rules (time-scaled), as Prometheus evaluated them

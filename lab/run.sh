@@ -5,6 +5,7 @@
 #
 #   lab/run.sh              setups a b c c2 d
 #   lab/run.sh a d          only those
+#   lab/run.sh f-1 g-1 f-2  a setup with a run label: target/lab/run-f-1, lab/results/f-1/
 #
 # Setups:
 #   a  Flux defaults, no fluxgate remedy (fluxgate only observes: exporter, no webhook)
@@ -14,6 +15,10 @@
 #      failing GitRepository (source-controller re-stamps Ready=False at every attempt)
 #   d  the proxy remedy: source-controller runs with the env fluxgate injects into its Pod
 #   e  (not run by default) fluxgate as shipped plus the janitor: webhook (5m) and janitor
+#   f  (not run by default) an outage that ends: the far host tarpits until LAB_OUTAGE_END of the
+#      run, then serves real Git; fluxgate's webhook (5m) and host circuit breaker
+#   g  (not run by default) a flaky far host: it answers LAB_FLAKY_SUCCESS of the clone attempts
+#      (seeded, per repository and attempt) and tarpits the rest; webhook (5m) and breaker
 #
 # Knobs (environment):
 #   LAB_RUN_SECONDS       length of each setup's run, wall-clock seconds (default 450)
@@ -26,6 +31,15 @@
 #   LAB_FAILING_FOR_SHORT janitor threshold in setup c2 (default 1m)
 #   LAB_JANITOR_INTERVAL  janitor period in setups c/e (default 30s)
 #   LAB_TOTAL / LAB_HEALTHY  GitRepositories and how many of them are healthy (130 / 17)
+#   LAB_BREAKER_RUN_SECONDS  run length of f and g (default 900): with 5m timeouts the breaker
+#                         cannot trip before ~450 s after a restart (see INCIDENT.md)
+#   LAB_OUTAGE_END        f: when the far host comes back, as a fraction of the run (default 0.7)
+#   LAB_FLAKY_SUCCESS     g: share of clone attempts the far host answers (default 0.3)
+#   LAB_FLAKY_SEED        g: seed of those answers (default fluxgate-lab)
+#   LAB_BREAKER_PASS      f, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
+#   The breaker's durations are platform values scaled like the timeouts: window 10m, probe 5m
+#   (max 1h), canary timeout 10m, release every 30s; its counts (10 failing, ratio 0.5, batch 10)
+#   stay.
 #   LAB_DIR               working state (default target/lab)
 #   LAB_RESULTS           table, data and plots (default lab/results/)
 set -euo pipefail
@@ -41,6 +55,11 @@ PROBES="${LAB_PROBES:-0.1,0.3,0.5,0.7,0.9}"
 FAILING_FOR="${LAB_FAILING_FOR:-3m}"
 FAILING_FOR_SHORT="${LAB_FAILING_FOR_SHORT:-1m}"
 JANITOR_INTERVAL="${LAB_JANITOR_INTERVAL:-30s}"
+BREAKER_RUN_SECONDS="${LAB_BREAKER_RUN_SECONDS:-900}"
+OUTAGE_END="${LAB_OUTAGE_END:-0.7}"
+FLAKY_SUCCESS="${LAB_FLAKY_SUCCESS:-0.3}"
+FLAKY_SEED="${LAB_FLAKY_SEED:-fluxgate-lab}"
+BREAKER_PASS="${LAB_BREAKER_PASS:-1s}"
 TOTAL="${LAB_TOTAL:-130}"
 HEALTHY="${LAB_HEALTHY:-17}"
 LAB_DIR="${LAB_DIR:-$repo/target/lab}"
@@ -64,6 +83,9 @@ scaled() {
 }
 TIMEOUT_DEFAULT="$(scaled 60)"
 TIMEOUT_WEBHOOK="$(scaled 300)"
+BREAKER_FLAGS=(--breaker=true --breaker-window "$(scaled 600)" --breaker-probe-interval "$(scaled 300)"
+  --breaker-probe-interval-max "$(scaled 3600)" --breaker-canary-timeout "$(scaled 600)"
+  --breaker-release-every "$(scaled 30)" --breaker-pass-interval "$BREAKER_PASS")
 
 free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -131,6 +153,19 @@ prepare() {
   "$here/build.sh"
   [[ -x "$SC_BIN" ]] || die "no source-controller binary"
   [[ -x "$FLUXGATE" ]] || die "no fluxgate binary"
+  # Debian packages the lab itself needs (as .ci/run does for the tests).
+  local -a need=()
+  command -v prometheus >/dev/null || need+=(prometheus)
+  "$PY" -c 'import matplotlib' 2>/dev/null || need+=(python3-matplotlib)
+  "$PY" -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
+  if ((${#need[@]})); then
+    command -v apt-get >/dev/null && [[ $(id -u) == 0 ]] || die "needs the Debian packages: ${need[*]}"
+    log "installing ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # Debian starts the service on install; the lab runs its own instance per setup.
+    systemctl stop prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
+  fi
   command -v prometheus >/dev/null || die "prometheus not found (Debian package prometheus)"
   "$PY" -c 'import matplotlib, yaml' 2>/dev/null || die "needs python3-matplotlib and python3-yaml"
   mkdir -p "$LAB_DIR" "$RESULTS"
@@ -164,7 +199,10 @@ prepare() {
 # one setup
 
 run_setup() {
-  local setup="$1" dir="$LAB_DIR/run-$1"
+  # "f-2": setup f, run label 2 (its own state and results directories).
+  local setup="${1%%-*}" dir="$LAB_DIR/run-$1"
+  local run_seconds="$RUN_SECONDS"
+  case "$setup" in f | g) run_seconds="$BREAKER_RUN_SECONDS" ;; esac
   rm -rf "$dir"
   mkdir -p "$dir"
   log "setup $setup: control plane"
@@ -180,13 +218,24 @@ run_setup() {
   git_port="$(free_port)"; tarpit_port="$(free_port)"; proxy_port="$(free_port)"
   sc_metrics="$(free_port)"; sc_health="$(free_port)"; sc_storage="$(free_port)"
   fg_webhook="$(free_port)"; fg_metrics="$(free_port)"; prom_port="$(free_port)"
-  local bound=$((RUN_SECONDS + 600))
+  local bound=$((run_seconds + 600))
 
-  log "setup $setup: git server :$git_port, far host (tarpit) :$tarpit_port"
+  log "setup $1: git server :$git_port, far host :$tarpit_port"
   start_bg git "$dir/git.out" "$PY" "$here/netlab.py" git --port "$git_port" \
     --root "$LAB_DIR/git" --log "$dir/git.csv" --max-seconds "$bound"
-  start_bg tarpit "$dir/tarpit.out" "$PY" "$here/netlab.py" tarpit --port "$tarpit_port" \
-    --log "$dir/tarpit.csv" --max-seconds "$bound"
+  # The far host: down for good (a tarpit), down until the outage ends (f; the end is written
+  # once t=0 is known), or answering a share of the attempts (g). Both relay what they answer to
+  # the Git server, which holds every far-host repository under its GitHub path.
+  case "$setup" in
+    f) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
+         --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
+         --outage-end-file "$dir/outage-end" ;;
+    g) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
+         --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
+         --success-fraction "$FLAKY_SUCCESS" --seed "$FLAKY_SEED" ;;
+    *) start_bg tarpit "$dir/tarpit.out" "$PY" "$here/netlab.py" tarpit --port "$tarpit_port" \
+         --log "$dir/tarpit.csv" --max-seconds "$bound" ;;
+  esac
 
   # fluxgate: the exporter in every setup (its gauges are among the figures); the webhook and
   # the janitor only where the setup says so.
@@ -197,11 +246,13 @@ run_setup() {
   case "$setup" in
     c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
     c2) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR_SHORT") ;;
+    f | g) fg+=("${BREAKER_FLAGS[@]}") ;;
   esac
-  start_bg fluxgate "$dir/fluxgate.log" env KUBECONFIG="$KUBECONFIG" "${fg[@]}"
+  # JSON logs: analyze.py reads the breaker's state changes from them.
+  start_bg fluxgate "$dir/fluxgate.log" env KUBECONFIG="$KUBECONFIG" FLUXGATE_LOG_FORMAT=json "${fg[@]}"
   wait_http "http://127.0.0.1:$fg_metrics/healthz" fluxgate
   case "$setup" in
-    b | e)
+    b | e | f | g)
       "$PY" "$here/driver.py" --api "$api" --pki "$pki" webhook \
         --url "https://127.0.0.1:$fg_webhook/mutate" --ca "$LAB_DIR/certs/ca.crt"
       ;;
@@ -265,9 +316,13 @@ EOF
     --storage-addr="127.0.0.1:$sc_storage" --storage-adv-addr="127.0.0.1:$sc_storage"
     --metrics-addr="127.0.0.1:$sc_metrics" --health-addr="127.0.0.1:$sc_health"
     --enable-leader-election=false --watch-all-namespaces=true --log-level=info --log-encoding=json)
-  log "setup $setup: source-controller $SC_VERSION starts (t=0); run ${RUN_SECONDS}s"
-  local t0
+  log "setup $1: source-controller $SC_VERSION starts (t=0); run ${run_seconds}s"
+  local t0 outage_end=null
   t0="$(date +%s.%N)"
+  if [[ "$setup" == f ]]; then
+    outage_end="$(awk -v t="$t0" -v f="$OUTAGE_END" -v r="$run_seconds" 'BEGIN { printf "%.3f", f * r }')"
+    awk -v t="$t0" -v o="$outage_end" 'BEGIN { printf "%.3f\n", t + o }' >"$dir/outage-end"
+  fi
   # A private mount namespace gives source-controller its own /etc/hosts (the lab's host names)
   # without touching the machine's.
   start_bg source-controller "$dir/source-controller.log" unshare -m sh -c \
@@ -277,23 +332,25 @@ EOF
   kill -0 "$sc_pid" 2>/dev/null || { tail -20 "$dir/source-controller.log" >&2; die "source-controller exited"; }
 
   local probes_abs
-  probes_abs="$(awk -v p="$PROBES" -v r="$RUN_SECONDS" 'BEGIN { n = split(p, a, ","); for (i = 1; i <= n; i++) printf "%s%.1f", (i > 1 ? "," : ""), a[i] * r }')"
+  probes_abs="$(awk -v p="$PROBES" -v r="$run_seconds" 'BEGIN { n = split(p, a, ","); for (i = 1; i <= n; i++) printf "%s%.1f", (i > 1 ? "," : ""), a[i] * r }')"
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" sample \
     --healthy-url "http://$NEAR_HOST:$git_port" --timeout "$repo_timeout" \
-    --pid "$sc_pid" --start "$t0" --duration "$RUN_SECONDS" --probes "$probes_abs" \
+    --pid "$sc_pid" --start "$t0" --duration "$run_seconds" --probes "$probes_abs" \
     --first-probe $((TOTAL + 1)) --out "$dir/samples.jsonl" --final "$dir/final.json" >"$dir/sample.out"
 
-  log "setup $setup: collecting"
+  log "setup $1: collecting"
   "$PY" "$here/prom_dump.py" --url "http://127.0.0.1:$prom_port" --start "$t0" \
     --end "$(date +%s.%N)" --out "$dir/prometheus.csv"
   "$FLUXGATE" report -f "$dir/final.json" -o json >"$dir/report.json" 2>"$dir/report.err" || true
   cat >"$dir/meta.json" <<EOF
-{"setup": "$setup", "t0": $t0, "run_seconds": $RUN_SECONDS, "scale": $SCALE,
+{"setup": "$setup", "run": "$1", "t0": $t0, "run_seconds": $run_seconds, "scale": $SCALE,
  "timeout_default": "$TIMEOUT_DEFAULT", "timeout_webhook": "$TIMEOUT_WEBHOOK",
  "failing_for": "$( [[ $setup == c2 ]] && echo "$FAILING_FOR_SHORT" || echo "$FAILING_FOR")", "janitor_interval": "$JANITOR_INTERVAL",
  "total": $TOTAL, "healthy": $HEALTHY, "probes": "$probes_abs",
  "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST",
  "fluxgate": "$("$FLUXGATE" --version)", "commit": "$(git -C "$repo" rev-parse --short HEAD)", "apiserver_port": "${APISERVER_URL##*:}",
+ "outage_end": $outage_end, "flaky_success": $( [[ $setup == g ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
+ "breaker": "$( [[ $setup == f || $setup == g ]] && echo "${BREAKER_FLAGS[*]}")",
  "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
 EOF
   stop_all
@@ -302,9 +359,9 @@ EOF
 
 prepare
 for s in "${SETUPS[@]}"; do
-  case "$s" in a | b | c | c2 | d | e) ;; *) die "unknown setup '$s' (a b c c2 d e)" ;; esac
+  case "${s%%-*}" in a | b | c | c2 | d | e | f | g) ;; *) die "unknown setup '$s' (a b c c2 d e f g)" ;; esac
 done
-log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s, scale 1/$SCALE"
+log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, g: ${BREAKER_RUN_SECONDS}s), scale 1/$SCALE"
 for s in "${SETUPS[@]}"; do
   run_setup "$s"
 done
