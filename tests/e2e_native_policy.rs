@@ -23,7 +23,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use serde_json::{Value, json};
 use support::TestWebhook;
-use support::e2e::{self, eventually};
+use support::e2e;
 
 const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
@@ -106,28 +106,11 @@ impl NativePolicy {
 async fn wait_until_gitrepositories_mutated(client: &kube::Client, namespace: &str) {
     let api = e2e::gitrepositories(client, namespace);
     let probe = e2e::gitrepository("registration-probe", json!({}));
-    let mutated = eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        let probe = probe.clone();
-        async move {
-            let created = api
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        ..Default::default()
-                    },
-                    &probe,
-                )
-                .await
-                .ok()?;
-            (created.data["spec"]["suspend"] == false).then_some(())
-        }
+    let mutated = e2e::dry_run_until(&api, &probe, |created| {
+        created.data["spec"]["suspend"] == false
     })
     .await;
-    assert!(
-        mutated.is_some(),
-        "GitRepositories in {namespace} never mutated"
-    );
+    assert!(mutated, "GitRepositories in {namespace} never mutated");
 }
 
 async fn register_webhook_for(
@@ -557,25 +540,14 @@ async fn wait_until_pods_injected(client: &kube::Client, namespace: &str) {
         "source-controller",
         json!([{ "name": "manager", "image": "sc" }]),
     );
-    let injected = eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        let probe = probe.clone();
-        async move {
-            let created = api
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        ..Default::default()
-                    },
-                    &probe,
-                )
-                .await
-                .ok()?;
-            created.spec?.containers[0].env.is_some().then_some(())
-        }
+    let injected = e2e::dry_run_until(&api, &probe, |created| {
+        created
+            .spec
+            .as_ref()
+            .is_some_and(|spec| spec.containers[0].env.is_some())
     })
     .await;
-    assert!(injected.is_some(), "Pods in {namespace} never injected");
+    assert!(injected, "Pods in {namespace} never injected");
 }
 
 // --- generated specs against gitrepository::plan ----------------------------------------------

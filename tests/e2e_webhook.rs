@@ -10,7 +10,7 @@ use fluxgate::server::webhook::WebhookLimits;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::TestWebhook;
-use support::e2e::{self, eventually};
+use support::e2e;
 
 const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
 
@@ -22,28 +22,11 @@ fn spec(object: &kube::api::DynamicObject) -> &Value {
 /// dry-running creates until one comes back patched.
 async fn wait_until_registered(api: &kube::Api<kube::api::DynamicObject>) {
     let probe = e2e::gitrepository("registration-probe", json!({}));
-    let registered = eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        let probe = probe.clone();
-        async move {
-            let created = api
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        ..Default::default()
-                    },
-                    &probe,
-                )
-                .await
-                .ok()?;
-            (created.data["spec"]["timeout"] == "5m").then_some(())
-        }
+    let registered = e2e::dry_run_until(api, &probe, |created| {
+        created.data["spec"]["timeout"] == "5m"
     })
     .await;
-    assert!(
-        registered.is_some(),
-        "kube-apiserver never called the webhook"
-    );
+    assert!(registered, "kube-apiserver never called the webhook");
 }
 
 #[tokio::test]

@@ -154,3 +154,28 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Dry-runs creates of `probe` until the stored answer satisfies `admitted`, within 30 s: the API
+/// server's admission configuration cache takes a moment to pick up a new webhook or policy.
+/// Returns whether it did.
+pub async fn dry_run_until<K>(api: &Api<K>, probe: &K, admitted: impl Fn(&K) -> bool) -> bool
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        let probe = probe.clone();
+        let dry_run = dry_run.clone();
+        let admitted = &admitted;
+        async move {
+            let created = api.create(&dry_run, &probe).await.ok()?;
+            admitted(&created).then_some(())
+        }
+    })
+    .await
+    .is_some()
+}
