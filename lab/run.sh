@@ -84,7 +84,7 @@ scaled() {
 TIMEOUT_DEFAULT="$(scaled 60)"
 TIMEOUT_WEBHOOK="$(scaled 300)"
 BREAKER_FLAGS=(--breaker=true --breaker-window "$(scaled 600)" --breaker-probe-interval "$(scaled 300)"
-  --breaker-probe-interval-max "$(scaled 3600)" --breaker-canary-timeout "$(scaled 600)"
+  --breaker-probe-interval-max "$(scaled 600)" --breaker-flapping-probe-interval-max "$(scaled 3600)" --breaker-canary-timeout "$(scaled 600)"
   --breaker-release-every "$(scaled 30)" --breaker-pass-interval "$BREAKER_PASS")
 
 free_port() {

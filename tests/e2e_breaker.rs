@@ -108,6 +108,7 @@ fn trip_args(release_every: Duration) -> TripArgs {
         breaker_window: Duration::from_secs(2),
         breaker_probe_interval: Duration::from_secs(2),
         breaker_probe_interval_max: Duration::from_secs(8),
+        breaker_flapping_probe_interval_max: Duration::from_secs(8),
         breaker_canary_timeout: Duration::from_secs(30),
         breaker_release_batch: 3,
         breaker_release_every: release_every,

@@ -13,7 +13,7 @@ use crate::cli::parse_duration;
 pub struct TripArgs {
     /// A host trips when at least this many of its GitRepositories fail with a transport error
     /// (timeout, DNS, connection, TLS) ...
-    #[arg(long, env = "FLUXGATE_BREAKER_MIN_FAILING", default_value_t = 10)]
+    #[arg(long, env = "FLUXGATE_BREAKER_MIN_FAILING", default_value_t = 4)]
     pub breaker_min_failing: usize,
 
     /// ... and they are at least this fraction of the host's GitRepositories that
@@ -30,16 +30,22 @@ pub struct TripArgs {
     #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub breaker_probe_interval: Duration,
 
-    /// The longest time between two probes of a host that stays down.
-    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL_MAX", default_value = "1h", value_parser = parse_duration)]
+    /// The longest time between two probes of a host that stays down: with the release, it bounds
+    /// how long the host's GitRepositories stay quarantined after it is back.
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL_MAX", default_value = "10m", value_parser = parse_duration)]
     pub breaker_probe_interval_max: Duration,
+
+    /// The longest time between two probes of a flapping host, one that answered a probe and then
+    /// failed again; also how long a host must stay closed to count as recovered.
+    #[arg(long, env = "FLUXGATE_BREAKER_FLAPPING_PROBE_INTERVAL_MAX", default_value = "1h", value_parser = parse_duration)]
+    pub breaker_flapping_probe_interval_max: Duration,
 
     /// How long a released canary may take to become Ready before the probe counts as failed.
     #[arg(long, env = "FLUXGATE_BREAKER_CANARY_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub breaker_canary_timeout: Duration,
 
     /// GitRepositories released at a time once the host answers again ...
-    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_BATCH", default_value_t = 10)]
+    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_BATCH", default_value_t = 20)]
     pub breaker_release_batch: usize,
 
     /// ... one batch every this long, so they do not all take source-controller's workers at once.
@@ -65,6 +71,10 @@ impl TripArgs {
             probe_interval: self.breaker_probe_interval,
             probe_interval_max: self
                 .breaker_probe_interval_max
+                .max(self.breaker_probe_interval),
+            flapping_probe_interval_max: self
+                .breaker_flapping_probe_interval_max
+                .max(self.breaker_probe_interval_max)
                 .max(self.breaker_probe_interval),
             canary_timeout: self.breaker_canary_timeout,
             release_batch: self.breaker_release_batch.max(1),

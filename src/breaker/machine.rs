@@ -188,8 +188,11 @@ impl Release {
 ///   with transport errors (at least half of the released members that have been tried, and
 ///   enough of them that one unlucky repository is not an outage);
 /// - the probe delay survives closing: tripping again within `probe_interval_max` of closing
-///   doubles the last delay instead of starting over, so the probes of a flaky host thin out to
-///   one per `probe_interval_max`.
+///   doubles the last delay instead of starting over;
+/// - a host that answered a probe and then failed again in the same episode is flapping: its
+///   delay may grow to `flapping_probe_interval_max` (1h) instead of `probe_interval_max` (10m),
+///   so the probes of a flaky host thin out to a few an hour, while a host that is plainly down
+///   is still probed often enough to be back within minutes of its return.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostBreaker {
     phase: Phase,
@@ -198,6 +201,8 @@ pub struct HostBreaker {
     /// Zero until first chosen; always read through [`Self::delay`].
     probe_delay: Duration,
     closed_at: Option<OffsetDateTime>,
+    /// Answered a probe and failed again since it last rested: see [`HostBreaker`], flapping.
+    flapping: bool,
 }
 
 impl HostBreaker {
@@ -337,7 +342,12 @@ impl HostBreaker {
 
     /// The probe delay in force, within the settings' bounds whatever they are.
     fn delay(&self, settings: &Settings) -> Duration {
-        let cap = settings.probe_interval_max.max(settings.probe_interval);
+        let cap = if self.flapping {
+            settings.flapping_probe_interval_max
+        } else {
+            settings.probe_interval_max
+        };
+        let cap = cap.max(settings.probe_interval);
         self.probe_delay.max(settings.probe_interval).min(cap)
     }
 
@@ -401,6 +411,7 @@ impl HostBreaker {
         // Half of a batch failing again is an outage; one repository failing alone is not.
         let enough = (settings.release_batch.min(release.released.len()) / 2).max(1);
         if progress.failing >= enough && progress.failing * 2 >= progress.attempted {
+            self.flapping = true;
             self.fail_probe(release.episode, ProbeOutcome::ReleaseAborted, pass);
             return true;
         }
@@ -442,17 +453,25 @@ impl HostBreaker {
             self.tripping_since = None;
             return;
         }
-        let since = *self.tripping_since.get_or_insert(now);
+        // The window runs from the host's first failure still standing, not from the pass that
+        // first saw enough of them: with a 5m timeout and two workers, the fourth failure comes
+        // ten minutes into an outage, and waiting a window after that doubles the damage.
+        let first_failure = counts(pass.members)
+            .first_failure_at
+            .map_or(now, |t| t.min(now));
+        let since = *self.tripping_since.get_or_insert(first_failure);
         if elapsed(since, now) < settings.window {
             return;
         }
         // Tripping again soon after closing: the passed probe was luck, keep backing off.
         let recently_closed = self
             .closed_at
-            .is_some_and(|closed| elapsed(closed, now) < settings.probe_interval_max);
+            .is_some_and(|closed| elapsed(closed, now) < settings.flapping_probe_interval_max);
         if recently_closed {
+            self.flapping = true;
             self.back_off(settings);
         } else {
+            self.flapping = false;
             self.probe_delay = settings.probe_interval;
         }
         let episode = match &self.phase {
@@ -660,6 +679,18 @@ mod tests {
     const T0: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
     const FAILING: Condition = Condition::TransportFailing { since: None };
 
+    /// The settings these tests were written against, whatever the defaults become: trip at 10
+    /// failing, probe at most hourly, release 10 at a time.
+    fn pinned() -> Settings {
+        Settings {
+            min_failing: 10,
+            probe_interval_max: Duration::from_secs(3600),
+            flapping_probe_interval_max: Duration::from_secs(3600),
+            release_batch: 10,
+            ..Settings::default()
+        }
+    }
+
     fn minutes(n: i64) -> time::Duration {
         time::Duration::minutes(n)
     }
@@ -771,7 +802,7 @@ mod tests {
 
     #[test]
     fn trips_after_the_window_and_a_dip_restarts_the_timer() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[(12, FAILING), (3, Condition::Ready)]);
         let mut breaker = HostBreaker::default();
         for minute in [0, 5, 9] {
@@ -812,7 +843,7 @@ mod tests {
 
     #[test]
     fn a_few_failures_among_many_never_trip() {
-        let settings = Settings::default();
+        let settings = pinned();
         for (members, trips) in [
             (host(&[(15, FAILING), (20, Condition::Ready)]), false),
             (host(&[(9, FAILING)]), false),
@@ -831,7 +862,7 @@ mod tests {
 
     #[test]
     fn failures_that_are_not_the_hosts_never_trip() {
-        let settings = Settings::default();
+        let settings = pinned();
         let members = host(&[
             (100, Condition::OtherFailing),
             (50, Condition::NotAttempted),
@@ -857,7 +888,7 @@ mod tests {
 
     #[test]
     fn open_quarantines_only_failing_and_not_attempted_members() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[
             (12, FAILING),
             (3, Condition::NotAttempted),
@@ -895,7 +926,7 @@ mod tests {
     fn actions_per_pass_are_bounded() {
         let settings = Settings {
             max_actions_per_pass: 5,
-            ..Settings::default()
+            ..pinned()
         };
         let mut members = host(&[(3, Condition::NotAttempted), (12, FAILING)]);
         let mut breaker = HostBreaker::default();
@@ -918,7 +949,7 @@ mod tests {
 
     #[test]
     fn probes_one_canary_after_the_delay_oldest_quarantine_first() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[(12, FAILING), (3, Condition::Ready)]);
         let mut breaker = tripped(&mut members, &settings);
         members[7].condition = Condition::Quarantined {
@@ -935,7 +966,7 @@ mod tests {
 
     #[test]
     fn a_ready_canary_closes_and_the_rest_is_released_in_spaced_batches() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[(25, FAILING)]);
         let mut breaker = tripped(&mut members, &settings);
         let step = probe(
@@ -969,7 +1000,7 @@ mod tests {
 
     #[test]
     fn a_failing_canary_reopens_with_a_doubled_delay_up_to_the_cap() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[(12, FAILING)]);
         let mut breaker = tripped(&mut members, &settings);
         let mut now = T0 + minutes(15);
@@ -992,7 +1023,7 @@ mod tests {
 
     #[test]
     fn a_canary_is_judged_by_news_since_its_release_or_by_its_timeout() {
-        let settings = Settings::default();
+        let settings = pinned();
         for (condition, tried, at_timeout) in [
             // The failure from before the quarantine is not news.
             (FAILING, false, Some(ProbeOutcome::Failed)),
@@ -1026,7 +1057,7 @@ mod tests {
 
     #[test]
     fn a_lost_canary_is_replaced_and_without_one_the_visible_members_decide() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[(12, FAILING), (10, Condition::Ready)]);
         let mut breaker = tripped(&mut members, &settings);
         let step = breaker.step(&members, T0 + minutes(15), &settings);
@@ -1071,7 +1102,7 @@ mod tests {
 
     #[test]
     fn reopening_soon_after_closing_keeps_backing_off() {
-        let settings = Settings::default();
+        let settings = pinned();
         for (closed_for, delay) in [(20, 20), (70, 5)] {
             let mut members = host(&[(12, FAILING)]);
             let mut breaker = tripped(&mut members, &settings);
@@ -1118,7 +1149,7 @@ mod tests {
 
     #[test]
     fn a_release_whose_members_fail_again_is_aborted() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[(30, FAILING)]);
         let mut breaker = tripped(&mut members, &settings);
         let step = probe(
@@ -1169,7 +1200,7 @@ mod tests {
 
     #[test]
     fn an_override_is_acknowledged_and_respected_for_the_episode() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[(12, FAILING)]);
         let mut breaker = tripped(&mut members, &settings);
         members[3].condition = Condition::QuarantineOverridden;
@@ -1228,7 +1259,7 @@ mod tests {
 
     #[test]
     fn opted_out_suspended_by_others_ready_and_other_failures_are_never_touched() {
-        let settings = Settings::default();
+        let settings = pinned();
         let mut members = host(&[
             (20, FAILING),
             (2, Condition::SuspendedByOthers),
@@ -1274,7 +1305,7 @@ mod tests {
 
     #[test]
     fn takes_over_an_open_breaker_from_the_marks() {
-        let settings = Settings::default();
+        let settings = pinned();
         let quarantined = |at| Condition::Quarantined { at: Some(at) };
         let mut members = host(&[
             (3, quarantined(T0 - minutes(2))),
@@ -1311,7 +1342,7 @@ mod tests {
 
     #[test]
     fn takes_over_a_release_or_a_probe_in_progress_from_the_marks() {
-        let settings = Settings::default();
+        let settings = pinned();
         let quarantined = Condition::Quarantined {
             at: Some(T0 - minutes(20)),
         };
@@ -1384,7 +1415,7 @@ mod tests {
         }
 
         fn run(&mut self, breaker: &mut HostBreaker, hours: i64, chance: impl Fn(i64) -> f64) {
-            let settings = Settings::default();
+            let settings = pinned();
             let mut now = T0;
             while now < T0 + time::Duration::hours(hours) {
                 let minute = (now - T0).whole_minutes();
@@ -1494,7 +1525,7 @@ mod tests {
                 .iter()
                 .all(|m| m.condition == Condition::Ready)
         );
-        let snapshot = breaker.snapshot(&simulation.members, &Settings::default());
+        let snapshot = breaker.snapshot(&simulation.members, &pinned());
         assert_eq!(
             (snapshot.state, snapshot.quarantined, snapshot.releasing),
             (Closed, 0, false)
@@ -1511,6 +1542,7 @@ mod tests {
                 window: Duration::ZERO,
                 probe_interval: Duration::ZERO,
                 probe_interval_max: Duration::ZERO,
+                flapping_probe_interval_max: Duration::ZERO,
                 canary_timeout: Duration::ZERO,
                 release_batch: 0,
                 release_every: Duration::ZERO,
@@ -1522,6 +1554,7 @@ mod tests {
                 window: Duration::MAX,
                 probe_interval: Duration::MAX,
                 probe_interval_max: Duration::from_secs(1),
+                flapping_probe_interval_max: Duration::MAX,
                 canary_timeout: Duration::MAX,
                 release_batch: usize::MAX,
                 release_every: Duration::MAX,

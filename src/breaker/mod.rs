@@ -40,9 +40,11 @@ pub struct Settings {
     pub window: Duration,
     /// Wait before the first probe of an episode; doubles after each failed probe.
     pub probe_interval: Duration,
-    /// Cap of the probe wait, and how long a host must stay closed before a new episode starts
-    /// again from `probe_interval`.
+    /// Cap of the probe wait of a host that stays down.
     pub probe_interval_max: Duration,
+    /// Cap of the probe wait of a flapping host (one that answered and failed again), and how
+    /// long a host must stay closed before a new episode starts again from `probe_interval`.
+    pub flapping_probe_interval_max: Duration,
     /// How long a released canary may take to become Ready before it counts as failed.
     pub canary_timeout: Duration,
     /// GitRepositories released together once the host answers again.
@@ -56,13 +58,14 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            min_failing: 10,
+            min_failing: 4,
             failing_ratio: 0.5,
             window: Duration::from_secs(10 * 60),
             probe_interval: Duration::from_secs(5 * 60),
-            probe_interval_max: Duration::from_secs(3600),
+            probe_interval_max: Duration::from_secs(10 * 60),
+            flapping_probe_interval_max: Duration::from_secs(3600),
             canary_timeout: Duration::from_secs(10 * 60),
-            release_batch: 10,
+            release_batch: 20,
             release_every: Duration::from_secs(30),
             max_actions_per_pass: 100,
         }
@@ -176,13 +179,21 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
             0 => String::new(),
             version => version.to_string(),
         },
-        condition: condition(
+        condition: match condition(
             record.state,
             marks.quarantined,
             record.class,
             time(record.failing_since),
             time(marks.quarantined_at),
-        ),
+        ) {
+            // Tried again after a transport failure the watch saw: still that failure.
+            Condition::NotAttempted if marks.transport_failed_at > 0 => {
+                Condition::TransportFailing {
+                    since: time(marks.transport_failed_at),
+                }
+            }
+            condition => condition,
+        },
         opted_out: marks.opted_out,
         released_at: time(marks.released_at),
         overridden_at: time(marks.overridden_at),
@@ -226,6 +237,8 @@ fn condition(
 pub struct Counts {
     pub considered: usize,
     pub transport_failing: usize,
+    /// The earliest start of the counted transport failures' current streaks.
+    pub first_failure_at: Option<OffsetDateTime>,
 }
 
 pub fn counts(members: &[Member]) -> Counts {
@@ -236,9 +249,13 @@ pub fn counts(members: &[Member]) -> Counts {
             // nothing about the host now. Counting it would trip the breaker again during every
             // batched release, before source-controller got to the released ones.
             Condition::TransportFailing { .. } if member.awaits_retry() => {}
-            Condition::TransportFailing { .. } => {
+            Condition::TransportFailing { since } => {
                 counts.considered += 1;
                 counts.transport_failing += 1;
+                counts.first_failure_at = match (counts.first_failure_at, since) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
             }
             Condition::Ready | Condition::OtherFailing => {
                 counts.considered += 1;
@@ -259,6 +276,7 @@ pub fn would_trip(members: &[Member], settings: &Settings) -> bool {
     let Counts {
         considered,
         transport_failing,
+        ..
     } = counts(members);
     transport_failing >= settings.min_failing.max(1)
         && transport_failing as f64 >= settings.failing_ratio * considered as f64
@@ -315,7 +333,8 @@ mod tests {
             counts(&members),
             Counts {
                 considered: 12,
-                transport_failing: 10
+                transport_failing: 10,
+                first_failure_at: None,
             }
         );
         assert!(would_trip(&members, &Settings::default()));

@@ -23,8 +23,10 @@ use crate::metrics::{
 use crate::policy::rfc3339_seconds;
 
 /// After the watch reports a change, wait this long for more before a pass: a burst of events
-/// (a re-list, many failures at once) becomes one pass.
-const SETTLE: Duration = Duration::from_secs(1);
+/// (a re-list, many failures at once) becomes one pass. Shorter than source-controller's first
+/// retry after a failure (`--min-retry-delay`, 750ms), so a failure on an open host is
+/// quarantined before it is tried again and holds a worker for another timeout.
+const SETTLE: Duration = Duration::from_millis(200);
 
 /// Event notes are limited to 1 KiB by the API.
 const EVENT_NOTE_LIMIT: usize = 1000;

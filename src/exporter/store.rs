@@ -82,6 +82,10 @@ pub struct Marks {
     /// When its Ready condition last changed: tells a released object's fresh verdict from the
     /// one it had before its quarantine.
     pub ready_changed_at: i64,
+    /// When it last failed with a transport error, kept while source-controller tries it again
+    /// (`Ready=Unknown` during the attempt): a released canary's failure lasts only until its
+    /// retry, 750ms later, and a pass could miss it.
+    pub transport_failed_at: i64,
 }
 
 impl Marks {
@@ -107,6 +111,7 @@ impl Marks {
             ready_changed_at: health
                 .ready_changed_at
                 .map_or(0, time::OffsetDateTime::unix_timestamp),
+            transport_failed_at: 0,
         };
         let marked = marks.quarantined
             || marks.opted_out
@@ -114,6 +119,22 @@ impl Marks {
             || marks.released_at > 0
             || marks.overridden_at > 0;
         marked.then(|| Box::new(marks))
+    }
+
+    /// Sets [`Self::transport_failed_at`] from the object's new state and what the previous
+    /// version of it remembered.
+    fn remember_failure(&mut self, state: State, class: Option<FailureClass>, previous: i64) {
+        self.transport_failed_at = match state {
+            State::Failed if class.is_some_and(FailureClass::is_transport) => {
+                if self.ready_changed_at > 0 {
+                    self.ready_changed_at
+                } else {
+                    previous
+                }
+            }
+            State::Pending | State::Progressing => previous,
+            State::Ready | State::Failed | State::Suspended | State::Quarantined => 0,
+        };
     }
 }
 
@@ -368,7 +389,16 @@ impl Store {
     /// restart. Suspended ones are not `pending`, so time spent suspended is not counted either.
     pub fn apply(&self, scope: u16, health: &Health, now: i64) {
         let mut inner = self.lock();
-        let record = Self::record(&mut inner, scope, health);
+        let mut record = Self::record(&mut inner, scope, health);
+        let (state, class) = (record.state, record.class);
+        if let Some(marks) = record.marks.as_deref_mut() {
+            let previous = inner
+                .records
+                .get(health.uid.as_str())
+                .and_then(|r| r.marks.as_deref())
+                .map_or(0, |m| m.transport_failed_at);
+            marks.remember_failure(state, class, previous);
+        }
         let previous = inner.insert(health.uid.as_str().into(), record);
         if let Some(previous) = previous {
             if previous.state == State::Pending
