@@ -122,13 +122,14 @@ fn main() {
         let store = exporter.store();
         populated(size, situation, &store);
         let trip = TripArgs {
-            breaker_min_failing: 10,
+            breaker_min_failing: 4,
             breaker_failing_ratio: 0.5,
             breaker_window: Duration::from_secs(600),
             breaker_probe_interval: Duration::from_secs(300),
-            breaker_probe_interval_max: Duration::from_secs(3600),
+            breaker_probe_interval_max: Duration::from_secs(600),
+            breaker_flapping_probe_interval_max: Duration::from_secs(3600),
             breaker_canary_timeout: Duration::from_secs(600),
-            breaker_release_batch: 10,
+            breaker_release_batch: 20,
             breaker_release_every: Duration::from_secs(30),
             breaker_max_actions: 100,
             breaker_exclude_hosts: Vec::new(),

@@ -342,17 +342,27 @@ impl HostBreaker {
 
     /// The probe delay in force, within the settings' bounds whatever they are.
     fn delay(&self, settings: &Settings) -> Duration {
+        self.probe_delay
+            .max(settings.probe_interval)
+            .min(self.delay_cap(settings))
+    }
+
+    fn delay_cap(&self, settings: &Settings) -> Duration {
         let cap = if self.flapping {
             settings.flapping_probe_interval_max
         } else {
             settings.probe_interval_max
         };
-        let cap = cap.max(settings.probe_interval);
-        self.probe_delay.max(settings.probe_interval).min(cap)
+        cap.max(settings.probe_interval)
     }
 
+    /// Doubles the delay within the cap in force now, so a cap raised later (the host turned out
+    /// to flap) continues from the delay actually used.
     fn back_off(&mut self, settings: &Settings) {
-        self.probe_delay = self.delay(settings).saturating_mul(2);
+        self.probe_delay = self
+            .delay(settings)
+            .saturating_mul(2)
+            .min(self.delay_cap(settings));
     }
 
     fn open(&mut self, episode: OffsetDateTime, pass: &Pass) {
@@ -1414,8 +1424,13 @@ mod tests {
             (self.seed >> 11) as f64 / (1u64 << 53) as f64
         }
 
-        fn run(&mut self, breaker: &mut HostBreaker, hours: i64, chance: impl Fn(i64) -> f64) {
-            let settings = pinned();
+        fn run(
+            &mut self,
+            breaker: &mut HostBreaker,
+            hours: i64,
+            settings: &Settings,
+            chance: impl Fn(i64) -> f64,
+        ) {
             let mut now = T0;
             while now < T0 + time::Duration::hours(hours) {
                 let minute = (now - T0).whole_minutes();
@@ -1429,7 +1444,7 @@ mod tests {
                     self.members[i].attempted_at = Some(now);
                     self.next_attempt[i] = now + minutes(1);
                 }
-                let step = breaker.step(&self.members, now, &settings);
+                let step = breaker.step(&self.members, now, settings);
                 if let Some(transition) = step.transition {
                     self.transitions
                         .push((now, transition, step.snapshot.probe_delay));
@@ -1465,7 +1480,7 @@ mod tests {
     fn a_flaky_host_does_not_flap() {
         let mut simulation = Simulation::new(40);
         let mut breaker = HostBreaker::default();
-        simulation.run(&mut breaker, 8, |_| 0.3);
+        simulation.run(&mut breaker, 8, &pinned(), |_| 0.3);
         let transitions = &simulation.transitions;
         let mut per_hour = [0; 8];
         for (at, _, _) in transitions {
@@ -1507,11 +1522,9 @@ mod tests {
     fn a_host_that_recovers_is_fully_released() {
         let mut simulation = Simulation::new(40);
         let mut breaker = HostBreaker::default();
-        simulation.run(
-            &mut breaker,
-            4,
-            |minute| if minute < 90 { 0.0 } else { 1.0 },
-        );
+        simulation.run(&mut breaker, 4, &pinned(), |minute| {
+            if minute < 90 { 0.0 } else { 1.0 }
+        });
         let last = simulation.transitions.last().unwrap();
         assert_eq!(last.1, (HalfOpen, Closed));
         assert!(
@@ -1529,6 +1542,104 @@ mod tests {
         assert_eq!(
             (snapshot.state, snapshot.quarantined, snapshot.releasing),
             (Closed, 0, false)
+        );
+    }
+
+    #[test]
+    fn the_window_runs_from_the_first_failure_still_standing() {
+        let settings = Settings::default();
+        let failing_since = |minute| Condition::TransportFailing {
+            since: Some(T0 + minutes(minute)),
+        };
+        // Four failures, the first of them ten minutes old by the time the fourth comes.
+        let members = host(&[
+            (2, failing_since(0)),
+            (2, failing_since(8)),
+            (3, Condition::NotAttempted),
+        ]);
+        let mut breaker = HostBreaker::default();
+        let step = breaker.step(&members, T0 + minutes(9), &settings);
+        assert_eq!(step.snapshot.tripping_since, Some(T0));
+        assert_eq!(step.snapshot.state, Closed);
+        let step = breaker.step(&members, T0 + minutes(10), &settings);
+        assert_eq!(step.transition, Some((Closed, Open)));
+        assert_eq!(names(&step.actions, is_quarantine).len(), 7);
+        // Three failures are not enough however old they are; a failure time in the future
+        // (clock skew) counts from when it is seen.
+        let mut breaker = HostBreaker::default();
+        let step = breaker.step(&members[1..], T0 + minutes(60), &settings);
+        assert_eq!(
+            (step.snapshot.state, step.snapshot.tripping_since),
+            (Closed, None)
+        );
+        let future = host(&[(4, failing_since(30))]);
+        breaker.step(&future, T0 + minutes(20), &settings);
+        let step = breaker.step(&future, T0 + minutes(29), &settings);
+        assert_eq!(step.snapshot.state, Closed);
+        let step = breaker.step(&future, T0 + minutes(30), &settings);
+        assert_eq!(step.snapshot.state, Open);
+    }
+
+    #[test]
+    fn a_down_host_is_probed_every_ten_minutes_a_flapping_one_hourly() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let mut now = T0 + minutes(15);
+        let mut delays = Vec::new();
+        for _ in 0..4 {
+            let step = probe(&mut breaker, &mut members, now, FAILING, &settings);
+            let next = step.snapshot.next_probe_at.unwrap();
+            delays.push((next - now - minutes(1)).whole_minutes());
+            now = next;
+        }
+        assert_eq!(
+            delays,
+            [10, 10, 10, 10],
+            "down: at most --breaker-probe-interval-max"
+        );
+
+        // The host answers a probe, then what was released fails again: flapping.
+        let step = probe(&mut breaker, &mut members, now, Condition::Ready, &settings);
+        assert_eq!(step.transition, Some((HalfOpen, Closed)));
+        let mut now = now + minutes(2);
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            for m in members.iter_mut().filter(|m| !m.is_quarantined()) {
+                m.condition = FAILING;
+                m.attempted_at = Some(now);
+            }
+            let step = breaker.step(&members, now, &settings);
+            apply(&mut members, &step.actions, now);
+            if let Some(next) = step.snapshot.next_probe_at {
+                delays.push((next - now).whole_minutes());
+                now = next;
+                let step = probe(&mut breaker, &mut members, now, FAILING, &settings);
+                now = step.snapshot.next_probe_at.unwrap();
+            }
+        }
+        assert_eq!(
+            delays.first(),
+            Some(&20),
+            "flapping: past --breaker-probe-interval-max {delays:?}"
+        );
+        assert_eq!(breaker.delay(&settings), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn a_flaky_host_does_not_flap_with_the_default_settings() {
+        let mut simulation = Simulation::new(40);
+        let mut breaker = HostBreaker::default();
+        simulation.run(&mut breaker, 8, &Settings::default(), |_| 0.3);
+        let mut per_hour = [0; 8];
+        for (at, _, _) in &simulation.transitions {
+            per_hour[(*at - T0).whole_hours() as usize] += 1;
+        }
+        // Until the host first answers a probe it counts as down and is probed every 10m.
+        assert!(per_hour[3..].iter().all(|&n| n <= 4), "{per_hour:?}");
+        assert!(
+            per_hour[3..].iter().all(|&n| n >= 2),
+            "still probing: {per_hour:?}"
         );
     }
 

@@ -309,6 +309,47 @@ mod tests {
     }
 
     #[test]
+    fn a_released_canarys_failure_is_remembered_through_its_retry() {
+        use crate::exporter::Store;
+        let store = Store::default();
+        let released = json!({ RELEASED_AT_ANNOTATION: "2026-11-27T11:30:00Z" });
+        let condition = |status: &str, at: &str, message: &str| {
+            json!({ "observedGeneration": -1, "conditions": [{ "type": "Ready", "status": status,
+                    "reason": "GitOperationFailed", "message": message, "lastTransitionTime": at }] })
+        };
+        let seen = |status: Value| {
+            let health = classify(&object(false, json!({}), released.clone(), status)).unwrap();
+            store.apply(0, &health, 0);
+            let mut seen = None;
+            let hosts = [std::sync::Arc::<str>::from("github.com")]
+                .into_iter()
+                .collect();
+            store.visit_hosts(&hosts, |uid, record| {
+                seen = Some(member_of_record(uid, record).condition);
+            });
+            seen.unwrap()
+        };
+        let timeout = "failed to checkout and determine revision: context deadline exceeded";
+        let failed_at = datetime!(2026-11-27 11:35 UTC);
+        let failing = Condition::TransportFailing {
+            since: Some(failed_at),
+        };
+        assert_eq!(
+            seen(condition("False", "2026-11-27T11:35:00Z", timeout)),
+            failing
+        );
+        // source-controller tries again 750ms later: Ready=Unknown during the attempt.
+        let retrying = condition("Unknown", "2026-11-27T11:35:01Z", "building artifact");
+        assert_eq!(seen(retrying.clone()), failing);
+        assert_eq!(seen(retrying.clone()), failing, "and on every event of it");
+        // Ready forgets it; an attempt after that is just an attempt.
+        let mut ready = condition("True", "2026-11-27T11:40:00Z", "stored artifact");
+        ready["observedGeneration"] = json!(2);
+        assert_eq!(seen(ready), Condition::Ready);
+        assert_eq!(seen(retrying), Condition::NotAttempted);
+    }
+
+    #[test]
     fn untried_members_do_not_dilute_the_trip_ratio() {
         let member = |i: usize, condition| Member {
             key: ObjectKey {
