@@ -3,8 +3,11 @@
 //! three situations of 100 000 GitRepositories over 10 000 namespaces:
 //!
 //! - `no outage`: every GitRepository Ready;
-//! - `outage, closed`: 87 % failing with timeouts on one host, the breaker counting its window
-//!   (every pass builds that host's 87 000 members);
+//! - `outage, closed`: 87 % failing with timeouts on one host for 6 minutes, the breaker counting
+//!   its window (every pass builds that host's 87 000 members);
+//! - `outage, tripping`: the same failures, but for 20 minutes: the breaker opens on its first
+//!   pass and quarantines 100 a pass (the actions are not applied here, so every pass picks 100
+//!   of the 87 000);
 //! - `outage, open`: the same 87 % quarantined, the breaker waiting for its next probe.
 //!
 //! Also the store's bytes per record for the breaker's marks.
@@ -53,6 +56,7 @@ static ALLOCATOR: Counting = Counting;
 enum Situation {
     NoOutage,
     OutageClosed,
+    OutageTripping,
     OutageOpen,
 }
 
@@ -63,11 +67,17 @@ fn populated(size: usize, situation: Situation, store: &Store) {
         let far = i % 100 < 87;
         let failing = far && situation != Situation::NoOutage;
         let quarantined = failing && situation == Situation::OutageOpen;
+        // Failing since 6 minutes before the passes (within the 10m window), or 20 (past it).
+        let failing_since = if situation == Situation::OutageClosed {
+            "2026-11-28T10:15:00Z"
+        } else {
+            "2026-11-28T10:01:00Z"
+        };
         let status = if failing {
             json!({ "observedGeneration": -1, "conditions": [{
                 "type": "Ready", "status": "False", "reason": "GitOperationFailed",
                 "message": "failed to checkout and determine revision: unable to clone 'https://github.com/acme/app': context deadline exceeded",
-                "lastTransitionTime": "2026-11-28T10:01:00Z" }] })
+                "lastTransitionTime": failing_since }] })
         } else {
             json!({ "observedGeneration": 1, "conditions": [{
                 "type": "Ready", "status": "True", "reason": "Succeeded", "message": "stored artifact",
@@ -114,6 +124,10 @@ fn main() {
         (
             Situation::OutageClosed,
             "outage, closed (counting its window)",
+        ),
+        (
+            Situation::OutageTripping,
+            "outage, tripping (quarantining 100 a pass)",
         ),
         (Situation::OutageOpen, "outage, open (waiting for a probe)"),
     ] {
