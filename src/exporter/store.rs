@@ -202,8 +202,8 @@ struct Counts {
     unobserved: BTreeMap<Arc<str>, i64>,
     /// Quarantined records (suspended by the breaker) by namespace and host.
     quarantined: BTreeMap<(Arc<str>, Arc<str>), i64>,
-    /// Per host: records failing with a transport error, and records carrying the quarantine
-    /// label. The breaker looks closer only at hosts where these say it might act.
+    /// Per host: its records, those failing with a transport error, and those carrying the
+    /// quarantine label. The breaker looks closer only at hosts where these say it might act.
     hosts: BTreeMap<Arc<str>, HostTally>,
     /// Pending records by namespace and creation time, with how many share each: the oldest
     /// of a namespace (its first entry) must be known again when any one of them goes. One map
@@ -214,6 +214,8 @@ struct Counts {
 /// What the breaker needs to know of a host without looking at its records.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct HostTally {
+    /// All of the host's records: what a pass that looks at the host holds, to allocate once.
+    pub records: i64,
     pub transport_failing: i64,
     pub quarantine_marked: i64,
 }
@@ -224,13 +226,12 @@ impl Counts {
         let transport_failing =
             r.state == State::Failed && r.class.is_some_and(FailureClass::is_transport);
         let quarantine_marked = r.marks.as_ref().is_some_and(|m| m.quarantined);
-        if transport_failing || quarantine_marked {
-            let tally = self.hosts.entry(r.host.clone()).or_default();
-            tally.transport_failing += delta * i64::from(transport_failing);
-            tally.quarantine_marked += delta * i64::from(quarantine_marked);
-            if tally.transport_failing <= 0 && tally.quarantine_marked <= 0 {
-                self.hosts.remove(&r.host);
-            }
+        let tally = self.hosts.entry(r.host.clone()).or_default();
+        tally.records += delta;
+        tally.transport_failing += delta * i64::from(transport_failing);
+        tally.quarantine_marked += delta * i64::from(quarantine_marked);
+        if tally.records <= 0 {
+            self.hosts.remove(&r.host);
         }
         if r.state == State::Quarantined {
             bump(
@@ -838,6 +839,31 @@ mod tests {
             !text.contains("fluxgate_gitrepository_failing_since_timestamp_seconds{"),
             "0 would read as failing since 1970: {text}"
         );
+    }
+
+    #[test]
+    fn hosts_are_tallied_while_they_have_records() {
+        let store = Store::default();
+        store.relist_start(0);
+        store.relist_apply(0, &repo("proj-1", "a", "u1", failing("i/o timeout")));
+        store.relist_apply(0, &repo("proj-1", "b", "u2", ready()));
+        store.relist_done(0, true, NOW);
+        let tally = |store: &Store| store.host_tallies().get("github.com").copied();
+        let expected = HostTally {
+            records: 2,
+            transport_failing: 1,
+            quarantine_marked: 0,
+        };
+        assert_eq!(tally(&store), Some(expected));
+        store.apply(0, &repo("proj-1", "a", "u1", ready()), NOW);
+        let expected = HostTally {
+            transport_failing: 0,
+            ..expected
+        };
+        assert_eq!(tally(&store), Some(expected));
+        store.delete("u1", NOW);
+        store.delete("u2", NOW);
+        assert_eq!(tally(&store), None);
     }
 
     #[test]
