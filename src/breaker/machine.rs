@@ -37,14 +37,16 @@ pub enum Action {
     /// `spec.suspend: true`, the quarantine label, and the host, time and reason annotations.
     Quarantine {
         key: ObjectKey,
-        resource_version: String,
+        /// 0: unknown, the write is unconditional.
+        resource_version: u64,
         reason: String,
     },
     /// `spec.suspend: false`, the label removed and the release time annotated, in one patch: a
     /// suspend lifted while the label stays reads as someone else's override.
     Release {
         key: ObjectKey,
-        resource_version: String,
+        /// 0: unknown, the write is unconditional.
+        resource_version: u64,
         canary: bool,
     },
     /// Someone else lifted a quarantine: an Event, the label removed and the time annotated
@@ -116,7 +118,7 @@ enum Phase {
     },
     HalfOpen {
         episode: OffsetDateTime,
-        canary: String,
+        canary: Box<str>,
         released_at: OffsetDateTime,
     },
 }
@@ -132,7 +134,7 @@ impl Default for Phase {
 struct Release {
     episode: OffsetDateTime,
     /// By uid: when each was released (the canary included).
-    released: BTreeMap<String, OffsetDateTime>,
+    released: BTreeMap<Box<str>, OffsetDateTime>,
     last_batch_at: Option<OffsetDateTime>,
 }
 
@@ -308,7 +310,7 @@ impl HostBreaker {
         let Some(episode) = oldest_quarantine else {
             return;
         };
-        let released: BTreeMap<String, OffsetDateTime> = members
+        let released: BTreeMap<Box<str>, OffsetDateTime> = members
             .iter()
             .filter(|m| !m.is_quarantined())
             .filter_map(|m| Some((m.key.uid.clone(), m.released_at.filter(|t| *t > episode)?)))
@@ -391,7 +393,7 @@ impl HostBreaker {
         let release = Release {
             episode,
             released: canary
-                .map(|(uid, at)| (uid.to_owned(), at))
+                .map(|(uid, at)| (uid.into(), at))
                 .into_iter()
                 .collect(),
             last_batch_at: None,
@@ -433,7 +435,7 @@ impl HostBreaker {
             for member in waiting.iter().take(settings.release_batch.max(1)) {
                 if !pass.push(Action::Release {
                     key: member.key.clone(),
-                    resource_version: member.resource_version.clone(),
+                    resource_version: member.resource_version,
                     canary: false,
                 }) {
                     break;
@@ -499,7 +501,7 @@ impl HostBreaker {
             Some(canary) => {
                 if pass.push(Action::Release {
                     key: canary.key.clone(),
-                    resource_version: canary.resource_version.clone(),
+                    resource_version: canary.resource_version,
                     canary: true,
                 }) {
                     self.phase = Phase::HalfOpen {
@@ -526,7 +528,7 @@ impl HostBreaker {
         let Some(canary) = pass
             .members
             .iter()
-            .find(|m| m.key.uid == uid && !m.opted_out)
+            .find(|m| &*m.key.uid == uid && !m.opted_out)
         else {
             // Deleted or opted out: another canary.
             self.probe(episode, pass);
@@ -552,7 +554,7 @@ impl HostBreaker {
                 // repeat harmless).
                 pass.push(Action::Release {
                     key: canary.key.clone(),
-                    resource_version: canary.resource_version.clone(),
+                    resource_version: canary.resource_version,
                     canary: true,
                 });
             }
@@ -612,7 +614,7 @@ impl<'a> Pass<'a> {
         for member in members.iter().filter(|m| m.opted_out && m.is_quarantined()) {
             self.push(Action::Release {
                 key: member.key.clone(),
-                resource_version: member.resource_version.clone(),
+                resource_version: member.resource_version,
                 canary: false,
             });
         }
@@ -629,7 +631,7 @@ impl<'a> Pass<'a> {
                     m.condition,
                     Condition::TransportFailing { .. } | Condition::NotAttempted
                 ) && !m.opted_out
-                    && canary != Some(m.key.uid.as_str())
+                    && canary != Some(&*m.key.uid)
                     && m.overridden_at.is_none_or(|t| t < episode)
             })
             .collect();
@@ -652,7 +654,7 @@ impl<'a> Pass<'a> {
         for member in candidates {
             if !self.push(Action::Quarantine {
                 key: member.key.clone(),
-                resource_version: member.resource_version.clone(),
+                resource_version: member.resource_version,
                 reason: reason.clone(),
             }) {
                 break;
@@ -709,10 +711,10 @@ mod tests {
         Member {
             key: ObjectKey {
                 namespace: "proj".into(),
-                name: format!("repo-{i:03}"),
-                uid: format!("u{i:03}"),
+                name: format!("repo-{i:03}").into(),
+                uid: format!("u{i:03}").into(),
             },
-            resource_version: "1".into(),
+            resource_version: 1,
             condition,
             opted_out: false,
             released_at: None,
@@ -756,7 +758,7 @@ mod tests {
         let mut names: Vec<&str> = actions
             .iter()
             .filter(|a| kind(a))
-            .map(|a| a.key().name.as_str())
+            .map(|a| &*a.key().name)
             .collect();
         names.sort_unstable();
         names
@@ -913,7 +915,7 @@ mod tests {
         let mut breaker = HostBreaker::default();
         breaker.step(&members, T0, &settings);
         let step = breaker.step(&members, T0 + minutes(10), &settings);
-        let quarantined: Vec<&str> = step.actions.iter().map(|a| a.key().name.as_str()).collect();
+        let quarantined: Vec<&str> = step.actions.iter().map(|a| &*a.key().name).collect();
         let expected: Vec<String> = (0..15).map(|i| format!("repo-{i:03}")).collect();
         assert_eq!(
             quarantined, expected,
@@ -971,7 +973,7 @@ mod tests {
         assert_eq!(step.transition, Some((Open, HalfOpen)));
         assert_eq!(step.actions.len(), 1);
         assert_eq!(names(&step.actions, is_canary), ["repo-007"]);
-        assert_eq!(step.snapshot.canary.unwrap().name, "repo-007");
+        assert_eq!(&*step.snapshot.canary.unwrap().name, "repo-007");
     }
 
     #[test]
@@ -1309,7 +1311,7 @@ mod tests {
             all.iter().all(|a| !untouchable.contains(a.key())),
             "{all:?}"
         );
-        let first = all.iter().filter(|a| a.key().name == "repo-000");
+        let first = all.iter().filter(|a| &*a.key().name == "repo-000");
         assert_eq!(first.filter(|a| is_release(a)).count(), 1);
     }
 
@@ -1381,7 +1383,7 @@ mod tests {
         let mut breaker = HostBreaker::default();
         let step = breaker.step(&members, T0, &settings);
         assert_eq!(step.snapshot.state, HalfOpen);
-        assert_eq!(step.snapshot.canary.unwrap().name, "repo-000");
+        assert_eq!(&*step.snapshot.canary.unwrap().name, "repo-000");
         assert!(step.actions.is_empty());
         let step = breaker.step(&members, T0 + minutes(6), &settings);
         assert_eq!(

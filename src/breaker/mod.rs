@@ -13,12 +13,13 @@ pub mod args;
 mod machine;
 pub mod runtime;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::exporter::store::Record;
+use crate::exporter::store::{Marks, Record};
 use crate::health::{FailureClass, Health, State};
 
 pub use machine::{Action, BreakerState, HostBreaker, ProbeOutcome, Snapshot, Step};
@@ -73,11 +74,15 @@ impl Default for Settings {
 }
 
 /// Which object: `uid` tells a re-created object from the one the breaker acted on.
+///
+/// A pass holds one per GitRepository of each host it looks at (87 000 in an outage of a large
+/// host), so the namespace and name share the exporter's strings instead of copying them; the
+/// uid, the store's map key, is copied without spare capacity.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+    pub uid: Box<str>,
 }
 
 /// What the breaker sees of one GitRepository.
@@ -102,7 +107,9 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub key: ObjectKey,
-    pub resource_version: String,
+    /// `metadata.resourceVersion` as the exporter's store keeps it: a decimal number, or 0 when
+    /// it is not one, which leaves the breaker's write on this object unconditional.
+    pub resource_version: u64,
     pub condition: Condition,
     /// Carries `fluxgate.io/breaker: "false"`.
     pub opted_out: bool,
@@ -139,11 +146,12 @@ pub fn member_from(health: &Health) -> Member {
     let failure = health.failure.as_ref();
     Member {
         key: ObjectKey {
-            namespace: health.namespace.clone(),
-            name: health.name.clone(),
-            uid: health.uid.clone(),
+            namespace: health.namespace.as_str().into(),
+            name: health.name.as_str().into(),
+            uid: health.uid.as_str().into(),
         },
-        resource_version: health.resource_version.clone(),
+        // As the store reads it, so that the report and the breaker agree.
+        resource_version: health.resource_version.parse().unwrap_or(0),
         condition: condition(
             health.state,
             health.quarantined,
@@ -167,18 +175,15 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
             .then(|| OffsetDateTime::from_unix_timestamp(seconds).ok())
             .flatten()
     };
-    let marks = record.marks.as_deref().cloned().unwrap_or_default();
+    let unmarked = Marks::default();
+    let marks = record.marks.as_deref().unwrap_or(&unmarked);
     Member {
         key: ObjectKey {
-            namespace: record.namespace.to_string(),
-            name: record.name.to_string(),
-            uid: uid.to_owned(),
+            namespace: record.namespace.clone(),
+            name: record.name.clone(),
+            uid: uid.into(),
         },
-        // 0: not a number the store could keep; the write then goes unconditional on it.
-        resource_version: match record.resource_version {
-            0 => String::new(),
-            version => version.to_string(),
-        },
+        resource_version: record.resource_version,
         condition: match condition(
             record.state,
             marks.quarantined,
@@ -354,10 +359,10 @@ mod tests {
         let member = |i: usize, condition| Member {
             key: ObjectKey {
                 namespace: "proj".into(),
-                name: format!("r{i}"),
-                uid: format!("u{i}"),
+                name: format!("r{i}").into(),
+                uid: format!("u{i}").into(),
             },
-            resource_version: "1".into(),
+            resource_version: 1,
             condition,
             opted_out: false,
             released_at: None,
@@ -392,7 +397,7 @@ mod tests {
                 name: "app".into(),
                 uid: "u".into(),
             },
-            resource_version: "1".into(),
+            resource_version: 1,
             condition: Condition::TransportFailing { since: None },
             opted_out: false,
             released_at: None,
@@ -491,11 +496,11 @@ mod tests {
         assert!(member.opted_out);
         assert_eq!(
             (
-                member.key.namespace.as_str(),
-                member.key.uid.as_str(),
-                member.resource_version.as_str()
+                &*member.key.namespace,
+                &*member.key.uid,
+                member.resource_version
             ),
-            ("proj-1", "u-1", "9")
+            ("proj-1", "u-1", 9)
         );
         let plain = classify(&object(
             false,

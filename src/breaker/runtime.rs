@@ -67,11 +67,11 @@ impl Breakers {
         let min_failing = i64::try_from(settings.min_failing.max(1)).unwrap_or(i64::MAX);
         // Hosts worth a look: enough transport failures to maybe trip, quarantined objects to
         // look after, or a breaker that is not at rest.
-        let mut hosts: BTreeSet<Arc<str>> = store
-            .host_tallies()
-            .into_iter()
+        let tallies = store.host_tallies();
+        let mut hosts: BTreeSet<Arc<str>> = tallies
+            .iter()
             .filter(|(_, t)| t.transport_failing >= min_failing || t.quarantine_marked > 0)
-            .map(|(host, _)| host)
+            .map(|(host, _)| host.clone())
             .collect();
         hosts.extend(
             self.breakers
@@ -79,12 +79,22 @@ impl Breakers {
                 .filter(|(_, b)| !b.at_rest())
                 .map(|(host, _)| host.clone()),
         );
-        let mut members: BTreeMap<Arc<str>, Vec<Member>> = BTreeMap::new();
+        // Each host's members in one allocation of the size the store counted (it may have
+        // changed since, by a few): grown by doubling, the 87 000 of a large outage took up to
+        // twice their size, and a copy of it.
+        let mut members: BTreeMap<Arc<str>, Vec<Member>> = hosts
+            .iter()
+            .map(|host| {
+                let records = tallies.get(host).map_or(0, |t| t.records);
+                let capacity = usize::try_from(records).unwrap_or(0);
+                (host.clone(), Vec::with_capacity(capacity))
+            })
+            .collect();
         store.visit_hosts(&hosts, |uid, record| {
-            members
-                .entry(record.host.clone())
-                .or_default()
-                .push(member_of_record(uid, record));
+            // Every host visited has its entry.
+            if let Some(members) = members.get_mut(&record.host) {
+                members.push(member_of_record(uid, record));
+            }
         });
 
         let mut plan = PassPlan::default();
@@ -210,7 +220,7 @@ pub fn patch_for(host: &str, action: &Action, now: OffsetDateTime) -> Value {
             },
         }),
     };
-    // An empty version (not one the store could keep) leaves the write unconditional.
+    // Version 0 (not one the store could keep) leaves the write unconditional.
     if let (
         Some(metadata),
         Action::Quarantine {
@@ -220,11 +230,11 @@ pub fn patch_for(host: &str, action: &Action, now: OffsetDateTime) -> Value {
             resource_version, ..
         },
     ) = (patch["metadata"].as_object_mut(), action)
-        && !resource_version.is_empty()
+        && *resource_version != 0
     {
         metadata.insert(
             "resourceVersion".to_owned(),
-            Value::String(resource_version.clone()),
+            Value::String(resource_version.to_string()),
         );
     }
     patch
@@ -298,7 +308,7 @@ pub async fn apply(
     tracing::info!(namespace = %key.namespace, name = %key.name, host, action = action_name(action), "breaker acted");
     if let Some(recorder) = recorder {
         let reference =
-            flux::object_reference(&key.namespace, &key.name, Some(key.uid.clone()), None);
+            flux::object_reference(&key.namespace, &key.name, Some(key.uid.to_string()), None);
         if let Err(err) = recorder.publish(&event_for(host, action), &reference).await {
             // The change itself is made; a lost Event must not undo or repeat it.
             tracing::warn!(error = %err, name = %key.name, "recording the Event failed");
@@ -405,7 +415,7 @@ mod tests {
             "github.com",
             &Action::Quarantine {
                 key: key(),
-                resource_version: "41".into(),
+                resource_version: 41,
                 reason: "timeout".into(),
             },
             now,
@@ -421,7 +431,7 @@ mod tests {
             "github.com",
             &Action::Release {
                 key: key(),
-                resource_version: "42".into(),
+                resource_version: 42,
                 canary: true,
             },
             now,
@@ -449,7 +459,7 @@ mod tests {
             "h",
             &Action::Release {
                 key: key(),
-                resource_version: String::new(),
+                resource_version: 0,
                 canary: false,
             },
             now,
