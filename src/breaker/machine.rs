@@ -416,7 +416,7 @@ impl HostBreaker {
         let release = release.or_else(|| {
             // Quarantined members while closed (left over, or applied late) are ours to release.
             (!waiting.is_empty()).then(|| Release {
-                episode: now,
+                episode: whole_seconds(now),
                 released: BTreeMap::new(),
                 last_batch_at: None,
             })
@@ -496,7 +496,7 @@ impl HostBreaker {
             Phase::Closed {
                 release: Some(release),
             } => release.episode,
-            _ => now,
+            _ => whole_seconds(now),
         };
         self.open(episode, pass);
     }
@@ -704,6 +704,12 @@ fn attempted_since(member: &Member, t: OffsetDateTime) -> bool {
 
 fn elapsed(since: OffsetDateTime, now: OffsetDateTime) -> Duration {
     Duration::try_from(now - since).unwrap_or(Duration::ZERO)
+}
+
+/// An episode starts on a whole second, as the marks it is compared with are written: an
+/// override acknowledged in the episode's first second must not read as older than it.
+fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
 }
 
 fn after(t: OffsetDateTime, wait: Duration) -> OffsetDateTime {
@@ -1315,6 +1321,27 @@ mod tests {
         let step = breaker.step(&members, now + minutes(10), &settings);
         assert_eq!(step.transition, Some((Closed, Open)));
         assert!(names(&step.actions, is_quarantine).contains(&"repo-003"));
+    }
+
+    #[test]
+    fn an_override_in_the_episodes_first_second_is_respected() {
+        let settings = pinned();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = HostBreaker::default();
+        breaker.step(&members, T0, &settings);
+        let opened = T0 + minutes(10) + time::Duration::milliseconds(700);
+        let step = breaker.step(&members, opened, &settings);
+        assert_eq!(step.transition, Some((Closed, Open)));
+        apply(&mut members, &step.actions, opened);
+        members[3].condition = Condition::QuarantineOverridden;
+        let acknowledged = opened + time::Duration::milliseconds(200);
+        let step = breaker.step(&members, acknowledged, &settings);
+        assert_eq!(step.actions.len(), 1);
+        // The mark is written in whole seconds, before the sub-second moment the breaker opened.
+        members[3].overridden_at = Some(T0 + minutes(10));
+        members[3].condition = FAILING;
+        let step = breaker.step(&members, acknowledged + time::Duration::SECOND, &settings);
+        assert!(step.actions.is_empty(), "{:?}", step.actions);
     }
 
     #[test]
