@@ -177,6 +177,24 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
     };
     let unmarked = Marks::default();
     let marks = record.marks.as_deref().unwrap_or(&unmarked);
+    let condition = condition(
+        record.state,
+        marks.quarantined,
+        record.class,
+        time(record.failing_since),
+        time(marks.quarantined_at),
+    );
+    // Tried again after a transport failure the watch saw: still that failure, dated by it, so
+    // that a failure from before a release is not news about the host after it.
+    let (condition, attempted_at) = match condition {
+        Condition::NotAttempted if marks.transport_failed_at > 0 => (
+            Condition::TransportFailing {
+                since: time(marks.transport_failed_at),
+            },
+            time(marks.transport_failed_at),
+        ),
+        condition => (condition, time(marks.ready_changed_at)),
+    };
     Member {
         key: ObjectKey {
             namespace: record.namespace.clone(),
@@ -184,25 +202,11 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
             uid: uid.into(),
         },
         resource_version: record.resource_version,
-        condition: match condition(
-            record.state,
-            marks.quarantined,
-            record.class,
-            time(record.failing_since),
-            time(marks.quarantined_at),
-        ) {
-            // Tried again after a transport failure the watch saw: still that failure.
-            Condition::NotAttempted if marks.transport_failed_at > 0 => {
-                Condition::TransportFailing {
-                    since: time(marks.transport_failed_at),
-                }
-            }
-            condition => condition,
-        },
+        condition,
         opted_out: marks.opted_out,
         released_at: time(marks.released_at),
         overridden_at: time(marks.overridden_at),
-        attempted_at: time(marks.ready_changed_at),
+        attempted_at,
     }
 }
 
@@ -322,6 +326,7 @@ mod tests {
             json!({ "observedGeneration": -1, "conditions": [{ "type": "Ready", "status": status,
                     "reason": "GitOperationFailed", "message": message, "lastTransitionTime": at }] })
         };
+        // The member's condition, and whether it still awaits its first attempt since the release.
         let seen = |status: Value| {
             let health = classify(&object(false, json!({}), released.clone(), status)).unwrap();
             store.apply(0, &health, 0);
@@ -330,28 +335,43 @@ mod tests {
                 .into_iter()
                 .collect();
             store.visit_hosts(&hosts, |uid, record| {
-                seen = Some(member_of_record(uid, record).condition);
+                let member = member_of_record(uid, record);
+                seen = Some((member.condition, member.awaits_retry()));
             });
             seen.unwrap()
         };
         let timeout = "failed to checkout and determine revision: context deadline exceeded";
-        let failed_at = datetime!(2026-11-27 11:35 UTC);
-        let failing = Condition::TransportFailing {
-            since: Some(failed_at),
-        };
+        let failing_since = |at| Condition::TransportFailing { since: Some(at) };
+
+        // Released with the failure it had before its quarantine; an attempt starts: the old
+        // failure is no news about the host.
+        let stale = failing_since(datetime!(2026-11-27 11:20 UTC));
+        assert_eq!(
+            seen(condition("False", "2026-11-27T11:20:00Z", timeout)),
+            (stale, true)
+        );
+        let attempt = condition("Unknown", "2026-11-27T11:30:01Z", "building artifact");
+        assert_eq!(seen(attempt), (stale, true));
+
+        // That attempt fails: news. source-controller tries again 750ms later, Ready=Unknown
+        // during the attempt, and the failure is still the news.
+        let fresh = failing_since(datetime!(2026-11-27 11:35 UTC));
         assert_eq!(
             seen(condition("False", "2026-11-27T11:35:00Z", timeout)),
-            failing
+            (fresh, false)
         );
-        // source-controller tries again 750ms later: Ready=Unknown during the attempt.
         let retrying = condition("Unknown", "2026-11-27T11:35:01Z", "building artifact");
-        assert_eq!(seen(retrying.clone()), failing);
-        assert_eq!(seen(retrying.clone()), failing, "and on every event of it");
+        assert_eq!(seen(retrying.clone()), (fresh, false));
+        assert_eq!(
+            seen(retrying.clone()),
+            (fresh, false),
+            "on every event of it"
+        );
         // Ready forgets it; an attempt after that is just an attempt.
         let mut ready = condition("True", "2026-11-27T11:40:00Z", "stored artifact");
         ready["observedGeneration"] = json!(2);
-        assert_eq!(seen(ready), Condition::Ready);
-        assert_eq!(seen(retrying), Condition::NotAttempted);
+        assert_eq!(seen(ready), (Condition::Ready, false));
+        assert_eq!(seen(retrying).0, Condition::NotAttempted);
     }
 
     #[test]
