@@ -35,12 +35,14 @@ TITLES = {
     "e": "e: webhook 5m + janitor",
     "f": "f: webhook 5m + breaker, outage that ends",
     "g": "g: webhook 5m + breaker, flaky host",
+    "m": "m: webhook 5m + breaker + mirror rule",
+    "n": "n: webhook 5m + breaker, no mirror rule",
 }
 SHORT = {"a": "a\ndefaults", "b": "b\ntimeout 5m", "c": "c\njanitor 3m", "c2": "c2\njanitor 1m",
          "d": "d\nproxy", "e": "e\n5m + janitor", "f": "f\n5m + breaker\noutage ends",
-         "g": "g\n5m + breaker\nflaky"}
+         "g": "g\n5m + breaker\nflaky", "m": "m\n5m + breaker\n+ mirror", "n": "n\n5m + breaker\nno mirror"}
 COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#8c564b", "c2": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e",
-          "f": "#17becf", "g": "#bcbd22"}
+          "f": "#17becf", "g": "#bcbd22", "m": "#e377c2", "n": "#7f7f7f"}
 FAR_SERVERS = ("tarpit", "farhost")
 
 
@@ -218,7 +220,7 @@ def summarise(setup, meta, samples, final, prom, conns):
         "title": title(setup),
         "run_seconds": run,
         "scale": meta["scale"],
-        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g") else meta["timeout_webhook"],
+        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g", "m", "n") else meta["timeout_webhook"],
         "probes": waits,
         "new_wait": wait_stats(waits),
         "existing": existing,
@@ -652,6 +654,79 @@ def breaker_table(summaries, bsums):
     return "\n".join(lines)
 
 
+def url_host(url):
+    rest = url.split("://", 1)[-1]
+    return rest.split("/", 1)[0].rsplit("@", 1)[-1].lower()
+
+
+def mirror_summary(label, meta, final, prom, report, summary):
+    """Setups m and n: what became of the GitRepositories created for the far host during the
+    run (rewritten to the mirror in m, left as written in n)."""
+    new = []
+    for o in final:
+        ns = o["metadata"]["namespace"]
+        if int(ns.split("-")[1]) <= meta["total"]:
+            continue
+        annotations = o["metadata"].get("annotations") or {}
+        new.append({
+            "name": ns,
+            "stored_host": url_host(o["spec"]["url"]),
+            "original_url": annotations.get("fluxgate.io/original-url"),
+            "quarantined": (o["metadata"].get("labels") or {}).get("fluxgate.io/quarantined") == "true",
+        })
+    rewrites = sum(series[-1][1] for series in prom.get("fg_mirror_rewrites", {}).values() if series)
+    opened = next((t for t, msg, f in meta["breaker_log"]
+                   if msg == "host breaker changed state" and f.get("to") == "open"), None)
+    mirrored = [{k: g.get(k) for k in ("original_host", "mirror_host", "total", "ready", "failed")}
+                for g in (report or {}).get("mirrored", [])]
+    return {
+        "setup": label,
+        "new": new,
+        "new_on_mirror": sum(1 for n in new if n["stored_host"].startswith(meta["mirror_host"])),
+        "new_with_original_url": sum(1 for n in new if n["original_url"]),
+        "new_quarantined_end": sum(1 for n in new if n["quarantined"]),
+        "new_wait": summary["new_wait"],
+        "existing_wait": summary["existing_wait"],
+        "rewrites_counted": int(rewrites),
+        "report_mirrored": mirrored,
+        "breaker_opened_t": round(opened, 1) if opened is not None else None,
+        "far_conns_per_min": summary["tarpit_conns_per_min"],
+        "mirror_rule": meta.get("mirror_rule") or None,
+    }
+
+
+def mirror_table(msums):
+    cols = list(msums)
+    rows = []
+
+    def row(name, f):
+        rows.append([name] + [f(msums[c]) for c in cols])
+
+    def wait(st, key):
+        if not st:
+            return "-"
+        return f"{'≥ ' if st[key + '_lower_bound'] else ''}{st[key]:.1f}"
+
+    row("mirror rule", lambda m: f"`{m['mirror_rule']}`" if m["mirror_rule"] else "none")
+    row("new far-host GitRepositories: created / stored with the mirror's URL / carrying "
+        "fluxgate.io/original-url", lambda m: f"{len(m['new'])} / {m['new_on_mirror']} / {m['new_with_original_url']}")
+    row("… Ready by the end", lambda m: f"{m['new_wait']['ready']} of {m['new_wait']['n']}" if m["new_wait"] else "-")
+    row("… creation → Ready: median / max (lab s)",
+        lambda m: f"{wait(m['new_wait'], 'median')} / {wait(m['new_wait'], 'max')}")
+    row("… quarantined at the end", lambda m: str(m["new_quarantined_end"]))
+    row("fluxgate_mirror_rewrites_total", lambda m: str(m["rewrites_counted"]))
+    row("fluxgate report, Mirrored: original → mirror (total, Ready, failed)",
+        lambda m: "; ".join(f"{g['original_host']} → {g['mirror_host']} ({g['total']}, {g['ready']}, {g['failed']})"
+                            for g in m["report_mirrored"]) or "none")
+    row("healthy GitRepository present at the start → Ready: median (lab s)",
+        lambda m: wait(m["existing_wait"], "median"))
+    row("breaker opened at t (lab s)", lambda m: "-" if m["breaker_opened_t"] is None else str(m["breaker_opened_t"]))
+    row("far-host connections/min (lab), whole run", lambda m: str(m["far_conns_per_min"]))
+    out = ["| figure | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
 def plot_breaker(label, meta, samples, conns, bsum, path):
     run = meta["run_seconds"]
     far = meta["far_host"]
@@ -720,10 +795,11 @@ def main():
     a = p.parse_args()
     if a.name is None:
         plain = all(x in ("a", "b", "c", "c2", "d", "e") for x in a.setups)
-        a.name = "" if plain else "breaker"
+        mirror = all(base(x) in ("m", "n") for x in a.setups)
+        a.name = "" if plain else ("mirror" if mirror else "breaker")
     sfx = f"-{a.name}" if a.name else ""
     os.makedirs(a.results, exist_ok=True)
-    runs, summaries, bsums = {}, [], {}
+    runs, summaries, bsums, msums = {}, [], {}, {}
     for setup in a.setups:
         d = os.path.join(a.lab_dir, f"run-{setup}")
         runs[setup] = load_run(d)
@@ -741,8 +817,20 @@ def main():
                 for m, n in enumerate(bsums[setup]["far_conns_per_minute"]):
                     w.writerow([m, n])
             json.dump(bsums[setup], open(os.path.join(a.results, setup, "breaker.json"), "w"), indent=1)
+        if base(setup) in ("m", "n"):
+            meta, samples, final, prom, conns = runs[setup]
+            report_path = os.path.join(d, "report.json")
+            report = json.load(open(report_path)) if os.path.getsize(report_path) else None
+            msums[setup] = mirror_summary(setup, meta, final, prom, report, s)
+            json.dump(msums[setup], open(os.path.join(a.results, setup, "mirror.json"), "w"), indent=1)
     md = table(summaries)
     print(md)
+    if msums:
+        mmd = mirror_table(msums)
+        print()
+        print(mmd)
+        with open(os.path.join(a.results, f"summary{sfx}-mirror.md"), "w") as f:
+            f.write(mmd + "\n")
     if bsums:
         bmd = breaker_table(summaries, bsums)
         print()

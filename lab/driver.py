@@ -52,16 +52,14 @@ def namespace(api, name):
     api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-def gitrepository(name, ns, url, interval, timeout, project):
+def gitrepository(name, ns, url, interval, timeout, project, annotations=None):
     spec = {"interval": interval, "url": url, "ref": {"branch": "main"}}
     if timeout:
         spec["timeout"] = timeout
-    return {
-        "apiVersion": f"{GROUP}/v1",
-        "kind": "GitRepository",
-        "metadata": {"name": name, "namespace": ns, "labels": {"platform.example.com/project": project}},
-        "spec": spec,
-    }
+    metadata = {"name": name, "namespace": ns, "labels": {"platform.example.com/project": project}}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return {"apiVersion": f"{GROUP}/v1", "kind": "GitRepository", "metadata": metadata, "spec": spec}
 
 
 def healthy_indices(total, healthy):
@@ -69,23 +67,24 @@ def healthy_indices(total, healthy):
     return {int(j * total / healthy) + 1 for j in range(healthy)}
 
 
-def create_project(api, i, url, args):
+def create_project(api, i, url, args, annotations=None):
     ns = f"proj-{i:03d}"
     namespace(api, ns)
-    obj = gitrepository(f"project-{i:03d}", ns, url, args.repo_interval, args.timeout, f"{i:03d}")
+    obj = gitrepository(f"project-{i:03d}", ns, url, args.repo_interval, args.timeout, f"{i:03d}", annotations)
     api.create(f"/apis/{GROUP}/v1/namespaces/{ns}/gitrepositories", obj)
     return ns
 
 
 def cmd_populate(api, args):
     good = healthy_indices(args.total, args.healthy)
+    failing_annotations = dict(kv.split("=", 1) for kv in args.failing_annotation)
     t0 = time.time()
     for i in range(1, args.total + 1):
         if i in good:
-            url = f"{args.healthy_url}/platform/proj-{i:03d}.git"
+            create_project(api, i, f"{args.healthy_url}/platform/proj-{i:03d}.git", args)
         else:
             url = f"{args.failing_url}/example-org/proj-{i:03d}.git"
-        create_project(api, i, url, args)
+            create_project(api, i, url, args, failing_annotations)
     print(json.dumps({"created": args.total, "failing": args.total - len(good),
                       "seconds": round(time.time() - t0, 2)}))
 
@@ -194,7 +193,8 @@ def cmd_sample(api, args):
         for k, at in enumerate(schedule):
             i = args.first_probe + k
             if i not in created and now - start >= at:
-                create_project(api, i, f"{args.healthy_url}/platform/proj-{i:03d}.git", args)
+                base = args.probe_url or args.healthy_url
+                create_project(api, i, f"{base}/{args.probe_path}/proj-{i:03d}.git", args)
                 created[i] = time.time()
                 out.write(json.dumps({"t": created[i] - start, "event": "probe_created",
                                       "name": f"proj-{i:03d}/project-{i:03d}"}) + "\n")
@@ -234,6 +234,8 @@ def main():
         s.add_argument("--timeout", default="", help="spec.timeout as the platform sets it (empty: none)")
         if name == "populate":
             s.add_argument("--failing-url", required=True)
+            s.add_argument("--failing-annotation", action="append", default=[], metavar="KEY=VALUE",
+                           help="an annotation on every failing GitRepository (repeatable)")
             s.add_argument("--total", type=int, default=130)
             s.add_argument("--healthy", type=int, default=17)
         else:
@@ -243,6 +245,9 @@ def main():
             s.add_argument("--sample-interval", type=float, default=5)
             s.add_argument("--probes", default="", help="seconds after t=0, comma-separated")
             s.add_argument("--first-probe", type=int, default=131)
+            s.add_argument("--probe-url", default="",
+                           help="Git server of the new GitRepositories (default: --healthy-url)")
+            s.add_argument("--probe-path", default="platform", help="their path prefix on it")
             s.add_argument("--out", required=True)
             s.add_argument("--final", required=True)
     w = sub.add_parser("webhook")

@@ -35,6 +35,8 @@ QUERIES = {
     "fg_breaker_transitions": "sum by (host, from, to) (fluxgate_host_breaker_transitions_total)",
     "fg_breaker_probes": "sum by (host, outcome) (fluxgate_host_breaker_probes_total)",
     "fg_breaker_actions": "sum by (action, outcome) (fluxgate_host_breaker_actions_total)",
+    # mirror rules (setup m)
+    "fg_mirror_rewrites": "sum by (rule) (fluxgate_mirror_rewrites_total)",
     "fg_up": 'up{job="fluxgate"}',
     "sc_up": 'up{job="source-controller"}',
     # the shipped alert rules (time-scaled), as Prometheus evaluated them

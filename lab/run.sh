@@ -19,6 +19,12 @@
 #      run, then serves real Git; fluxgate's webhook (5m) and host circuit breaker
 #   g  (not run by default) a flaky far host: it answers LAB_FLAKY_SUCCESS of the clone attempts
 #      (seeded, per repository and attempt) and tarpits the rest; webhook (5m) and breaker
+#   m  (not run by default) a mirror rule: the far host down for good, the in-house Git server
+#      also answering as MIRROR_HOST with the far host's paths; webhook (5m), breaker, and
+#      --mirror from the far host to the mirror. The new GitRepositories created during the run
+#      are for the far host; the 113 from before carry fluxgate.io/mirror: "false" (they stand
+#      for objects created before the rule, which is applied on CREATE only)
+#   n  (not run by default) m without the mirror rule: quarantine alone
 #
 # Knobs (environment):
 #   LAB_RUN_SECONDS       length of each setup's run, wall-clock seconds (default 450)
@@ -70,6 +76,7 @@ FLUXGATE="$repo/target/release/fluxgate"
 # proxy's map) resolve them, to 127.0.0.1.
 FAR_HOST=github.lab.test
 NEAR_HOST=git.platform.lab.test
+MIRROR_HOST=mirror.platform.lab.test
 
 SETUPS=("$@")
 ((${#SETUPS[@]})) || SETUPS=(a b c c2 d)
@@ -246,13 +253,14 @@ run_setup() {
   case "$setup" in
     c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
     c2) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR_SHORT") ;;
-    f | g) fg+=("${BREAKER_FLAGS[@]}") ;;
+    f | g | n) fg+=("${BREAKER_FLAGS[@]}") ;;
+    m) fg+=("${BREAKER_FLAGS[@]}" --mirror "http://$FAR_HOST:$tarpit_port/=http://$MIRROR_HOST:$git_port/") ;;
   esac
   # JSON logs: analyze.py reads the breaker's state changes from them.
   start_bg fluxgate "$dir/fluxgate.log" env KUBECONFIG="$KUBECONFIG" FLUXGATE_LOG_FORMAT=json "${fg[@]}"
   wait_http "http://127.0.0.1:$fg_metrics/healthz" fluxgate
   case "$setup" in
-    b | e | f | g)
+    b | e | f | g | m | n)
       "$PY" "$here/driver.py" --api "$api" --pki "$pki" webhook \
         --url "https://127.0.0.1:$fg_webhook/mutate" --ca "$LAB_DIR/certs/ca.crt"
       ;;
@@ -306,11 +314,18 @@ EOF
   local repo_timeout="$TIMEOUT_DEFAULT"
   ((SCALE == 1)) && repo_timeout=""
   log "setup $setup: creating $TOTAL GitRepositories ($((TOTAL - HEALTHY)) on the far host), spec.timeout '${repo_timeout:-CRD default}'"
+  local -a populate_extra=() probe_extra=()
+  case "$setup" in
+    m | n)
+      populate_extra=(--failing-annotation fluxgate.io/mirror=false)
+      probe_extra=(--probe-url "http://$FAR_HOST:$tarpit_port" --probe-path example-org)
+      ;;
+  esac
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" populate \
     --healthy-url "http://$NEAR_HOST:$git_port" --failing-url "http://$FAR_HOST:$tarpit_port" \
-    --total "$TOTAL" --healthy "$HEALTHY" --timeout "$repo_timeout" >"$dir/populate.json"
+    --total "$TOTAL" --healthy "$HEALTHY" --timeout "$repo_timeout" "${populate_extra[@]}" >"$dir/populate.json"
 
-  printf '127.0.0.1 localhost\n127.0.0.1 %s %s\n' "$FAR_HOST" "$NEAR_HOST" >"$dir/hosts"
+  printf '127.0.0.1 localhost\n127.0.0.1 %s %s %s\n' "$FAR_HOST" "$NEAR_HOST" "$MIRROR_HOST" >"$dir/hosts"
   mkdir -p "$dir/storage"
   local -a sc=("$SC_BIN" --concurrent=2 --storage-path="$dir/storage"
     --storage-addr="127.0.0.1:$sc_storage" --storage-adv-addr="127.0.0.1:$sc_storage"
@@ -334,7 +349,7 @@ EOF
   local probes_abs
   probes_abs="$(awk -v p="$PROBES" -v r="$run_seconds" 'BEGIN { n = split(p, a, ","); for (i = 1; i <= n; i++) printf "%s%.1f", (i > 1 ? "," : ""), a[i] * r }')"
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" sample \
-    --healthy-url "http://$NEAR_HOST:$git_port" --timeout "$repo_timeout" \
+    --healthy-url "http://$NEAR_HOST:$git_port" --timeout "$repo_timeout" "${probe_extra[@]}" \
     --pid "$sc_pid" --start "$t0" --duration "$run_seconds" --probes "$probes_abs" \
     --first-probe $((TOTAL + 1)) --out "$dir/samples.jsonl" --final "$dir/final.json" >"$dir/sample.out"
 
@@ -347,10 +362,11 @@ EOF
  "timeout_default": "$TIMEOUT_DEFAULT", "timeout_webhook": "$TIMEOUT_WEBHOOK",
  "failing_for": "$( [[ $setup == c2 ]] && echo "$FAILING_FOR_SHORT" || echo "$FAILING_FOR")", "janitor_interval": "$JANITOR_INTERVAL",
  "total": $TOTAL, "healthy": $HEALTHY, "probes": "$probes_abs",
- "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST",
+ "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST", "mirror_host": "$MIRROR_HOST",
+ "mirror_rule": "$( [[ $setup == m ]] && echo "http://$FAR_HOST:$tarpit_port/=http://$MIRROR_HOST:$git_port/")",
  "fluxgate": "$("$FLUXGATE" --version)", "commit": "$(git -C "$repo" rev-parse --short HEAD)", "apiserver_port": "${APISERVER_URL##*:}",
  "outage_end": $outage_end, "flaky_success": $( [[ $setup == g ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
- "breaker": "$( [[ $setup == f || $setup == g ]] && echo "${BREAKER_FLAGS[*]}")",
+ "breaker": "$( [[ $setup == [fgmn] ]] && echo "${BREAKER_FLAGS[*]}")",
  "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
 EOF
   stop_all
@@ -359,7 +375,7 @@ EOF
 
 prepare
 for s in "${SETUPS[@]}"; do
-  case "${s%%-*}" in a | b | c | c2 | d | e | f | g) ;; *) die "unknown setup '$s' (a b c c2 d e f g)" ;; esac
+  case "${s%%-*}" in a | b | c | c2 | d | e | f | g | m | n) ;; *) die "unknown setup '$s' (a b c c2 d e f g m n)" ;; esac
 done
 log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, g: ${BREAKER_RUN_SECONDS}s), scale 1/$SCALE"
 for s in "${SETUPS[@]}"; do
