@@ -426,16 +426,24 @@ impl HostBreaker {
             return false;
         };
         let progress = release.progress(pass.members);
-        // Half of a batch failing again is an outage; one repository failing alone is not.
-        let enough = (settings.release_batch.min(release.released.len()) / 2).max(1);
+        // A quarter of a batch failing again, and half of what was tried, is an outage; one
+        // repository failing alone is not. Each failure holds a worker for its whole timeout, so
+        // waiting for more would let a flaky host's release take the workers from everyone else.
+        let enough = (settings.release_batch.min(release.released.len()) / 4).max(1);
         if progress.failing >= enough && progress.failing * 2 >= progress.attempted {
             self.flapping = true;
             self.fail_probe(release.episode, ProbeOutcome::ReleaseAborted, pass);
             return true;
         }
-        let due = release
-            .last_batch_at
-            .is_none_or(|t| elapsed(t, now) >= settings.release_every);
+        // The next batch waits until at least half of what was released has been tried (or a
+        // canary timeout has passed): on a host that answers again, clones take seconds and the
+        // batches follow at `release_every`; on one that does not, released GitRepositories
+        // hold the workers, and more of them would only queue up before the abort.
+        let due = release.last_batch_at.is_none_or(|t| {
+            elapsed(t, now) >= settings.release_every
+                && (progress.attempted >= progress.waiting
+                    || elapsed(t, now) >= settings.canary_timeout)
+        });
         let mut released_now = 0;
         if due {
             for member in &waiting {
@@ -1227,31 +1235,25 @@ mod tests {
         );
         let released = names(&step.actions, is_release).len();
         assert_eq!(released, 10);
-        // Of the first batch, four fail again, two are Ready, four are not tried yet: too few
-        // to call it. One more failure is half of a batch.
+        // Of the first batch, one fails again, one is Ready, eight are not tried yet: one
+        // failure is not an outage, and the next batch waits for half of this one to be tried.
         let tried = T0 + minutes(16) + time::Duration::seconds(20);
         let batch: Vec<usize> = (0..members.len())
             .filter(|&i| members[i].released_at == Some(T0 + minutes(16)))
             .collect();
-        for (n, &i) in batch.iter().enumerate() {
-            members[i].attempted_at = Some(tried);
-            members[i].condition = if n < 2 { Condition::Ready } else { FAILING };
-        }
-        for &i in &batch[6..] {
-            members[i].attempted_at = None;
-        }
+        members[batch[0]].condition = Condition::Ready;
+        members[batch[0]].attempted_at = Some(tried);
+        members[batch[1]].attempted_at = Some(tried);
         let step = breaker.step(
             &members,
             T0 + minutes(16) + time::Duration::seconds(30),
             &settings,
         );
         assert_eq!((step.transition, step.snapshot.state), (None, Closed));
-        apply(
-            &mut members,
-            &step.actions,
-            T0 + minutes(16) + time::Duration::seconds(30),
-        );
-        members[batch[6]].attempted_at = Some(tried);
+        assert!(step.actions.is_empty(), "no batch yet: {:?}", step.actions);
+        // A second failure: a quarter of the batch, and half of what was tried (the canary
+        // counts as tried).
+        members[batch[2]].attempted_at = Some(tried);
         let step = breaker.step(&members, T0 + minutes(17), &settings);
         assert_eq!(step.transition, Some((Closed, Open)));
         assert_eq!(step.probe, Some(ProbeOutcome::ReleaseAborted));
@@ -1259,8 +1261,8 @@ mod tests {
         let requarantined = names(&step.actions, is_quarantine);
         assert_eq!(
             requarantined.len(),
-            18,
-            "all released but the two Ready ones"
+            9,
+            "all released but the canary and the Ready one"
         );
     }
 
