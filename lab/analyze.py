@@ -829,7 +829,7 @@ def main():
         mmd = mirror_table(msums)
         print()
         print(mmd)
-        with open(os.path.join(a.results, f"summary{sfx}-mirror.md"), "w") as f:
+        with open(os.path.join(a.results, "summary-mirror-table.md"), "w") as f:
             f.write(mmd + "\n")
     if bsums:
         bmd = breaker_table(summaries, bsums)
