@@ -475,16 +475,16 @@ impl HostBreaker {
 
     fn watch_for_trip(&mut self, pass: &mut Pass) {
         let (now, settings) = (pass.now, pass.settings);
-        if !would_trip(pass.members, settings) {
+        // One count of the members for both the condition and its start.
+        let counts = counts(pass.members);
+        if !counts.trip(settings) {
             self.tripping_since = None;
             return;
         }
         // The window runs from the host's first failure still standing, not from the pass that
         // first saw enough of them: with a 5m timeout and two workers, the fourth failure comes
         // ten minutes into an outage, and waiting a window after that doubles the damage.
-        let first_failure = counts(pass.members)
-            .first_failure_at
-            .map_or(now, |t| t.min(now));
+        let first_failure = counts.first_failure_at.map_or(now, |t| t.min(now));
         let since = *self.tripping_since.get_or_insert(first_failure);
         if elapsed(since, now) < settings.window {
             return;

@@ -282,13 +282,15 @@ pub fn counts(members: &[Member]) -> Counts {
 /// `min_failing` (and at least one) transport failures, making up at least `failing_ratio` of the
 /// considered GitRepositories.
 pub fn would_trip(members: &[Member], settings: &Settings) -> bool {
-    let Counts {
-        considered,
-        transport_failing,
-        ..
-    } = counts(members);
-    transport_failing >= settings.min_failing.max(1)
-        && transport_failing as f64 >= settings.failing_ratio * considered as f64
+    counts(members).trip(settings)
+}
+
+impl Counts {
+    /// The trip condition on counts already taken (see [`would_trip`]).
+    pub fn trip(&self, settings: &Settings) -> bool {
+        self.transport_failing >= settings.min_failing.max(1)
+            && self.transport_failing as f64 >= settings.failing_ratio * self.considered as f64
+    }
 }
 
 #[cfg(test)]
