@@ -37,15 +37,15 @@
 #   LAB_FAILING_FOR_SHORT janitor threshold in setup c2 (default 1m)
 #   LAB_JANITOR_INTERVAL  janitor period in setups c/e (default 30s)
 #   LAB_TOTAL / LAB_HEALTHY  GitRepositories and how many of them are healthy (130 / 17)
-#   LAB_BREAKER_RUN_SECONDS  run length of f and g (default 900): with 5m timeouts the breaker
-#                         cannot trip before ~450 s after a restart (see INCIDENT.md)
+#   LAB_BREAKER_RUN_SECONDS  run length of f and g (default 900)
 #   LAB_OUTAGE_END        f: when the far host comes back, as a fraction of the run (default 0.7)
 #   LAB_FLAKY_SUCCESS     g: share of clone attempts the far host answers (default 0.3)
 #   LAB_FLAKY_SEED        g: seed of those answers (default fluxgate-lab)
 #   LAB_BREAKER_PASS      f, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
+#   LAB_BREAKER_PROBE_MAX f, g: --breaker-probe-interval-max in platform seconds (default 600)
 #   The breaker's durations are platform values scaled like the timeouts: window 10m, probe 5m
-#   (max 1h), canary timeout 10m, release every 30s; its counts (10 failing, ratio 0.5, batch 10)
-#   stay.
+#   (max 10m; 1h once flapping), canary timeout 10m, release every 30s; its counts (4 failing,
+#   ratio 0.5, batch 20) stay.
 #   LAB_DIR               working state (default target/lab)
 #   LAB_RESULTS           table, data and plots (default lab/results/)
 set -euo pipefail
@@ -66,6 +66,7 @@ OUTAGE_END="${LAB_OUTAGE_END:-0.7}"
 FLAKY_SUCCESS="${LAB_FLAKY_SUCCESS:-0.3}"
 FLAKY_SEED="${LAB_FLAKY_SEED:-fluxgate-lab}"
 BREAKER_PASS="${LAB_BREAKER_PASS:-1s}"
+BREAKER_PROBE_MAX="${LAB_BREAKER_PROBE_MAX:-600}"
 TOTAL="${LAB_TOTAL:-130}"
 HEALTHY="${LAB_HEALTHY:-17}"
 LAB_DIR="${LAB_DIR:-$repo/target/lab}"
@@ -91,7 +92,7 @@ scaled() {
 TIMEOUT_DEFAULT="$(scaled 60)"
 TIMEOUT_WEBHOOK="$(scaled 300)"
 BREAKER_FLAGS=(--breaker=true --breaker-window "$(scaled 600)" --breaker-probe-interval "$(scaled 300)"
-  --breaker-probe-interval-max "$(scaled 600)" --breaker-flapping-probe-interval-max "$(scaled 3600)" --breaker-canary-timeout "$(scaled 600)"
+  --breaker-probe-interval-max "$(scaled "$BREAKER_PROBE_MAX")" --breaker-flapping-probe-interval-max "$(scaled 3600)" --breaker-canary-timeout "$(scaled 600)"
   --breaker-release-every "$(scaled 30)" --breaker-pass-interval "$BREAKER_PASS")
 
 free_port() {

@@ -17,6 +17,13 @@ pub const PLURAL: &str = "gitrepositories";
 /// token (fluxgate writes an RFC 3339 time).
 pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
+/// `spec.timeout` when the object leaves it out (the CRD's default).
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What source-controller's failure message says when an attempt ran out of `spec.timeout`
+/// (Go's `context.DeadlineExceeded`). Such a failure shows only at the end of the attempt.
+pub const DEADLINE_EXCEEDED: &str = "context deadline exceeded";
+
 /// Labels by which Flux marks the objects its Kustomizations and HelmReleases apply.
 pub const GITOPS_LABELS: [&str; 2] = [
     "kustomize.toolkit.fluxcd.io/name",

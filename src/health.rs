@@ -160,7 +160,7 @@ const MESSAGE_CLASSES: &[(FailureClass, &[Pattern])] = &[
     (
         FailureClass::Timeout,
         &[
-            Text("context deadline exceeded"),
+            Text(crate::flux::DEADLINE_EXCEEDED),
             Text("i/o timeout"),
             Text("timed out"),
             Text("timeout"),
@@ -261,6 +261,15 @@ pub fn failure_class(reason: &str, message: &str) -> FailureClass {
         .map_or(FailureClass::Other, |(class, _)| *class)
 }
 
+/// Whether a failure message is an attempt running out of its `spec.timeout`.
+fn ran_out_of_time(message: &str) -> bool {
+    let deadline = crate::flux::DEADLINE_EXCEEDED.as_bytes();
+    message
+        .as_bytes()
+        .windows(deadline.len())
+        .any(|w| w.eq_ignore_ascii_case(deadline))
+}
+
 /// The Git host of a `spec.url`: `https://`, `http://`, `ssh://`, `git://` URLs and scp-like
 /// `[user@]host:path`, lowercased, without user info or port. `unknown` when there is no
 /// plausible host name (empty, a local path, `file://`, stray characters), which also keeps the
@@ -310,8 +319,26 @@ pub struct Failure {
     /// its end, so Ready's time is only the last attempt's. `FetchFailed` stays `True` from the
     /// first failed fetch until a checkout succeeds.
     pub since: Option<OffsetDateTime>,
+    /// The object's `spec.timeout` when the failure was its attempt running out of it: the Git
+    /// host had then been silent for that long before the failure showed.
+    pub attempt_timeout: Option<std::time::Duration>,
     pub reason: String,
     pub message: String,
+}
+
+impl Failure {
+    /// When the first failed attempt of this streak began, as near as the status tells: `since`,
+    /// moved back by the attempt's timeout when it ran out of it. A clone that hangs reports
+    /// nothing for its whole `spec.timeout` (5m with fluxgate's floor), so dating it by when it
+    /// showed makes an outage look five minutes younger than it is.
+    pub fn first_attempt_started(&self) -> Option<OffsetDateTime> {
+        let since = self.since?;
+        let started = self
+            .attempt_timeout
+            .and_then(|timeout| time::Duration::try_from(timeout).ok())
+            .and_then(|timeout| since.checked_sub(timeout));
+        Some(started.unwrap_or(since))
+    }
 }
 
 /// Everything the surfaces need to know about one GitRepository.
@@ -450,6 +477,12 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
+            attempt_timeout: ran_out_of_time(&message).then(|| {
+                spec.get("timeout")
+                    .and_then(Value::as_str)
+                    .and_then(|t| crate::duration::parse_timeout(t).ok())
+                    .unwrap_or(crate::flux::DEFAULT_TIMEOUT)
+            }),
             reason,
             message,
         }
@@ -683,6 +716,61 @@ mod tests {
             h.first_condition_at,
             Some(datetime!(2026-11-27 10:00:05 UTC))
         );
+    }
+
+    #[test]
+    fn an_attempt_that_ran_out_of_its_timeout_is_dated_from_its_start() {
+        let failed = |message: &str, timeout: Option<&str>| {
+            let mut spec = spec();
+            if let Some(timeout) = timeout {
+                spec["timeout"] = json!(timeout);
+            }
+            let status = json!({ "conditions": [ready("False", "GitOperationFailed", message)] });
+            classify(&repo(spec, Some(status)))
+                .unwrap()
+                .failure
+                .unwrap()
+        };
+        let deadline = "unable to clone 'https://github.com/example/app': Get \"https://github.com/example/app/info/refs?service=git-upload-pack\": context deadline exceeded";
+        let showed = datetime!(2026-11-27 11:00 UTC);
+
+        let five_minutes = failed(deadline, Some("5m"));
+        assert_eq!(
+            five_minutes.since,
+            Some(showed),
+            "the failure still shows when it showed"
+        );
+        assert_eq!(
+            five_minutes.attempt_timeout,
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            five_minutes.first_attempt_started(),
+            Some(datetime!(2026-11-27 10:55 UTC))
+        );
+        // Without spec.timeout the attempt had the CRD's default; Go's text in any case.
+        let default = failed(&deadline.to_uppercase(), None);
+        assert_eq!(
+            default.first_attempt_started(),
+            Some(datetime!(2026-11-27 10:59 UTC))
+        );
+        // A timeout unreadable here: the default, rather than no date at all.
+        assert_eq!(
+            failed(deadline, Some("forever")).first_attempt_started(),
+            Some(datetime!(2026-11-27 10:59 UTC))
+        );
+        // A dial or TLS timeout has its own, shorter clock, and a refusal is immediate: when it
+        // showed is the nearest date there is.
+        for message in [
+            "dial tcp 140.82.112.3:443: i/o timeout",
+            "net/http: TLS handshake timeout",
+            "dial tcp 140.82.112.3:443: connect: connection refused",
+        ] {
+            let failure = failed(message, Some("5m"));
+            assert!(failure.class.is_transport(), "{message}");
+            assert_eq!(failure.attempt_timeout, None, "{message}");
+            assert_eq!(failure.first_attempt_started(), Some(showed), "{message}");
+        }
     }
 
     /// As source-controller v1.9 leaves a never-succeeded GitRepository after a retry: Ready was

@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::exporter::store::{Marks, Record};
-use crate::health::{FailureClass, Health, State};
+use crate::health::{Failure, FailureClass, Health, State};
 
 pub use machine::{Action, BreakerState, HostBreaker, ProbeOutcome, Snapshot, Step};
 
@@ -90,7 +90,8 @@ pub struct ObjectKey {
 pub enum Condition {
     /// Ready for the current generation.
     Ready,
-    /// Failed with a timeout, DNS, TLS or connection error: the host's fault.
+    /// Failed with a timeout, DNS, TLS or connection error: the host's fault. `since`: when the
+    /// first failed attempt of its streak began ([`Failure::first_attempt_started`]).
     TransportFailing { since: Option<OffsetDateTime> },
     /// Failed with auth, not found or anything else: the repository's fault, never counted.
     OtherFailing,
@@ -156,7 +157,7 @@ pub fn member_from(health: &Health) -> Member {
             health.state,
             health.quarantined,
             failure.map(|f| f.class),
-            failure.and_then(|f| f.since),
+            failure.and_then(Failure::first_attempt_started),
             time(QUARANTINED_AT_ANNOTATION),
         ),
         opted_out: health
@@ -181,7 +182,8 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
         record.state,
         marks.quarantined,
         record.class,
-        time(record.failing_since),
+        time(record.failing_since)
+            .map(|since| since - time::Duration::seconds(record.attempt_seconds.into())),
         time(marks.quarantined_at),
     );
     // Tried again after a transport failure the watch saw: still that failure, dated by it, so
@@ -189,7 +191,7 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
     let (condition, attempted_at) = match condition {
         Condition::NotAttempted if marks.transport_failed_at > 0 => (
             Condition::TransportFailing {
-                since: time(marks.transport_failed_at),
+                since: time(marks.transport_failed_at - i64::from(record.attempt_seconds)),
             },
             time(marks.transport_failed_at),
         ),
@@ -246,7 +248,8 @@ fn condition(
 pub struct Counts {
     pub considered: usize,
     pub transport_failing: usize,
-    /// The earliest start of the counted transport failures' current streaks.
+    /// The earliest start of the counted transport failures' current streaks: when the host
+    /// stopped answering, as far as the statuses tell.
     pub first_failure_at: Option<OffsetDateTime>,
 }
 
@@ -347,7 +350,9 @@ mod tests {
 
         // Released with the failure it had before its quarantine; an attempt starts: the old
         // failure is no news about the host.
-        let stale = failing_since(datetime!(2026-11-27 11:20 UTC));
+        // Each failure is dated by the start of its attempt: 60s (the CRD's default timeout,
+        // which it ran out of) before it showed.
+        let stale = failing_since(datetime!(2026-11-27 11:19 UTC));
         assert_eq!(
             seen(condition("False", "2026-11-27T11:20:00Z", timeout)),
             (stale, true)
@@ -357,7 +362,7 @@ mod tests {
 
         // That attempt fails: news. source-controller tries again 750ms later, Ready=Unknown
         // during the attempt, and the failure is still the news.
-        let fresh = failing_since(datetime!(2026-11-27 11:35 UTC));
+        let fresh = failing_since(datetime!(2026-11-27 11:34 UTC));
         assert_eq!(
             seen(condition("False", "2026-11-27T11:35:00Z", timeout)),
             (fresh, false)
@@ -374,6 +379,53 @@ mod tests {
         ready["observedGeneration"] = json!(2);
         assert_eq!(seen(ready), (Condition::Ready, false));
         assert_eq!(seen(retrying).0, Condition::NotAttempted);
+    }
+
+    /// The report (from objects) and the breaker (from the store) date a host's silence alike:
+    /// from the start of the first attempt that ran out of its timeout.
+    #[test]
+    fn the_trip_window_runs_from_the_first_failed_attempts_start() {
+        use crate::exporter::Store;
+        let store = Store::default();
+        let mut members = Vec::new();
+        for (i, showed) in ["2026-11-27T11:05:00Z", "2026-11-27T11:10:00Z"]
+            .iter()
+            .enumerate()
+        {
+            let mut object = object(
+                false,
+                json!({}),
+                json!({}),
+                json!({ "conditions": [{
+                "type": "Ready", "status": "False", "reason": "GitOperationFailed",
+                "message": "unable to clone: context deadline exceeded", "lastTransitionTime": showed }] }),
+            );
+            object["metadata"]["uid"] = json!(format!("u-{i}"));
+            object["spec"]["timeout"] = json!("5m");
+            let health = classify(&object).unwrap();
+            store.apply(0, &health, 0);
+            members.push(member_from(&health));
+        }
+        let hosts = [std::sync::Arc::<str>::from("github.com")]
+            .into_iter()
+            .collect();
+        let mut stored = Vec::new();
+        store.visit_hosts(&hosts, |uid, record| {
+            stored.push(member_of_record(uid, record))
+        });
+        stored.sort_by(|a, b| a.key.uid.cmp(&b.key.uid));
+        assert_eq!(
+            stored.iter().map(|m| &m.condition).collect::<Vec<_>>(),
+            members.iter().map(|m| &m.condition).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            counts(&stored).first_failure_at,
+            Some(datetime!(2026-11-27 11:00 UTC))
+        );
+        assert_eq!(
+            counts(&members).first_failure_at,
+            Some(datetime!(2026-11-27 11:00 UTC))
+        );
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct Record {
     pub class: Option<FailureClass>,
     /// Unix seconds; 0 when unknown (its series is then left out rather than claiming 1970).
     pub failing_since: i64,
+    /// Seconds the failed attempt ran before its failure showed, when it ran out of its
+    /// `spec.timeout` (saturating; 0 otherwise): see [`crate::health::Failure::attempt_timeout`].
+    /// Kept with a failure the marks remember through a retry.
+    pub attempt_seconds: u16,
     /// Unix seconds; 0 when unknown.
     pub created: i64,
     /// Which watch (namespace, or the whole cluster) it came from, so one scope can re-list
@@ -330,6 +334,11 @@ impl Store {
                 .as_ref()
                 .and_then(|f| f.since)
                 .map_or(0, time::OffsetDateTime::unix_timestamp),
+            attempt_seconds: health
+                .failure
+                .as_ref()
+                .and_then(|f| f.attempt_timeout)
+                .map_or(0, |t| u16::try_from(t.as_secs()).unwrap_or(u16::MAX)),
             created: health
                 .created
                 .map_or(0, time::OffsetDateTime::unix_timestamp),
@@ -393,12 +402,15 @@ impl Store {
         let mut record = Self::record(&mut inner, scope, health);
         let (state, class) = (record.state, record.class);
         if let Some(marks) = record.marks.as_deref_mut() {
-            let previous = inner
-                .records
-                .get(health.uid.as_str())
-                .and_then(|r| r.marks.as_deref())
-                .map_or(0, |m| m.transport_failed_at);
-            marks.remember_failure(state, class, previous);
+            let previous = inner.records.get(health.uid.as_str());
+            let (failed_at, attempt_seconds) = previous
+                .and_then(|r| Some((r.marks.as_deref()?.transport_failed_at, r.attempt_seconds)))
+                .unwrap_or_default();
+            marks.remember_failure(state, class, failed_at);
+            // A remembered failure keeps how long its attempt ran, so it is dated alike.
+            if marks.transport_failed_at > 0 && state != State::Failed {
+                record.attempt_seconds = attempt_seconds;
+            }
         }
         let previous = inner.insert(health.uid.as_str().into(), record);
         if let Some(previous) = previous {
@@ -943,6 +955,7 @@ mod tests {
                 host,
                 class: Some(FailureClass::Timeout),
                 failing_since: NOW,
+                attempt_seconds: 0,
                 created: NOW - 60,
                 scope: 0,
                 resource_version: 1,
