@@ -30,6 +30,11 @@
 #   BENCH_KEEP            1: keep the control plane's data for the next run (1)
 #   BENCH_REV             measure this commit (e.g. HEAD) instead of the work tree: it is
 #                         exported with `git archive` and built apart
+#   BENCH_BREAKER         1: instead of the comparison, one run of fluxgate with its host circuit
+#                         breaker on (`--breaker=true`, github.com only), meeting the population as
+#                         an outage of github.com: what it costs to sync, to quarantine, and to
+#                         hold the host open for BENCH_BREAKER_OPEN_SECONDS (120); the
+#                         quarantine changes the objects, so the population is built again after
 # Output: the table on stdout; raw samples, logs and results.tsv in $FLUXGATE_E2E_DIR/results/.
 set -euo pipefail
 
@@ -53,6 +58,8 @@ SETTLE="${BENCH_SETTLE_SECONDS:-10}"
 READY_STATE="${BENCH_READY_STATE:-ready}"
 KSM_POLL="${BENCH_KSM_POLL:-1s}"
 ONLY="${BENCH_ONLY:-}"
+BREAKER="${BENCH_BREAKER:-0}"
+BREAKER_OPEN_SECONDS="${BENCH_BREAKER_OPEN_SECONDS:-120}"
 KEEP_DATA="${BENCH_KEEP:-1}"
 PROBE_OBJECTS=10
 # Prometheus' Accept header (2.49 and later): /metrics answers OpenMetrics to it.
@@ -359,6 +366,130 @@ measure() {
       "$(secs "$a_sync")" "$(secs "$e_sync")" "$host_pct" "$requests" "$load_line" "$probe_line"
   )" | tee -a "$OUT/results.txt" >&2
 }
+
+# ---------------------------------------------------------------------------------------------
+# the breaker's run
+
+# metric_sum URL NAME [LABEL_FRAGMENT]: the sum of NAME's samples (whose labels hold the fragment).
+metric_sum() {
+  curl -fsS --max-time 60 "$1" | awk -v n="$2" -v f="${3:-}" '
+    index($1, n) == 1 && (substr($1, length(n) + 1, 1) == "{" || $1 == n) && index($0, f) { s += $NF }
+    END { printf "%.6f\n", s }'
+}
+
+# breaker_requests START END: every request between two byte offsets of the audit log, by verb
+# and resource (the breaker's writes are namespaced, its Lease too); nothing else runs meanwhile.
+breaker_requests() {
+  python3 - "$AUDIT" "$1" "$2" <<'PY'
+import collections, json, os, sys
+path, start, end = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+seen, counts = set(), collections.Counter()
+with open(path, "rb") as f:
+    f.seek(start)
+    while f.tell() < end:
+        raw = f.readline()
+        if not raw:
+            break
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if event.get("auditID") in seen:
+            continue
+        seen.add(event.get("auditID"))
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource") or "-"
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        counts[f"{event.get('verb', '-')}:{resource}"] += 1
+print(",".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none")
+PY
+}
+
+measure_breaker() {
+  local port metrics_url t0 c0 c_sync c_quarantine audit_sync audit_open line
+  local quarantined=0 last=-1 stable_since passes1 pass_sum1 t_quarantine
+  "$FLUXGATE_E2E_KUBECTL" create namespace fluxgate-bench >/dev/null 2>&1 || true
+  # From here on the objects change: the next run builds the population again.
+  rm -f "$POPULATION_MARKER"
+  port="$(free_port)"
+  metrics_url="http://127.0.0.1:$port/metrics"
+  local load_line audit0
+  load_line="$(machine_load)"
+  audit0="$(stat -c %s "$AUDIT" 2>/dev/null || echo 0)"
+  t0="$(now_ms)"
+  "$FLUXGATE" serve --no-webhook --metrics-addr "127.0.0.1:$port" --shutdown-delay 0s \
+    --drain-timeout 1s --breaker=true --namespace fluxgate-bench --identity bench \
+    --breaker-exclude-hosts gitlab.com,git.corp.example.com >"$OUT/breaker.log" 2>&1 &
+  EXPORTER_PID=$!
+  sample "$EXPORTER_PID" "$OUT/breaker.samples.tsv" &
+  SAMPLER_PID=$!
+  "$POPULATE" wait --url "$metrics_url" --sum fluxgate_gitrepositories --count "$TOTAL" \
+    --since-ms "$t0" --poll 100ms --timeout "$WAIT_TIMEOUT" >/dev/null \
+    || die "fluxgate's /metrics never held $TOTAL GitRepositories (log: $OUT/breaker.log)"
+  c_sync="$(cpu_ticks "$EXPORTER_PID")"
+  local rss_sync t_sync
+  rss_sync="$(status_kib "$EXPORTER_PID" VmHWM)"
+  t_sync="$(now_ms)"
+  # The quarantine: done once the count of quarantined objects has not moved for 30 s.
+  stable_since="$(now_ms)"
+  for ((i = 0; i < 3600; i++)); do
+    quarantined="$(metric_sum "$metrics_url" fluxgate_gitrepositories 'state="quarantined"' | cut -d. -f1)"
+    if [[ "$quarantined" != "$last" ]]; then
+      last="$quarantined"
+      stable_since="$(now_ms)"
+    elif ((quarantined > 0 && $(now_ms) - stable_since >= 30000)); then
+      break
+    fi
+    sleep 1
+  done
+  ((quarantined > 0)) || die "the breaker quarantined nothing (log: $OUT/breaker.log)"
+  t_quarantine=$((stable_since - t_sync))
+  c_quarantine="$(cpu_ticks "$EXPORTER_PID")"
+  passes1="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_count)"
+  pass_sum1="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_sum)"
+  audit_sync="$(stat -c %s "$AUDIT")"
+  local hwm_quarantine
+  hwm_quarantine="$(status_kib "$EXPORTER_PID" VmHWM)"
+  # Open and waiting: what holding the host open costs, with no probe due yet (5m).
+  sleep "$BREAKER_OPEN_SECONDS"
+  local c_open passes2 pass_sum2 rss_open
+  c_open="$(cpu_ticks "$EXPORTER_PID")"
+  passes2="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_count)"
+  pass_sum2="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_sum)"
+  rss_open="$(status_kib "$EXPORTER_PID" VmRSS)"
+  local actions hwm audit_end
+  audit_end="$(stat -c %s "$AUDIT")"
+  actions="$(curl -fsS --max-time 60 "$metrics_url" | awk '/^fluxgate_host_breaker_actions_total\{/ && $NF > 0 { printf "%s%s", sep, $0; sep = "; " }')"
+  hwm="$(status_kib "$EXPORTER_PID" VmHWM)"
+  stop_exporter
+  line="$(
+    printf 'sync_s=%s sync_cpu_s=%s sync_hwm_mib=%s ' "$(awk -v m=$((t_sync - t0)) 'BEGIN { printf "%.1f", m / 1000 }')" \
+      "$(secs "$c_sync")" "$(mib "$rss_sync")"
+    printf 'quarantined=%s quarantine_s=%s quarantine_cpu_s=%s quarantine_hwm_mib=%s passes=%s pass_mean_ms=%s ' \
+      "$quarantined" "$(awk -v m="$t_quarantine" 'BEGIN { printf "%.1f", m / 1000 }')" \
+      "$(secs $((c_quarantine - c_sync)))" "$(mib "$hwm_quarantine")" "${passes1%.*}" \
+      "$(awk -v s="$pass_sum1" -v n="$passes1" 'BEGIN { printf "%.2f", (n > 0 ? 1000 * s / n : 0) }')"
+    printf 'open_s=%s open_cpu_s=%s open_passes=%s open_pass_mean_ms=%s open_rss_mib=%s hwm_mib=%s ' \
+      "$BREAKER_OPEN_SECONDS" "$(secs $((c_open - c_quarantine)))" "$(awk -v a="$passes1" -v b="$passes2" 'BEGIN { printf "%d", b - a }')" \
+      "$(awk -v a="$pass_sum1" -v b="$pass_sum2" -v x="$passes1" -v y="$passes2" 'BEGIN { printf "%.2f", (y > x ? 1000 * (b - a) / (y - x) : 0) }')" \
+      "$(mib "$rss_open")" "$(mib "$hwm")"
+    printf '%s\n' "$load_line"
+  )"
+  {
+    printf '%s\n' "$line"
+    printf 'requests until synced and quarantined: %s\n' "$(breaker_requests "$audit0" "$audit_sync")"
+    printf 'requests while open (%ss): %s\n' "$BREAKER_OPEN_SECONDS" "$(breaker_requests "$audit_sync" "$audit_end")"
+    printf 'actions: %s\n' "$actions"
+  } | tee "$OUT/breaker.txt" >&2
+}
+
+if [[ "$BREAKER" == 1 ]]; then
+  log "breaker: fluxgate with --breaker=true against $TOTAL GitRepositories (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  measure_breaker
+  log "raw results in $OUT"
+  exit 0
+fi
 
 # ---------------------------------------------------------------------------------------------
 # runs
