@@ -146,6 +146,16 @@ struct Progress {
 }
 
 impl Release {
+    /// How many the next batch releases: twice what is out already (the canary included), at
+    /// least 2 and at most `release_batch`. A canary that passed on a flaky host was luck; a
+    /// small first batch shows it before the workers are handed 20 hanging clones, and on a host
+    /// that answers the batches reach full size within a few steps. Counted from what was
+    /// released, so a new leader that took the release over from the marks goes on alike.
+    fn next_batch(&self, settings: &Settings) -> usize {
+        let full = settings.release_batch.max(1);
+        (2 * self.released.len()).clamp(2.min(full), full)
+    }
+
     fn progress(&self, members: &[Member]) -> Progress {
         let mut progress = Progress::default();
         for member in members {
@@ -426,10 +436,10 @@ impl HostBreaker {
             return false;
         };
         let progress = release.progress(pass.members);
-        // A quarter of a batch failing again, and half of what was tried, is an outage; one
-        // repository failing alone is not. Each failure holds a worker for its whole timeout, so
+        // A quarter of a batch failing again (two at least), and half of what was tried, is an
+        // outage; one repository failing alone is not. Each failure holds a worker for its whole timeout, so
         // waiting for more would let a flaky host's release take the workers from everyone else.
-        let enough = (settings.release_batch.min(release.released.len()) / 4).max(1);
+        let enough = (settings.release_batch.min(release.released.len()) / 4).max(2);
         if progress.failing >= enough && progress.failing * 2 >= progress.attempted {
             self.flapping = true;
             self.fail_probe(release.episode, ProbeOutcome::ReleaseAborted, pass);
@@ -446,7 +456,7 @@ impl HostBreaker {
         });
         let mut released_now = 0;
         if due {
-            for member in &waiting {
+            for member in waiting.iter().take(release.next_batch(settings)) {
                 if !pass.push(Action::Release {
                     key: member.key.clone(),
                     resource_version: member.resource_version,
@@ -1066,7 +1076,8 @@ mod tests {
             }
             apply(&mut members, &step.actions, now);
         }
-        assert_eq!(batches, [(0, 10), (30, 10), (60, 4)]);
+        // Twice what is out each time (the canary first), up to the full batch of 10.
+        assert_eq!(batches, [(0, 2), (30, 6), (60, 10), (90, 6)]);
         assert!(members.iter().all(|m| !m.is_quarantined()));
         let step = breaker.step(&members, T0 + minutes(21), &settings);
         assert!(!step.snapshot.releasing, "all released and tried");
@@ -1234,26 +1245,31 @@ mod tests {
             &settings,
         );
         let released = names(&step.actions, is_release).len();
-        assert_eq!(released, 10);
-        // Of the first batch, one fails again, one is Ready, eight are not tried yet: one
-        // failure is not an outage, and the next batch waits for half of this one to be tried.
+        assert_eq!(released, 2, "a small first batch");
+        let released_at = |members: &[Member], at| -> Vec<usize> {
+            (0..members.len())
+                .filter(|&i| members[i].released_at == Some(at))
+                .collect()
+        };
+        // Of the first batch, one fails again and one is Ready: one failure is not an outage,
+        // and with all of it tried the next batch follows.
+        let first = released_at(&members, T0 + minutes(16));
         let tried = T0 + minutes(16) + time::Duration::seconds(20);
-        let batch: Vec<usize> = (0..members.len())
-            .filter(|&i| members[i].released_at == Some(T0 + minutes(16)))
-            .collect();
-        members[batch[0]].condition = Condition::Ready;
-        members[batch[0]].attempted_at = Some(tried);
-        members[batch[1]].attempted_at = Some(tried);
-        let step = breaker.step(
-            &members,
-            T0 + minutes(16) + time::Duration::seconds(30),
-            &settings,
-        );
+        members[first[0]].condition = Condition::Ready;
+        for &i in &first {
+            members[i].attempted_at = Some(tried);
+        }
+        let now = T0 + minutes(16) + time::Duration::seconds(30);
+        let step = breaker.step(&members, now, &settings);
         assert_eq!((step.transition, step.snapshot.state), (None, Closed));
-        assert!(step.actions.is_empty(), "no batch yet: {:?}", step.actions);
-        // A second failure: a quarter of the batch, and half of what was tried (the canary
-        // counts as tried).
-        members[batch[2]].attempted_at = Some(tried);
+        assert_eq!(names(&step.actions, is_release).len(), 6);
+        apply(&mut members, &step.actions, now);
+        // Of the second, two fail again and four are not tried yet: a quarter of the batch, and
+        // half of what was tried (the canary and the Ready one count as tried).
+        let second = released_at(&members, now);
+        for &i in &second[..2] {
+            members[i].attempted_at = Some(now + time::Duration::seconds(20));
+        }
         let step = breaker.step(&members, T0 + minutes(17), &settings);
         assert_eq!(step.transition, Some((Closed, Open)));
         assert_eq!(step.probe, Some(ProbeOutcome::ReleaseAborted));
@@ -1261,7 +1277,7 @@ mod tests {
         let requarantined = names(&step.actions, is_quarantine);
         assert_eq!(
             requarantined.len(),
-            9,
+            7,
             "all released but the canary and the Ready one"
         );
     }
@@ -1451,7 +1467,11 @@ mod tests {
         );
         assert!(step.actions.is_empty(), "the last batch was 10s ago");
         let step = breaker.step(&members, T0 + time::Duration::seconds(20), &settings);
-        assert_eq!(names(&step.actions, is_release).len(), 10);
+        assert_eq!(
+            names(&step.actions, is_release).len(),
+            4,
+            "twice the two out already, as the old leader would have"
+        );
         assert!(step.actions.iter().all(|a| !is_canary(a)));
 
         // A canary was out and not Ready yet: judged on its own release time.
