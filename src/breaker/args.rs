@@ -44,7 +44,8 @@ pub struct TripArgs {
     #[arg(long, env = "FLUXGATE_BREAKER_CANARY_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub breaker_canary_timeout: Duration,
 
-    /// GitRepositories released at a time once the host answers again ...
+    /// The most GitRepositories released at a time once the host answers again (batches start
+    /// at 2 and double) ...
     #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_BATCH", default_value_t = 20)]
     pub breaker_release_batch: usize,
 
