@@ -250,9 +250,7 @@ impl HostBreaker {
             // whole quarantine. `release_due` always sets the phase again.
             Phase::Closed { release } => {
                 let release = release.take();
-                if !self.release_due(release, &mut pass) {
-                    self.watch_for_trip(&mut pass);
-                }
+                self.step_closed(release, &mut pass);
             }
             &mut Phase::Open {
                 episode,
@@ -415,12 +413,12 @@ impl HostBreaker {
             last_batch_at: None,
         };
         // Only the Ready canary has been released: this cannot abort.
-        self.release_due(Some(release), pass);
+        self.step_closed(Some(release), pass);
     }
 
-    /// Closed: releases the next batch when it is due and watches what was released. Returns
-    /// whether the release was aborted (the breaker is open again).
-    fn release_due(&mut self, release: Option<Release>, pass: &mut Pass) -> bool {
+    /// Closed: watches what was released and the host as a whole, and releases the next batch
+    /// when it is due and neither says the host is down. Always sets the phase.
+    fn step_closed(&mut self, release: Option<Release>, pass: &mut Pass) {
         let (now, settings) = (pass.now, pass.settings);
         let waiting = pass.releasable(settings.release_batch.max(1));
         let release = release.or_else(|| {
@@ -433,7 +431,8 @@ impl HostBreaker {
         });
         let Some(mut release) = release else {
             self.phase = Phase::Closed { release: None };
-            return false;
+            self.watch_for_trip(None, pass);
+            return;
         };
         let progress = release.progress(pass.members);
         // A quarter of a batch failing again (two at least), and half of what was tried, is an
@@ -443,7 +442,12 @@ impl HostBreaker {
         if progress.failing >= enough && progress.failing * 2 >= progress.attempted {
             self.flapping = true;
             self.fail_probe(release.episode, ProbeOutcome::ReleaseAborted, pass);
-            return true;
+            return;
+        }
+        // Before handing out more: the host failing as a whole opens the breaker, in the same
+        // episode. Releasing a batch first would have it quarantined again in the same pass.
+        if self.watch_for_trip(Some(release.episode), pass) {
+            return;
         }
         // The next batch waits until at least half of what was released has been tried (or a
         // canary timeout has passed): on a host that answers again, clones take seconds and the
@@ -480,16 +484,17 @@ impl HostBreaker {
         self.phase = Phase::Closed {
             release: (!done).then_some(release),
         };
-        false
     }
 
-    fn watch_for_trip(&mut self, pass: &mut Pass) {
+    /// Opens the breaker when the trip condition has held for the window; `episode` is that of
+    /// a release in progress, which the opening continues. Returns whether it opened.
+    fn watch_for_trip(&mut self, episode: Option<OffsetDateTime>, pass: &mut Pass) -> bool {
         let (now, settings) = (pass.now, pass.settings);
         // One count of the members for both the condition and its start.
         let counts = counts(pass.members);
         if !counts.trip(settings) {
             self.tripping_since = None;
-            return;
+            return false;
         }
         // The window runs from the host's first failure still standing, not from the pass that
         // first saw enough of them: with a 5m timeout and two workers, the fourth failure comes
@@ -497,7 +502,7 @@ impl HostBreaker {
         let first_failure = counts.first_failure_at.map_or(now, |t| t.min(now));
         let since = *self.tripping_since.get_or_insert(first_failure);
         if elapsed(since, now) < settings.window {
-            return;
+            return false;
         }
         // Tripping again soon after closing: the passed probe was luck, keep backing off.
         let recently_closed = self
@@ -510,13 +515,8 @@ impl HostBreaker {
             self.flapping = false;
             self.probe_delay = settings.probe_interval;
         }
-        let episode = match &self.phase {
-            Phase::Closed {
-                release: Some(release),
-            } => release.episode,
-            _ => whole_seconds(now),
-        };
-        self.open(episode, pass);
+        self.open(episode.unwrap_or_else(|| whole_seconds(now)), pass);
+        true
     }
 
     /// Releases one canary; with none left, judges the host by what is visible of it.
@@ -1280,6 +1280,43 @@ mod tests {
             7,
             "all released but the canary and the Ready one"
         );
+    }
+
+    /// Found in the lab (g-6): a pass released a batch and then, seeing the host fail as a
+    /// whole, opened the breaker and quarantined that batch again.
+    #[test]
+    fn a_release_hands_out_nothing_in_the_pass_that_opens_the_breaker() {
+        let settings = pinned();
+        let mut members = host(&[(10, Condition::Ready), (30, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let step = probe(
+            &mut breaker,
+            &mut members,
+            T0 + minutes(15),
+            Condition::Ready,
+            &settings,
+        );
+        assert_eq!(names(&step.actions, is_release).len(), 2);
+        // The first batch is Ready (a next one is due), but the host's other GitRepositories,
+        // Ready so far, now fail: the trip condition, on failures that began long ago.
+        let tried = T0 + minutes(16) + time::Duration::seconds(20);
+        for m in members.iter_mut() {
+            if m.released_at == Some(T0 + minutes(16)) {
+                m.condition = Condition::Ready;
+                m.attempted_at = Some(tried);
+            } else if m.condition == Condition::Ready && m.released_at.is_none() {
+                m.condition = Condition::TransportFailing { since: Some(T0) };
+                m.attempted_at = Some(tried);
+            }
+        }
+        let step = breaker.step(&members, T0 + minutes(17), &settings);
+        assert_eq!(step.transition, Some((Closed, Open)));
+        assert!(
+            names(&step.actions, is_release).is_empty(),
+            "{:?}",
+            step.actions
+        );
+        assert_eq!(names(&step.actions, is_quarantine).len(), 10);
     }
 
     #[test]
