@@ -247,7 +247,7 @@ impl HostBreaker {
         };
         match &mut self.phase {
             // Taken, not copied: a release remembers every member it released, up to a host's
-            // whole quarantine. `release_due` always sets the phase again.
+            // whole quarantine. `step_closed` always sets the phase again.
             Phase::Closed { release } => {
                 let release = release.take();
                 self.step_closed(release, &mut pass);
