@@ -841,6 +841,23 @@ mod tests {
         breaker
     }
 
+    /// A breaker that tripped on `members` and closed on a Ready canary released at T0 + 15m;
+    /// with the closing step.
+    fn closed_by_a_ready_canary(
+        members: &mut [Member],
+        settings: &Settings,
+    ) -> (HostBreaker, Step) {
+        let mut breaker = tripped(members, settings);
+        let step = probe(
+            &mut breaker,
+            members,
+            T0 + minutes(15),
+            Condition::Ready,
+            settings,
+        );
+        (breaker, step)
+    }
+
     /// Probes at `now` and lets the canary end as `condition`, tried at `now + 1m`.
     fn probe(
         breaker: &mut HostBreaker,
@@ -1052,14 +1069,7 @@ mod tests {
     fn a_ready_canary_closes_and_the_rest_is_released_in_spaced_batches() {
         let settings = pinned();
         let mut members = host(&[(25, FAILING)]);
-        let mut breaker = tripped(&mut members, &settings);
-        let step = probe(
-            &mut breaker,
-            &mut members,
-            T0 + minutes(15),
-            Condition::Ready,
-            &settings,
-        );
+        let (mut breaker, step) = closed_by_a_ready_canary(&mut members, &settings);
         assert_eq!(step.transition, Some((HalfOpen, Closed)));
         assert_eq!(step.probe, Some(ProbeOutcome::Passed));
         let mut batches = vec![(0, names(&step.actions, is_release).len())];
@@ -1236,14 +1246,7 @@ mod tests {
     fn a_release_whose_members_fail_again_is_aborted() {
         let settings = pinned();
         let mut members = host(&[(30, FAILING)]);
-        let mut breaker = tripped(&mut members, &settings);
-        let step = probe(
-            &mut breaker,
-            &mut members,
-            T0 + minutes(15),
-            Condition::Ready,
-            &settings,
-        );
+        let (mut breaker, step) = closed_by_a_ready_canary(&mut members, &settings);
         let released = names(&step.actions, is_release).len();
         assert_eq!(released, 2, "a small first batch");
         let released_at = |members: &[Member], at| -> Vec<usize> {
@@ -1288,14 +1291,7 @@ mod tests {
     fn a_release_hands_out_nothing_in_the_pass_that_opens_the_breaker() {
         let settings = pinned();
         let mut members = host(&[(10, Condition::Ready), (30, FAILING)]);
-        let mut breaker = tripped(&mut members, &settings);
-        let step = probe(
-            &mut breaker,
-            &mut members,
-            T0 + minutes(15),
-            Condition::Ready,
-            &settings,
-        );
+        let (mut breaker, step) = closed_by_a_ready_canary(&mut members, &settings);
         assert_eq!(names(&step.actions, is_release).len(), 2);
         // The first batch is Ready (a next one is due), but the host's other GitRepositories,
         // Ready so far, now fail: the trip condition, on failures that began long ago.
