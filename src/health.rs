@@ -261,13 +261,10 @@ pub fn failure_class(reason: &str, message: &str) -> FailureClass {
         .map_or(FailureClass::Other, |(class, _)| *class)
 }
 
-/// Whether a failure message is an attempt running out of its `spec.timeout`.
+/// Whether a failure message is an attempt running out of its `spec.timeout` (read as
+/// [`failure_class`] reads it: case-insensitive, URLs ignored).
 fn ran_out_of_time(message: &str) -> bool {
-    let deadline = crate::flux::DEADLINE_EXCEEDED.as_bytes();
-    message
-        .as_bytes()
-        .windows(deadline.len())
-        .any(|w| w.eq_ignore_ascii_case(deadline))
+    pattern_matches(&without_urls(message), Text(crate::flux::DEADLINE_EXCEEDED))
 }
 
 /// The Git host of a `spec.url`: `https://`, `http://`, `ssh://`, `git://` URLs and scp-like
