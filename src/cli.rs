@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::flux::Removal;
 use crate::janitor::RuleArgs;
+pub use crate::marks::restore::RestoreArgs;
 use crate::policy::PolicyArgs;
 use crate::report::ReportFormat;
 use crate::serve::ServeArgs;
@@ -53,8 +54,11 @@ pub enum Command {
     /// Run the janitor once (`--once`, for a CronJob) or clean up one GitRepository by hand
     /// (`NAMESPACE/NAME`), with the caller's kubeconfig and RBAC.
     Cleanup(Box<CleanupArgs>),
-    /// Undo an archive: unsuspend a GitRepository, clear fluxgate's marks, request a reconcile.
-    Restore(RestoreArgs),
+    /// Let GitRepositories run again: unsuspend, lift fluxgate's archive or quarantine, request a
+    /// reconcile; one by name, or all that the breaker (`--quarantined`) or the janitor
+    /// (`--archived`) holds. A restored quarantine is left alone by the breaker until its host
+    /// answers again.
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -77,12 +81,6 @@ pub struct CleanupArgs {
 
     #[command(flatten)]
     pub janitor: RuleArgs,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RestoreArgs {
-    #[arg(value_name = "NAMESPACE/NAME", value_parser = parse_object_ref)]
-    pub target: (String, String),
 }
 
 fn parse_object_ref(text: &str) -> Result<(String, String), String> {

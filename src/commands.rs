@@ -206,20 +206,15 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
         .await
         .context("no Kubernetes client configuration (cleanup uses your kubeconfig)")?;
     let metrics = Metrics::new();
-    let recorder = janitor::recorder(&client, None);
+    let writer = janitor::writer(&client, None);
     match &args.target {
         None => {
             let config = args.janitor.config(args.dry_run);
             let always_leading = || true;
-            let summary = janitor::run_once(
-                &client,
-                Some(&recorder),
-                &config,
-                &metrics.janitor,
-                &always_leading,
-            )
-            .await
-            .context("janitor run")?;
+            let summary =
+                janitor::run_once(&client, &writer, &config, &metrics.janitor, &always_leading)
+                    .await
+                    .context("janitor run")?;
             writeln!(
                 out,
                 "examined {} GitRepositories: {} matched, {} acted on, {} dry-run, {} changed meanwhile, {} errors, {} deferred",
@@ -262,8 +257,7 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
                 reason,
             };
             let now = time::OffsetDateTime::now_utc();
-            let recorder = Some(&recorder);
-            let outcome = janitor::actions::apply(&api, recorder, &decision, args.dry_run, now)
+            let outcome = janitor::actions::apply(&writer, &decision, args.dry_run, now)
                 .await
                 .with_context(|| format!("cleaning up {namespace}/{name}"))?;
             writeln!(
@@ -279,21 +273,5 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
 
 /// `fluxgate restore`.
 pub async fn restore(args: RestoreArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    let (namespace, name) = &args.target;
-    let client = kube::Client::try_default()
-        .await
-        .context("no Kubernetes client configuration (restore uses your kubeconfig)")?;
-    let api = flux::gitrepositories(&client, Some(namespace));
-    let recorder = janitor::recorder(&client, None);
-    janitor::actions::restore(
-        &api,
-        Some(&recorder),
-        namespace,
-        name,
-        time::OffsetDateTime::now_utc(),
-    )
-    .await
-    .with_context(|| format!("restoring {namespace}/{name}"))?;
-    writeln!(out, "{namespace}/{name}: restored")?;
-    Ok(())
+    crate::marks::restore::run(args, out).await
 }

@@ -1,6 +1,6 @@
 //! Flux's GitRepository contract, as fluxgate relies on it: the API resource, the labels Flux puts
-//! on objects it applies, the annotation that asks for a reconcile, and every mark fluxgate itself
-//! writes on a GitRepository. Everything else imports these names from here.
+//! on objects it applies, and the annotation that asks for a reconcile. Everything else imports
+//! these names from here; what fluxgate itself writes on a GitRepository is [`crate::marks`].
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -33,57 +33,6 @@ pub const GITOPS_LABELS: [&str; 2] = [
 /// Whether a Flux Kustomization or HelmRelease applied the object carrying `labels`.
 pub fn is_gitops_managed<'a>(mut label_keys: impl Iterator<Item = &'a str>) -> bool {
     label_keys.any(|key| GITOPS_LABELS.contains(&key))
-}
-
-/// The janitor's archive marks (`kubectl get gitrepositories -l fluxgate.io/archived`).
-pub mod archive {
-    pub const LABEL: &str = "fluxgate.io/archived";
-    pub const AT_ANNOTATION: &str = "fluxgate.io/archived-at";
-    pub const REASON_ANNOTATION: &str = "fluxgate.io/archived-reason";
-    pub const RULE_ANNOTATION: &str = "fluxgate.io/archived-rule";
-    /// When `fluxgate restore` last ran: the janitor's rules count from here, not from the old
-    /// failure.
-    pub const RESTORED_AT_ANNOTATION: &str = "fluxgate.io/restored-at";
-    /// `"false"` (or `"disabled"`) on a GitRepository keeps the janitor away from it.
-    pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/janitor";
-
-    /// Whether an opt-out annotation's value opts out.
-    pub fn opts_out(value: &str) -> bool {
-        value == "false" || value == "disabled"
-    }
-}
-
-/// The host circuit breaker's marks (`kubectl get gitrepositories -l fluxgate.io/quarantined`).
-pub mod quarantine {
-    /// On every GitRepository the breaker suspended.
-    pub const LABEL: &str = "fluxgate.io/quarantined";
-    /// The host whose breaker quarantined the object.
-    pub const HOST_ANNOTATION: &str = "fluxgate.io/quarantined-host";
-    /// When it was quarantined (RFC 3339): a new leader reopens the breaker from the oldest one.
-    pub const AT_ANNOTATION: &str = "fluxgate.io/quarantined-at";
-    pub const REASON_ANNOTATION: &str = "fluxgate.io/quarantine-reason";
-    /// When the breaker last released it (RFC 3339), as a canary or in a batch.
-    pub const RELEASED_AT_ANNOTATION: &str = "fluxgate.io/breaker-released-at";
-    /// When someone else's unsuspend of a quarantined object was acknowledged (RFC 3339): the
-    /// breaker leaves that object alone for the rest of the episode, also after a change of
-    /// leader.
-    pub const OVERRIDDEN_AT_ANNOTATION: &str = "fluxgate.io/quarantine-overridden-at";
-    /// `"false"` keeps the breaker away from one GitRepository.
-    pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/breaker";
-}
-
-/// The mirror rules' marks (`fluxgate serve --mirror FROM=TO`).
-pub mod mirror {
-    /// The `spec.url` a GitRepository was created with, before a mirror rule rewrote it: who
-    /// reads the object can tell, and undo.
-    pub const ORIGINAL_URL_ANNOTATION: &str = "fluxgate.io/original-url";
-    /// `"false"` (or `"disabled"`) on a GitRepository being created keeps its URL as written.
-    pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/mirror";
-
-    /// Whether an opt-out annotation's value opts out.
-    pub fn opts_out(value: &str) -> bool {
-        super::archive::opts_out(value)
-    }
 }
 
 /// What fluxgate may do to a GitRepository that keeps failing.

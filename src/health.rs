@@ -32,6 +32,8 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::marks::Marks;
+
 /// The one state a GitRepository is counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
@@ -366,10 +368,8 @@ pub struct Health {
     pub ready_changed_at: Option<OffsetDateTime>,
     /// Applied by a Flux Kustomization or HelmRelease (their ownership labels).
     pub gitops_managed: bool,
-    /// Carries the label `fluxgate.io/quarantined: "true"` (set by the host circuit breaker).
-    pub quarantined: bool,
-    /// Only fluxgate's own annotations (`fluxgate.io/*`), to keep the record small.
-    pub annotations: Vec<(String, String)>,
+    /// fluxgate's own marks (archive, quarantine, stamps, opt-outs), parsed once.
+    pub marks: Marks,
 }
 
 impl Health {
@@ -381,11 +381,9 @@ impl Health {
         self.failure.as_ref().and_then(|f| f.since)
     }
 
-    pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+    /// Carries the breaker's label `fluxgate.io/quarantined: "true"`, suspended or not.
+    pub fn quarantine_marked(&self) -> bool {
+        self.marks.quarantine.is_some()
     }
 }
 
@@ -437,10 +435,8 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
 
     let labels = object(metadata, "labels").unwrap_or(&empty);
     let gitops_managed = crate::flux::is_gitops_managed(labels.keys().map(String::as_str));
-    let quarantined = labels
-        .get(crate::flux::quarantine::LABEL)
-        .and_then(Value::as_str)
-        == Some("true");
+    let marks = Marks::of_metadata(metadata);
+    let quarantined = marks.quarantine.is_some();
     let suspended = spec.get("suspend").and_then(Value::as_bool) == Some(true);
     let ready_status = ready.and_then(|r| r.get("status")).and_then(Value::as_str);
     let state = if suspended && quarantined {
@@ -485,15 +481,6 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         }
     });
 
-    let annotations = object(metadata, "annotations")
-        .map(|a| {
-            a.iter()
-                .filter(|(k, _)| k.starts_with("fluxgate.io/"))
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-
     Ok(Health {
         namespace: text(metadata.get("namespace")),
         name: text(metadata.get("name")),
@@ -513,8 +500,7 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         last_artifact: timestamp(object(status, "artifact").and_then(|a| a.get("lastUpdateTime"))),
         ready_changed_at: ready.and_then(|r| timestamp(r.get("lastTransitionTime"))),
         gitops_managed,
-        quarantined,
-        annotations,
+        marks,
     })
 }
 
@@ -1189,13 +1175,8 @@ mod tests {
             json!({ "fluxgate.io/janitor": "false", "fluxgate.io/n": 1, "other": "x" });
         let h = classify(&object).unwrap();
         assert!(!h.gitops_managed);
-        assert_eq!(h.annotation("fluxgate.io/janitor"), Some("false"));
-        assert_eq!(h.annotation("fluxgate.io/n"), None);
-        assert_eq!(
-            h.annotation("other"),
-            None,
-            "only fluxgate's annotations are kept"
-        );
+        assert!(h.marks.opt_out.janitor);
+        assert!(!h.marks.opt_out.breaker);
     }
 
     #[test]
@@ -1226,7 +1207,7 @@ mod tests {
             Some(json!({ "conditions": [ready("False", "GitOperationFailed", "i/o timeout")] })),
         );
         let h = classify(&object).unwrap();
-        assert!(!h.quarantined);
+        assert!(!h.quarantine_marked());
         assert_eq!(h.ready_changed_at, Some(datetime!(2026-11-27 11:00 UTC)));
         for (value, quarantined) in [
             (json!("true"), true),
@@ -1235,7 +1216,7 @@ mod tests {
         ] {
             object["metadata"]["labels"] = json!({ "fluxgate.io/quarantined": value });
             assert_eq!(
-                classify(&object).unwrap().quarantined,
+                classify(&object).unwrap().quarantine_marked(),
                 quarantined,
                 "{value}"
             );

@@ -21,6 +21,7 @@ pub mod flux;
 pub mod health;
 pub mod janitor;
 pub mod manifests;
+pub mod marks;
 pub mod metrics;
 pub mod policy;
 pub mod report;

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report(&args, &mut Stdout(stdout.lock())),
         Command::Certs(args) => commands::certs(&args, &mut Stdout(stdout.lock())),
         Command::Cleanup(args) => block_on(commands::cleanup(*args, &mut Stdout(stdout))),
-        Command::Restore(args) => block_on(commands::restore(args, &mut Stdout(stdout))),
+        Command::Restore(args) => block_on(commands::restore(*args, &mut Stdout(stdout))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -454,7 +454,7 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -
 fn mirrored(healths: &[Health], class_of: impl Fn(&Health) -> &'static str) -> Vec<MirrorGroup> {
     let mut groups: BTreeMap<(String, &str), Vec<&Health>> = BTreeMap::new();
     for h in healths {
-        if let Some(original) = h.annotation(crate::flux::mirror::ORIGINAL_URL_ANNOTATION) {
+        if let Some(original) = h.marks.original_url.as_deref() {
             groups
                 .entry((health::git_host(original), h.host.as_str()))
                 .or_default()

@@ -9,7 +9,7 @@ use clap::Args;
 use tokio::task::JoinSet;
 
 use crate::breaker::args::BreakerArgs;
-use crate::breaker::runtime::{self as breaker, Breakers};
+use crate::breaker::runtime::{BreakerDuty, Breakers};
 use crate::certs::{CertArgs, bootstrap};
 use crate::discovery;
 use crate::election::{self, Candidate, Leadership};
@@ -258,14 +258,13 @@ fn start_janitor(
     let config = args.janitor.rules.config(args.janitor.janitor_dry_run);
     let interval = args.janitor.janitor_interval;
     tracing::info!(?config, ?interval, "janitor enabled");
-    let run = janitor::run_while_leading(
-        client.clone(),
+    let duty = janitor::JanitorDuty {
+        client: client.clone(),
         config,
-        metrics.janitor.clone(),
-        leadership,
-        args.identity(),
-        interval,
-    );
+        metrics: metrics.janitor.clone(),
+        instance: args.identity(),
+    };
+    let run = election::run_while_leading("janitor", leadership, interval, duty);
     tasks.spawn(log_end("janitor", run));
 }
 
@@ -280,14 +279,14 @@ fn start_breaker(
 ) {
     let trip = args.breaker.trip.clone();
     tracing::info!(settings = ?trip.settings(), excluded = ?trip.breaker_exclude_hosts, "host circuit breaker enabled");
-    let run = breaker::run_while_leading(
-        client.clone(),
+    let duty = BreakerDuty {
+        client: client.clone(),
         store,
-        Breakers::new(trip, metrics.breaker.clone()),
-        leadership,
-        args.identity(),
-        args.breaker.breaker_pass_interval,
-    );
+        breakers: Breakers::new(trip, metrics.breaker.clone()),
+        instance: args.identity(),
+    };
+    let every = args.breaker.breaker_pass_interval;
+    let run = election::run_while_leading("breaker", leadership, every, duty);
     tasks.spawn(log_end("breaker", run));
 }
 

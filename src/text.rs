@@ -3,6 +3,17 @@
 
 use std::borrow::Cow;
 
+use time::OffsetDateTime;
+
+/// RFC 3339 in UTC at whole seconds: fluxgate's time stamps on objects and the token it writes
+/// into Flux's `requestedAt`.
+pub fn rfc3339_seconds(now: OffsetDateTime) -> String {
+    let utc = now.to_offset(time::UtcOffset::UTC);
+    let (y, mo, d) = (utc.year(), u8::from(utc.month()), utc.day());
+    let (h, mi, s) = (utc.hour(), utc.minute(), utc.second());
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
 /// `text` if it fits in `limit` bytes; otherwise its start and `...`, `limit` bytes at most.
 pub fn fit(text: &str, limit: usize) -> Cow<'_, str> {
     if text.len() <= limit {

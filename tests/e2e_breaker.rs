@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fluxgate::breaker::args::TripArgs;
-use fluxgate::breaker::runtime::{self, Breakers};
+use fluxgate::breaker::runtime::{BreakerDuty, Breakers};
 use fluxgate::election::Leadership;
 use fluxgate::exporter::{Exporter, ExporterConfig};
-use fluxgate::flux::{self, quarantine};
+use fluxgate::flux;
+use fluxgate::marks::{quarantine, stamps};
 use fluxgate::metrics::Metrics;
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt as _;
@@ -145,14 +146,15 @@ fn start_breaker(
     trip: TripArgs,
     identity: &str,
 ) -> tokio::task::JoinHandle<()> {
-    let run = runtime::run_while_leading(
-        client.clone(),
+    let duty = BreakerDuty {
+        client: client.clone(),
         store,
-        Breakers::new(trip, metrics.breaker.clone()),
-        Leadership::fixed(true),
-        identity.to_owned(),
-        Duration::from_millis(500),
-    );
+        breakers: Breakers::new(trip, metrics.breaker.clone()),
+        instance: identity.to_owned(),
+    };
+    let every = Duration::from_millis(500);
+    let run =
+        fluxgate::election::run_while_leading("breaker", Leadership::fixed(true), every, duty);
     tokio::spawn(async move {
         let _ = run.await;
     })
@@ -303,7 +305,7 @@ async fn trips_quarantines_probes_closes_and_releases_in_batches() {
             let released: Vec<_> = list
                 .items
                 .into_iter()
-                .filter(|o| annotation(o, quarantine::RELEASED_AT_ANNOTATION).is_some())
+                .filter(|o| annotation(o, stamps::RELEASED_AT_ANNOTATION).is_some())
                 .collect();
             (released.len() == 1)
                 .then(|| released.into_iter().next())
@@ -348,7 +350,7 @@ async fn trips_quarantines_probes_closes_and_releases_in_batches() {
     assert!(state_is(&metrics, "closed"));
     let mut stamps: Vec<&str> = released
         .iter()
-        .filter_map(|o| annotation(o, quarantine::RELEASED_AT_ANNOTATION))
+        .filter_map(|o| annotation(o, stamps::RELEASED_AT_ANNOTATION))
         .collect();
     assert_eq!(stamps.len(), 11, "the canary, the nine others and far-new");
     stamps.sort_unstable();
@@ -450,7 +452,7 @@ async fn leaves_another_writers_unsuspend_and_a_new_leader_finishes_the_release(
         let api = api.clone();
         async move {
             let object = api.get("far-0").await.ok()?;
-            annotation(&object, quarantine::OVERRIDDEN_AT_ANNOTATION)
+            annotation(&object, stamps::OVERRIDDEN_AT_ANNOTATION)
                 .is_some()
                 .then_some(object)
         }
@@ -489,7 +491,7 @@ async fn leaves_another_writers_unsuspend_and_a_new_leader_finishes_the_release(
                 .items
                 .iter()
                 .filter(|o| o.name_any() != "far-0")
-                .filter(|o| annotation(o, quarantine::RELEASED_AT_ANNOTATION).is_some())
+                .filter(|o| annotation(o, stamps::RELEASED_AT_ANNOTATION).is_some())
                 .count();
             // The canary and the first batch (two: twice the canary).
             (released >= 3).then_some(released)
@@ -549,4 +551,143 @@ async fn leaves_another_writers_unsuspend_and_a_new_leader_finishes_the_release(
     let _ = host.await;
     replica_b.abort();
     exporter_b.abort();
+}
+
+#[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
+async fn a_persons_restore_wins_over_an_open_breaker() {
+    let Some(client) = e2e::client().await else {
+        return;
+    };
+    let ns = e2e::namespace(&client, "breaker-restore").await;
+    let api = e2e::gitrepositories(&client, &ns);
+    for i in 0..8 {
+        create(&api, &format!("far-{i}"), Some(timeout_status())).await;
+    }
+    let mut metrics = Metrics::new();
+    let (store, exporter) = start_exporter(&client, &ns, &mut metrics);
+    // No probe while the test runs: the breaker stays open, as it would through a long outage.
+    let trip = TripArgs {
+        breaker_probe_interval: Duration::from_secs(600),
+        breaker_probe_interval_max: Duration::from_secs(600),
+        ..trip_args(Duration::from_secs(1))
+    };
+    let breaker = start_breaker(&client, store, &metrics, trip, "e2e-restore");
+    let quarantined = |api: Api<DynamicObject>| async move {
+        let list = api.list(&ListParams::default()).await.ok()?;
+        Some(
+            list.items
+                .into_iter()
+                .filter(is_quarantined)
+                .map(|o| o.name_any())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let all = eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { quarantined(api).await.filter(|q| q.len() == 8) }
+    })
+    .await;
+    assert!(all.is_some(), "all eight quarantined");
+
+    // One by name, as the Quarantined Event suggests.
+    let one = e2e::fluxgate_cli(&["restore", &format!("{ns}/far-0")]).await;
+    assert!(
+        one.contains("lifted the circuit breaker's quarantine for github.com"),
+        "{one}"
+    );
+    // A dry run of the bulk restore lists the other seven and changes nothing.
+    let dry = e2e::fluxgate_cli(&[
+        "restore",
+        "--quarantined",
+        "--host",
+        "GitHub.com",
+        "-n",
+        &ns,
+        "--dry-run",
+    ])
+    .await;
+    assert_eq!(
+        dry.lines()
+            .filter(|l| l.contains(": would restore"))
+            .count(),
+        7,
+        "{dry}"
+    );
+    assert_eq!(
+        quarantined(api.clone()).await.unwrap().len(),
+        7,
+        "a dry run changes nothing"
+    );
+    // Another host's filter matches none of them.
+    let other = e2e::fluxgate_cli(&[
+        "restore",
+        "--quarantined",
+        "--host",
+        "gitlab.com",
+        "-n",
+        &ns,
+    ])
+    .await;
+    assert!(other.contains("nothing to restore"), "{other}");
+    let bulk = e2e::fluxgate_cli(&[
+        "restore",
+        "--quarantined",
+        "--host",
+        "github.com",
+        "-n",
+        &ns,
+        "--in-flight",
+        "3",
+        "--max-wait",
+        "1s",
+    ])
+    .await;
+    assert!(bulk.contains("restored 7 GitRepositories"), "{bulk}");
+
+    // The host keeps failing and new failure statuses arrive: the breaker, still open, leaves
+    // every restored GitRepository running for the rest of the episode.
+    for i in 0..8 {
+        write_status(&api, &format!("far-{i}"), timeout_status()).await;
+    }
+    for round in 0..12 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let list = api.list(&ListParams::default()).await.unwrap();
+        for object in &list.items {
+            assert_ne!(
+                object.data["spec"]["suspend"],
+                true,
+                "{} suspended again (round {round})",
+                object.name_any()
+            );
+            assert!(annotation(object, stamps::OVERRIDDEN_AT_ANNOTATION).is_some());
+            assert!(annotation(object, stamps::RESTORED_AT_ANNOTATION).is_some());
+        }
+        if round == 6 {
+            for i in 0..8 {
+                write_status(&api, &format!("far-{i}"), timeout_status()).await;
+            }
+        }
+    }
+    assert!(
+        state_is(&metrics, "open"),
+        "the host is still judged down\n{}",
+        metrics.encode()
+    );
+    let restored_events = event_reasons(&client, &ns)
+        .await
+        .iter()
+        .filter(|r| *r == "Restored")
+        .count();
+    assert_eq!(restored_events, 8, "an Event for every restore");
+    let quarantine_by_breaker =
+        "fluxgate_host_breaker_actions_total{action=\"quarantine\",outcome=\"done\"}";
+    assert_eq!(
+        metric(&metrics, quarantine_by_breaker),
+        Some(8.0),
+        "nothing quarantined twice"
+    );
+
+    breaker.abort();
+    exporter.abort();
 }

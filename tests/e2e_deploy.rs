@@ -271,16 +271,10 @@ async fn deploy_applies_and_its_rbac_is_exactly_what_fluxgate_uses() {
         namespaces: vec![],
         max_actions_per_run: 10,
     };
-    let recorder = janitor::recorder(&sa, Some("e2e-rbac".into()));
-    let summary = janitor::run_once(
-        &sa,
-        Some(&recorder),
-        &janitor_config,
-        &metrics.janitor,
-        &|| true,
-    )
-    .await
-    .expect("janitor as the ServiceAccount");
+    let writer = janitor::writer(&sa, Some("e2e-rbac".into()));
+    let summary = janitor::run_once(&sa, &writer, &janitor_config, &metrics.janitor, &|| true)
+        .await
+        .expect("janitor as the ServiceAccount");
     assert!(summary.done >= 1, "{summary:?}");
     assert_eq!(summary.errors, 0, "{summary:?}");
     assert_eq!(
@@ -295,16 +289,20 @@ async fn deploy_applies_and_its_rbac_is_exactly_what_fluxgate_uses() {
     let leadership = fluxgate::election::join(sa.clone(), candidate)
         .await
         .expect("joining the election as the ServiceAccount");
-    let lease_task = tokio::spawn(janitor::run_while_leading(
-        sa.clone(),
-        JanitorConfig {
+    let duty = janitor::JanitorDuty {
+        client: sa.clone(),
+        config: JanitorConfig {
             namespaces: vec![ns.clone()],
             ..janitor_config.clone()
         },
-        metrics.janitor.clone(),
+        metrics: metrics.janitor.clone(),
+        instance: "e2e-rbac".into(),
+    };
+    let lease_task = tokio::spawn(fluxgate::election::run_while_leading(
+        "janitor",
         leadership,
-        "e2e-rbac".into(),
         Duration::from_secs(3600),
+        duty,
     ));
     let leading = eventually(Duration::from_secs(30), || {
         let text = metrics.encode();

@@ -131,9 +131,14 @@ async fn archives_by_rule_records_events_and_restores() {
 
     // Dry run: reports, changes nothing.
     let metrics = Metrics::new();
-    let summary = janitor::run_once(&client, None, &config(&ns, true), &metrics.janitor, &|| {
-        true
-    })
+    let writer = janitor::writer(&client, Some("e2e".into()));
+    let summary = janitor::run_once(
+        &client,
+        &writer,
+        &config(&ns, true),
+        &metrics.janitor,
+        &|| true,
+    )
     .await
     .unwrap();
     assert_eq!(summary.examined, 6);
@@ -144,10 +149,9 @@ async fn archives_by_rule_records_events_and_restores() {
     }
 
     // For real.
-    let recorder = janitor::recorder(&client, Some("e2e".into()));
     let summary = janitor::run_once(
         &client,
-        Some(&recorder),
+        &writer,
         &config(&ns, false),
         &metrics.janitor,
         &|| true,
@@ -228,7 +232,7 @@ async fn archives_by_rule_records_events_and_restores() {
     // A second run finds nothing new: suspended objects are not candidates.
     let again = janitor::run_once(
         &client,
-        None,
+        &writer,
         &config(&ns, false),
         &metrics.janitor,
         &|| true,
@@ -237,16 +241,34 @@ async fn archives_by_rule_records_events_and_restores() {
     .unwrap();
     assert_eq!(again.matched, 0, "{again:?}");
 
-    // Restore.
-    janitor::actions::restore(
-        &api,
-        Some(&recorder),
-        &ns,
-        "test-shop",
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
+    // Restore, as a person does, through the command: one by name, the rest in bulk (a dry run
+    // first, which changes nothing).
+    let one = e2e::fluxgate_cli(&["restore", &format!("{ns}/test-shop")]).await;
+    assert!(
+        one.contains(&format!(
+            "{ns}/test-shop: restored, lifted the janitor's archive (rule stale_test)"
+        )),
+        "{one}"
+    );
+    let archived_left = || async {
+        let list = api
+            .list(&ListParams::default().labels("fluxgate.io/archived=true"))
+            .await
+            .unwrap();
+        list.items.len()
+    };
+    let before = archived_left().await;
+    assert!(before >= 1, "failing-gitops is still archived");
+    let dry = e2e::fluxgate_cli(&["restore", "--archived", "-n", &ns, "--dry-run"]).await;
+    assert!(dry.contains("failing-gitops: would restore"), "{dry}");
+    assert_eq!(archived_left().await, before, "a dry run changes nothing");
+    let bulk = e2e::fluxgate_cli(&["restore", "--archived", "-n", &ns, "--max-wait", "1s"]).await;
+    assert!(
+        bulk.contains(&format!("restored {before} GitRepositories")),
+        "{bulk}"
+    );
+    assert_eq!(archived_left().await, 0);
+    assert!(!suspended(&api, "failing-gitops").await);
     let restored = api.get("test-shop").await.unwrap();
     assert_eq!(restored.data["spec"]["suspend"], false);
     let annotations = restored.metadata.annotations.unwrap_or_default();
@@ -323,15 +345,14 @@ async fn only_one_of_two_replicas_acts_and_the_other_takes_over() {
                     let Ok(leadership) = election::join(client.clone(), candidate).await else {
                         return;
                     };
-                    let _ = janitor::run_while_leading(
+                    let duty = janitor::JanitorDuty {
                         client,
                         config,
-                        janitor_metrics,
-                        leadership,
-                        identity.into(),
-                        Duration::from_secs(1),
-                    )
-                    .await;
+                        metrics: janitor_metrics,
+                        instance: identity.into(),
+                    };
+                    let every = Duration::from_secs(1);
+                    let _ = election::run_while_leading("janitor", leadership, every, duty).await;
                 }
             });
             (metrics, task)

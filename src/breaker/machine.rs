@@ -50,7 +50,7 @@ pub enum Action {
         canary: bool,
     },
     /// Someone else lifted a quarantine: an Event, the label removed and the time annotated
-    /// ([`super::OVERRIDDEN_AT_ANNOTATION`]). Never suspended again in this episode.
+    /// ([`crate::marks::stamps::OVERRIDDEN_AT_ANNOTATION`]). Never suspended again in this episode.
     AcknowledgeOverride { key: ObjectKey },
 }
 

@@ -17,18 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::exporter::store::{Marks, Record};
+use crate::exporter::store::{Record, RecordMarks};
 use crate::health::{Failure, FailureClass, Health, State};
 
 pub use machine::{Action, BreakerState, HostBreaker, ProbeOutcome, Snapshot, Step};
-
-pub use crate::flux::quarantine::{
-    AT_ANNOTATION as QUARANTINED_AT_ANNOTATION, HOST_ANNOTATION as QUARANTINED_HOST_ANNOTATION,
-    LABEL as QUARANTINED_LABEL, OPT_OUT_ANNOTATION, OVERRIDDEN_AT_ANNOTATION,
-    REASON_ANNOTATION as QUARANTINE_REASON_ANNOTATION, RELEASED_AT_ANNOTATION,
-};
 
 /// The breaker's thresholds and pacing. The same for every host.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,11 +132,7 @@ impl Member {
 
 /// The breaker's view of one classified GitRepository.
 pub fn member_from(health: &Health) -> Member {
-    let time = |key| {
-        health
-            .annotation(key)
-            .and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok())
-    };
+    let marks = &health.marks;
     let failure = health.failure.as_ref();
     Member {
         key: ObjectKey {
@@ -155,16 +144,14 @@ pub fn member_from(health: &Health) -> Member {
         resource_version: health.resource_version.parse().unwrap_or(0),
         condition: condition(
             health.state,
-            health.quarantined,
+            marks.quarantine.is_some(),
             failure.map(|f| f.class),
             failure.and_then(Failure::first_attempt_started),
-            time(QUARANTINED_AT_ANNOTATION),
+            marks.quarantine.as_ref().and_then(|q| q.at),
         ),
-        opted_out: health
-            .annotation(OPT_OUT_ANNOTATION)
-            .is_some_and(|v| v.eq_ignore_ascii_case("false")),
-        released_at: time(RELEASED_AT_ANNOTATION),
-        overridden_at: time(OVERRIDDEN_AT_ANNOTATION),
+        opted_out: marks.opt_out.breaker,
+        released_at: marks.released_at,
+        overridden_at: marks.overridden_at,
         attempted_at: health.ready_changed_at,
     }
 }
@@ -176,7 +163,7 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
             .then(|| OffsetDateTime::from_unix_timestamp(seconds).ok())
             .flatten()
     };
-    let unmarked = Marks::default();
+    let unmarked = RecordMarks::default();
     let marks = record.marks.as_deref().unwrap_or(&unmarked);
     let condition = condition(
         record.state,
@@ -300,6 +287,7 @@ impl Counts {
 mod tests {
     use super::*;
     use crate::health::classify;
+    use crate::marks::{quarantine, stamps};
     use serde_json::{Value, json};
     use time::macros::datetime;
 
@@ -326,7 +314,7 @@ mod tests {
     fn a_released_canarys_failure_is_remembered_through_its_retry() {
         use crate::exporter::Store;
         let store = Store::default();
-        let released = json!({ RELEASED_AT_ANNOTATION: "2026-11-27T11:30:00Z" });
+        let released = json!({ stamps::RELEASED_AT_ANNOTATION: "2026-11-27T11:30:00Z" });
         let condition = |status: &str, at: &str, message: &str| {
             json!({ "observedGeneration": -1, "conditions": [{ "type": "Ready", "status": status,
                     "reason": "GitOperationFailed", "message": message, "lastTransitionTime": at }] })
@@ -493,7 +481,7 @@ mod tests {
 
     #[test]
     fn conditions_follow_health_and_marks() {
-        let mark = json!({ QUARANTINED_LABEL: "true" });
+        let mark = json!({ quarantine::LABEL: "true" });
         let none = json!({});
         let refused = ready(
             "False",
@@ -545,14 +533,14 @@ mod tests {
     #[test]
     fn marks_are_read_from_annotations() {
         let annotations = json!({
-            QUARANTINED_AT_ANNOTATION: "2026-11-27T10:00:00Z",
-            RELEASED_AT_ANNOTATION: "2026-11-27T09:00:00Z",
-            OVERRIDDEN_AT_ANNOTATION: "not a time",
-            OPT_OUT_ANNOTATION: "False",
+            quarantine::AT_ANNOTATION: "2026-11-27T10:00:00Z",
+            stamps::RELEASED_AT_ANNOTATION: "2026-11-27T09:00:00Z",
+            stamps::OVERRIDDEN_AT_ANNOTATION: "not a time",
+            quarantine::OPT_OUT_ANNOTATION: "False",
         });
         let health = classify(&object(
             true,
-            json!({ QUARANTINED_LABEL: "true" }),
+            json!({ quarantine::LABEL: "true" }),
             annotations,
             ready("False", "i/o timeout"),
         ))
@@ -579,7 +567,7 @@ mod tests {
         let plain = classify(&object(
             false,
             json!({}),
-            json!({ OPT_OUT_ANNOTATION: "true" }),
+            json!({ quarantine::OPT_OUT_ANNOTATION: "true" }),
             json!({}),
         ));
         assert!(!member_from(&plain.unwrap()).opted_out);

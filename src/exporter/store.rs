@@ -70,12 +70,13 @@ pub struct Record {
     /// breaker's writes are conditional on it.
     pub resource_version: u64,
     /// The breaker's marks, for the few objects that carry any.
-    pub marks: Option<Box<Marks>>,
+    pub marks: Option<Box<RecordMarks>>,
 }
 
-/// fluxgate's breaker marks on one GitRepository (times in Unix seconds, 0 when absent).
+/// The breaker's part of one GitRepository's [`crate::marks::Marks`], kept compact (times in
+/// Unix seconds, 0 when absent) for the few objects that carry any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Marks {
+pub struct RecordMarks {
     /// The label `fluxgate.io/quarantined=true`.
     pub quarantined: bool,
     /// `fluxgate.io/breaker: "false"`.
@@ -92,26 +93,17 @@ pub struct Marks {
     pub transport_failed_at: i64,
 }
 
-impl Marks {
+impl RecordMarks {
     fn of(health: &Health) -> Option<Box<Self>> {
-        use crate::flux::quarantine;
-        let time = |key| {
-            health
-                .annotation(key)
-                .and_then(|v| {
-                    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-                        .ok()
-                })
-                .map_or(0, time::OffsetDateTime::unix_timestamp)
-        };
+        let time =
+            |at: Option<time::OffsetDateTime>| at.map_or(0, time::OffsetDateTime::unix_timestamp);
+        let found = &health.marks;
         let marks = Self {
-            quarantined: health.quarantined,
-            opted_out: health
-                .annotation(quarantine::OPT_OUT_ANNOTATION)
-                .is_some_and(|v| v.eq_ignore_ascii_case("false")),
-            quarantined_at: time(quarantine::AT_ANNOTATION),
-            released_at: time(quarantine::RELEASED_AT_ANNOTATION),
-            overridden_at: time(quarantine::OVERRIDDEN_AT_ANNOTATION),
+            quarantined: found.quarantine.is_some(),
+            opted_out: found.opt_out.breaker,
+            quarantined_at: time(found.quarantine.as_ref().and_then(|q| q.at)),
+            released_at: time(found.released_at),
+            overridden_at: time(found.overridden_at),
             ready_changed_at: health
                 .ready_changed_at
                 .map_or(0, time::OffsetDateTime::unix_timestamp),
@@ -343,7 +335,7 @@ impl Store {
                 .created
                 .map_or(0, time::OffsetDateTime::unix_timestamp),
             resource_version: health.resource_version.parse().unwrap_or(0),
-            marks: Marks::of(health),
+            marks: RecordMarks::of(health),
         }
     }
 

@@ -217,10 +217,10 @@ mod tests {
         let annotations = watched.metadata.annotations.as_ref().unwrap();
         assert_eq!(annotations.len(), 1, "{annotations:?}");
         let health = health::classify(&watched.to_json().unwrap()).unwrap();
-        assert!(health.quarantined);
+        assert!(health.quarantine_marked());
         assert_eq!(
-            health.annotation("fluxgate.io/quarantined-at"),
-            Some("2026-11-28T11:05:00Z")
+            health.marks.quarantine.and_then(|q| q.at),
+            Some(time::macros::datetime!(2026-11-28 11:05 UTC))
         );
     }
 

@@ -7,10 +7,7 @@ pub mod actions;
 pub mod args;
 pub mod rules;
 
-use std::time::Duration;
-
 use kube::api::{DynamicObject, ListParams};
-use kube::runtime::events::{Recorder, Reporter};
 use time::OffsetDateTime;
 
 pub use crate::flux::Removal;
@@ -18,8 +15,9 @@ pub use actions::{ActionOutcome, Decision};
 pub use args::{JanitorArgs, RuleArgs};
 pub use rules::{Rule, Rules, Subject, Verdict};
 
-use crate::election::Leadership;
-use crate::flux::{self, archive};
+use crate::election::{Duty, Leadership};
+use crate::flux;
+use crate::marks::Writer;
 use crate::metrics::{JanitorActionLabels, JanitorMetrics, RuleLabels};
 
 #[derive(Debug, Clone)]
@@ -45,14 +43,10 @@ pub struct RunSummary {
     pub deferred: usize,
 }
 
-pub fn recorder(client: &kube::Client, instance: Option<String>) -> Recorder {
-    Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "fluxgate-janitor".to_owned(),
-            instance,
-        },
-    )
+/// The janitor's writer: its changes and Events, as `instance` (the replica) of
+/// `fluxgate-janitor`.
+pub fn writer(client: &kube::Client, instance: Option<String>) -> Writer {
+    Writer::new(client, "fluxgate-janitor", instance)
 }
 
 /// Lists every GitRepository in scope, a page at a time.
@@ -85,7 +79,7 @@ async fn list_all(
 /// Evaluates the rules on the cluster as it is now and acts, while `still_leader` says so.
 pub async fn run_once(
     client: &kube::Client,
-    recorder: Option<&Recorder>,
+    writer: &Writer,
     config: &JanitorConfig,
     metrics: &JanitorMetrics,
     still_leader: &(dyn Fn() -> bool + Send + Sync),
@@ -139,8 +133,7 @@ pub async fn run_once(
             tracing::warn!("lost the janitor Lease mid-run; stopping");
             break;
         }
-        let api = flux::gitrepositories(client, Some(&decision.namespace));
-        let outcome = actions::apply(&api, recorder, decision, config.dry_run, now).await;
+        let outcome = actions::apply(writer, decision, config.dry_run, now).await;
         let label = match &outcome {
             Ok(outcome) => outcome.as_str(),
             Err(_) => "error",
@@ -178,15 +171,6 @@ pub fn subject_from(health: &crate::health::Health) -> Option<Subject> {
     if health.namespace.is_empty() || health.name.is_empty() {
         return None;
     }
-    // The rules' clocks restart at a restore, and at the breaker's release: a GitRepository
-    // released after its host's outage still carries the failure dates of the outage.
-    let parse = |key| {
-        health.annotation(key).and_then(|t| {
-            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-    };
-    let restored_at = parse(archive::RESTORED_AT_ANNOTATION)
-        .max(parse(crate::flux::quarantine::RELEASED_AT_ANNOTATION));
     Some(Subject {
         namespace: health.namespace.clone(),
         name: health.name.clone(),
@@ -202,48 +186,38 @@ pub fn subject_from(health: &crate::health::Health) -> Option<Subject> {
         ),
         last_activity: health.last_artifact.or(health.created),
         gitops_managed: health.gitops_managed,
-        opted_out: health
-            .annotation(archive::OPT_OUT_ANNOTATION)
-            .is_some_and(archive::opts_out),
-        restored_at,
+        opted_out: health.marks.opt_out.janitor,
+        restored_at: health.marks.let_run_at(),
     })
 }
 
-/// Runs the janitor every `interval` while `leadership` says this replica leads. `instance`
-/// names this replica in the Events it records.
-pub async fn run_while_leading(
-    client: kube::Client,
-    config: JanitorConfig,
-    metrics: JanitorMetrics,
-    mut leadership: Leadership,
-    instance: String,
-    interval: Duration,
-) -> anyhow::Result<()> {
-    let still_leader = {
-        let leadership = leadership.clone();
-        move || leadership.is_leader()
-    };
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        metrics.leader.set(i64::from(leadership.is_leader()));
-        tokio::select! {
-            _ = ticker.tick() => {
-                // A recorder per run: each action is a distinct Event, created and never patched
-                // into a series, which keeps the RBAC to `create`.
-                let recorder = recorder(&client, Some(instance.clone()));
-                if leadership.is_leader()
-                    && let Err(err) = run_once(&client, Some(&recorder), &config, &metrics, &still_leader).await
-                {
-                    tracing::warn!(error = %err, "janitor run failed; retrying next interval");
-                }
-            }
-            changed = leadership.changed() => {
-                let Ok(leading) = changed else {
-                    anyhow::bail!("janitor Lease manager stopped");
-                };
-                tracing::info!(leader = leading, "janitor leadership changed");
-            }
+/// The janitor's runs on the Lease holder, every `--janitor-interval`.
+pub struct JanitorDuty {
+    pub client: kube::Client,
+    pub config: JanitorConfig,
+    pub metrics: JanitorMetrics,
+    /// Names this replica in the Events it records.
+    pub instance: String,
+}
+
+impl Duty for JanitorDuty {
+    fn leadership_changed(&mut self, leading: bool) {
+        self.metrics.leader.set(i64::from(leading));
+    }
+
+    async fn pass(&mut self, leadership: &Leadership) {
+        let writer = writer(&self.client, Some(self.instance.clone()));
+        let still_leader = || leadership.is_leader();
+        if let Err(err) = run_once(
+            &self.client,
+            &writer,
+            &self.config,
+            &self.metrics,
+            &still_leader,
+        )
+        .await
+        {
+            tracing::warn!(error = %err, "janitor run failed; retrying next interval");
         }
     }
 }

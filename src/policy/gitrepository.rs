@@ -17,8 +17,8 @@ use super::mirror::{Decision, MirrorInput, MirrorRules};
 use super::{Mutation, PatchBuilder, PolicyError, rfc3339_seconds};
 use crate::duration::{FluxDuration, parse_timeout};
 
-use crate::flux::mirror::{OPT_OUT_ANNOTATION as MIRROR_OPT_OUT, ORIGINAL_URL_ANNOTATION};
 use crate::flux::{GITOPS_LABELS, REQUESTED_AT_ANNOTATION};
+use crate::marks::mirror::{OPT_OUT_ANNOTATION as MIRROR_OPT_OUT, ORIGINAL_URL_ANNOTATION};
 
 /// How `spec.timeout` is brought to the configured value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -357,7 +357,7 @@ impl<'a> GitRepositoryFields<'a> {
                             mirror_opt_out: annotations
                                 .get(MIRROR_OPT_OUT)
                                 .and_then(Value::as_str)
-                                .is_some_and(crate::flux::mirror::opts_out),
+                                .is_some_and(crate::marks::opts_out),
                         })
                     }),
                     gitops_managed: metadata
@@ -450,7 +450,7 @@ impl<'de> Read<'de> for AnnotationsFields {
                     // The last one wins, as in a parsed map.
                     fields.mirror_opt_out = matches!(
                         map.next_value::<Field<Cow<str>>>()?,
-                        Field::Is(value) if crate::flux::mirror::opts_out(&value)
+                        Field::Is(value) if crate::marks::opts_out(&value)
                     );
                     continue;
                 }

@@ -111,13 +111,7 @@ impl Policy {
     }
 }
 
-/// RFC 3339 in UTC at whole seconds: the shape Kubernetes itself uses for timestamps.
-pub fn rfc3339_seconds(now: OffsetDateTime) -> String {
-    let utc = now.to_offset(time::UtcOffset::UTC);
-    let (y, mo, d) = (utc.year(), u8::from(utc.month()), utc.day());
-    let (h, mi, s) = (utc.hour(), utc.minute(), utc.second());
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
+pub use crate::text::rfc3339_seconds;
 
 /// Collects JSON Patch operations from path tokens, escaping `/` and `~` in keys as RFC 6901 asks.
 #[derive(Debug, Default)]

@@ -179,3 +179,27 @@ where
     .await
     .is_some()
 }
+
+/// Runs the `fluxgate` binary as a person would, with the test control plane's kubeconfig, and
+/// returns its standard output; fails the test, with both outputs, when the command fails.
+pub async fn fluxgate_cli(args: &[&str]) -> String {
+    let path = std::env::var(KUBECONFIG_ENV).expect("the control plane's kubeconfig");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_fluxgate"))
+        .args(args)
+        .env("KUBECONFIG", path)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("fluxgate finished within two minutes")
+        .expect("fluxgate started");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "fluxgate {args:?} failed: {}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
