@@ -306,6 +306,8 @@ pub struct BreakerMetrics {
     pub actions: Family<BreakerActionLabels, Counter>,
     pub probes: Family<HostOutcomeLabels, Counter>,
     pub pass_duration: Histogram,
+    /// With `--breaker=false`: GitRepositories still quarantined, which nobody releases.
+    pub quarantined_without_breaker: Gauge,
 }
 
 impl Default for BreakerMetrics {
@@ -316,6 +318,7 @@ impl Default for BreakerMetrics {
             actions: Family::default(),
             probes: Family::default(),
             pass_duration: pass_duration_histogram(),
+            quarantined_without_breaker: Gauge::default(),
         }
     }
 }
@@ -425,6 +428,11 @@ impl Metrics {
             "host_breaker_pass_duration_seconds",
             "Time one breaker pass takes to decide, from the exporter's records (writes not included)",
             breaker.pass_duration.clone(),
+        );
+        registry.register(
+            "quarantined_without_breaker",
+            "GitRepositories still quarantined while this fluxgate runs with --breaker=false: nobody releases them until `fluxgate restore --quarantined`",
+            breaker.quarantined_without_breaker.clone(),
         );
 
         Self {

@@ -131,6 +131,9 @@ async fn start_elected(
     metrics: &Metrics,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
+    if !args.breaker.enabled {
+        watch_unattended_quarantines(client, metrics, tasks);
+    }
     if !args.janitor.enabled && !args.breaker.enabled {
         return Ok(());
     }
@@ -288,6 +291,36 @@ fn start_breaker(
     let every = args.breaker.breaker_pass_interval;
     let run = election::run_while_leading("breaker", leadership, every, duty);
     tasks.spawn(log_end("breaker", run));
+}
+
+/// How often `serve --breaker=false` counts what the breaker left quarantined.
+const UNATTENDED_RECOUNT: Duration = Duration::from_secs(600);
+
+/// With the breaker off, nobody releases what it quarantined before (an earlier install, or a
+/// replica that ran with it on): say so at start, with the command that brings them back, and
+/// keep the count in `fluxgate_quarantined_without_breaker` for an alert.
+fn watch_unattended_quarantines(client: &kube::Client, metrics: &Metrics, tasks: &mut JoinSet<()>) {
+    let client = client.clone();
+    let gauge = metrics.breaker.quarantined_without_breaker.clone();
+    tasks.spawn(async move {
+        let mut warned = false;
+        loop {
+            match crate::marks::count_quarantined(&client).await {
+                Ok(count) => {
+                    gauge.set(i64::try_from(count).unwrap_or(i64::MAX));
+                    if count > 0 && !warned {
+                        tracing::warn!(
+                            count,
+                            "the host circuit breaker is off (--breaker=false) but GitRepositories are still quarantined by it; nobody will release them: run `fluxgate restore --quarantined`"
+                        );
+                        warned = true;
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "counting quarantined GitRepositories failed"),
+            }
+            tokio::time::sleep(UNATTENDED_RECOUNT).await;
+        }
+    });
 }
 
 /// Runs a part until it ends, logging why it ended.

@@ -460,5 +460,23 @@ fn lift(families: &[Family], run_now: Option<&str>) -> Value {
     })
 }
 
+/// How many GitRepositories in the cluster carry the breaker's quarantine label (a metadata-only
+/// list by label, a page at a time).
+pub async fn count_quarantined(client: &kube::Client) -> Result<usize, kube::Error> {
+    let api = crate::flux::gitrepositories(client, None);
+    let mut params = kube::api::ListParams::default()
+        .labels(&format!("{}=true", quarantine::LABEL))
+        .limit(500);
+    let mut count = 0;
+    loop {
+        let page = api.list_metadata(&params).await?;
+        count += page.items.len();
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(count),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
