@@ -49,7 +49,7 @@ pub struct ExporterArgs {
 
     /// How long the GitRepository watch may be broken before `/readyz` reports the exporter
     /// stale (its gauges may no longer be current).
-    #[arg(long, env = "FLUXGATE_WATCH_STALE_AFTER", default_value = "60s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "FLUXGATE_WATCH_STALE_AFTER", default_value = "60s", value_parser = crate::duration::parse_flag)]
     pub watch_stale_after: Duration,
 }
 
