@@ -92,6 +92,27 @@ impl TripArgs {
     }
 }
 
+/// The flags' defaults, for callers that judge without a command line (tests, a report built
+/// in code).
+impl Default for TripArgs {
+    fn default() -> Self {
+        let settings = Settings::default();
+        Self {
+            breaker_min_failing: settings.min_failing,
+            breaker_failing_ratio: settings.failing_ratio,
+            breaker_window: settings.window,
+            breaker_probe_interval: settings.probe_interval,
+            breaker_probe_interval_max: settings.probe_interval_max,
+            breaker_flapping_probe_interval_max: settings.flapping_probe_interval_max,
+            breaker_canary_timeout: settings.canary_timeout,
+            breaker_release_batch: settings.release_batch,
+            breaker_release_every: settings.release_every,
+            breaker_max_actions: settings.max_actions_per_pass,
+            breaker_exclude_hosts: Vec::new(),
+        }
+    }
+}
+
 /// The breaker inside `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct BreakerArgs {
@@ -121,6 +142,22 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_is_what_the_flags_default_to() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            trip: TripArgs,
+        }
+        let parsed = <Flags as clap::Parser>::try_parse_from(["fluxgate"])
+            .unwrap()
+            .trip;
+        let default = TripArgs::default();
+        assert_eq!(parsed.settings(), default.settings());
+        assert_eq!(parsed.breaker_exclude_hosts, default.breaker_exclude_hosts);
+        assert!(!default.excludes("github.com"));
+    }
 
     #[test]
     fn ratios_outside_zero_to_one_are_refused() {
