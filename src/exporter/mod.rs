@@ -608,42 +608,4 @@ fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-b",name="
         folder.fold(0, watcher::Event::Delete(o), NOW);
         assert!(gauges(&metrics).contains(&"fluxgate_watcher_objects 0".to_owned()));
     }
-
-    #[test]
-    fn report_and_exporter_use_the_same_classification() {
-        let objects = [
-            object("p", "a", failing(TIMEOUT, "2026-11-28T11:01:00Z")),
-            object("p", "b", ready()),
-            object("p", "c", waiting()),
-        ];
-        let (_, exporter) = exporter();
-        let mut folder = Folder::new(exporter.store(), 1);
-        list(&mut folder, 0, objects.to_vec(), NOW);
-        let values: Vec<Value> = objects
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect();
-        let report = crate::report::build(
-            &values,
-            OffsetDateTime::from_unix_timestamp(NOW).unwrap(),
-            &crate::report::Rulebook::default(),
-        )
-        .unwrap();
-        let mut records = exporter.store().records();
-        records.sort_by(|a, b| a.name.cmp(&b.name));
-        let states: Vec<health::State> = records.iter().map(|r| r.state).collect();
-        assert_eq!(
-            states,
-            [
-                health::State::Failed,
-                health::State::Ready,
-                health::State::Pending
-            ]
-        );
-        assert_eq!((report.failed, report.ready, report.pending), (1, 1, 1));
-        assert_eq!(
-            records[0].class,
-            Some(health::failure_class("GitOperationFailed", TIMEOUT))
-        );
-    }
 }
