@@ -2,7 +2,6 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -90,11 +89,6 @@ fn parse_object_ref(text: &str) -> Result<(String, String), String> {
         }
         _ => Err(format!("{text:?}: expected NAMESPACE/NAME")),
     }
-}
-
-/// A duration on the command line, in humantime's syntax (`90s`, `10m`, `1h`, `7days`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -201,6 +195,7 @@ mod tests {
     use crate::janitor::Rules;
     use crate::policy::{ProxyPolicy, SuspendMode, TimeoutMode};
     use clap::CommandFactory;
+    use std::time::Duration;
 
     #[test]
     fn cli_definition_is_consistent() {

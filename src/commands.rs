@@ -175,8 +175,7 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         manifests::parse_documents(&text).with_context(|| manifests::source_name(&args.file))?;
     let rules = crate::report::Rulebook {
         janitor: args.janitor.rules(),
-        breaker: args.breaker.settings(),
-        breaker_excluded: args.breaker.breaker_exclude_hosts.clone(),
+        breaker: args.breaker.clone(),
     };
     let rendered = crate::report::render(&objects, now, args.output, &rules)?;
     out.write_all(rendered.as_bytes())?;

@@ -5,6 +5,9 @@
 //! one the API server accepts, and formatting never emits `h`. A value must also fit Go's
 //! `time.Duration` (at most 2^63-1 ns, about 292 years), as source-controller decodes it with
 //! `time.ParseDuration`: a longer one matches the CRD's pattern but the controller cannot read it.
+//!
+//! fluxgate's own flags read durations in humantime's syntax instead ([`parse_flag`]): they are
+//! never written into a GitRepository, and `30days` reads better than `720h` there.
 
 use std::fmt;
 use std::str::FromStr;
@@ -155,6 +158,12 @@ pub fn parse_timeout(input: &str) -> Result<Duration, DurationError> {
     Ok(Duration::new(secs, millis_nanos))
 }
 
+/// A duration on the command line, in humantime's syntax (`90s`, `10m`, `1h`, `7days`): the
+/// value parser of every duration flag, kept here so that no flag group depends on the CLI.
+pub fn parse_flag(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +252,14 @@ mod tests {
             assert_eq!(flux.to_string(), text);
             assert_eq!(text.parse::<FluxDuration>().unwrap(), flux);
         }
+    }
+
+    #[test]
+    fn flags_read_humantime_and_refuse_other_text_clearly() {
+        assert_eq!(parse_flag("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_flag("30days"), Ok(Duration::from_secs(30 * 86_400)));
+        let err = parse_flag("soon").unwrap_err();
+        assert!(err.contains("expected number"), "{err}");
+        assert!(parse_flag("").is_err());
     }
 }

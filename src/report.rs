@@ -1,14 +1,22 @@
-//! `fluxgate report`: the exporter's numbers and the janitor's candidates, computed offline from
-//! `kubectl get gitrepositories -A -o json` with the same health model and rules.
+//! `fluxgate report`: the exporter's numbers, the breaker's view of each host and the janitor's
+//! candidates, computed offline from `kubectl get gitrepositories -A -o json`. The objects are
+//! loaded into the exporter's store as its watch would list them, and every count is the store's
+//! (what the gauges publish) or the breaker's reading of it; the objects themselves give only the
+//! lists (names, messages, times).
 
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::breaker::{self, Settings};
+use crate::breaker::args::TripArgs;
+use crate::breaker::{self, Settings, runtime};
+use crate::exporter::Store;
+use crate::exporter::store::Aggregate;
 use crate::health::{self, Health, State};
 use crate::janitor::{self, Rules};
 
@@ -168,14 +176,12 @@ pub struct Report {
     pub breaker_hosts: Vec<BreakerHost>,
 }
 
-/// How `report` judges: the janitor's rules and the breaker's thresholds, from the same flags
-/// as `serve`.
+/// How `report` judges: the janitor's rules and the breaker's flags, the same as `serve`'s.
 #[derive(Debug, Clone, Default)]
 pub struct Rulebook {
     pub janitor: Rules,
-    pub breaker: Settings,
-    /// Hosts the breaker leaves alone.
-    pub breaker_excluded: Vec<String>,
+    /// The breaker's thresholds and the hosts it leaves alone.
+    pub breaker: TripArgs,
 }
 
 /// One host's circuit breaker as the snapshot shows it.
@@ -188,7 +194,7 @@ pub struct BreakerHost {
     pub quarantined: usize,
     pub transport_failing: usize,
     /// GitRepositories the trip condition counts: tried by source-controller, not suspended, not
-    /// opted out.
+    /// opted out (on an excluded host, all are opted out).
     pub considered: usize,
     /// Whether the host meets the trip condition now (it trips once that lasts the window).
     pub would_trip: bool,
@@ -204,39 +210,32 @@ fn describe_breaker(settings: &Settings) -> String {
     )
 }
 
-/// Each host with transport failures or quarantined GitRepositories, through the breaker's own
-/// functions: the state a new leader would take over from the marks, and the trip condition.
-pub fn breaker_hosts(
-    healths: &[Health],
-    now: OffsetDateTime,
-    rules: &Rulebook,
-) -> Vec<BreakerHost> {
-    let mut by_host: BTreeMap<&str, Vec<breaker::Member>> = BTreeMap::new();
-    for health in healths {
-        by_host
-            .entry(&health.host)
-            .or_default()
-            .push(breaker::member_from(health));
-    }
-    let mut hosts: Vec<BreakerHost> = by_host
+/// Each host with transport failures or quarantined GitRepositories, as `serve`'s breaker reads
+/// it from the exporter's store ([`runtime::members_by_host`], with the hosts `trip` excludes
+/// opted out): the state a new leader would take over from the marks, and the trip condition.
+pub fn breaker_hosts(store: &Store, now: OffsetDateTime, trip: &TripArgs) -> Vec<BreakerHost> {
+    let settings = trip.settings();
+    let tallies = store.host_tallies();
+    let hosts: BTreeSet<Arc<str>> = tallies
+        .iter()
+        .filter(|(_, t)| t.transport_failing > 0 || t.quarantine_marked > 0)
+        .map(|(host, _)| host.clone())
+        .collect();
+    let mut hosts: Vec<BreakerHost> = runtime::members_by_host(store, &hosts, &tallies, trip)
         .into_iter()
-        .filter_map(|(host, members)| {
-            let excluded = rules
-                .breaker_excluded
-                .iter()
-                .any(|h| h.trim().eq_ignore_ascii_case(host));
+        .map(|(host, members)| {
             let snapshot = breaker::HostBreaker::default()
-                .step(&members, now, &rules.breaker)
+                .step(&members, now, &settings)
                 .snapshot;
-            (snapshot.transport_failing > 0 || snapshot.quarantined > 0).then(|| BreakerHost {
-                host: host.to_owned(),
+            BreakerHost {
+                host: host.to_string(),
                 state: snapshot.state.as_str().to_owned(),
                 quarantined: snapshot.quarantined,
                 transport_failing: snapshot.transport_failing,
                 considered: snapshot.considered,
-                would_trip: !excluded && breaker::would_trip(&members, &rules.breaker),
-                excluded,
-            })
+                would_trip: breaker::would_trip(&members, &settings),
+                excluded: trip.excludes(&host),
+            }
         })
         .collect();
     hosts.sort_by(|a, b| {
@@ -280,15 +279,15 @@ pub fn janitor_candidates(
     candidates
 }
 
-fn group_counts<K: Ord>(keys: impl Iterator<Item = K>) -> Vec<(K, usize)> {
-    let mut counts: BTreeMap<K, usize> = BTreeMap::new();
-    for key in keys {
-        *counts.entry(key).or_default() += 1;
+/// The counts summed by key, most first; ties keep the key order.
+fn group_sums<K: Ord>(counts: impl Iterator<Item = (K, usize)>) -> Vec<(K, usize)> {
+    let mut sums: BTreeMap<K, usize> = BTreeMap::new();
+    for (key, n) in counts {
+        *sums.entry(key).or_default() += n;
     }
-    let mut counts: Vec<(K, usize)> = counts.into_iter().collect();
-    // Most first; ties keep the key order.
-    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
-    counts
+    let mut sums: Vec<(K, usize)> = sums.into_iter().collect();
+    sums.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    sums
 }
 
 /// Builds the report for these GitRepository objects as of `now`, judged by `rules`.
@@ -297,91 +296,197 @@ pub fn build(
     now: OffsetDateTime,
     rules: &Rulebook,
 ) -> Result<Report, ReportError> {
-    let mut healths = Vec::with_capacity(objects.len());
+    let healths = classify_all(objects)?;
+    let store = load(&healths);
+    Ok(from_store(&store, &healths, now, rules))
+}
+
+/// Each object's health, one per uid as the exporter's store keys them.
+fn classify_all(objects: &[Value]) -> Result<Vec<Health>, ReportError> {
+    let mut healths: Vec<Health> = Vec::with_capacity(objects.len());
+    let mut positions: HashMap<String, usize> = HashMap::with_capacity(objects.len());
     for (index, object) in objects.iter().enumerate() {
         check_kind(index + 1, object)?;
-        let health = health::classify(object).map_err(|_| ReportError::NotAGitRepository {
+        let mut health = health::classify(object).map_err(|_| ReportError::NotAGitRepository {
             index: index + 1,
             kind: "not an object".to_owned(),
         })?;
-        healths.push(health);
+        if health.uid.is_empty() {
+            // The API server always sets one; a hand-written item without is still one object.
+            health.uid = format!("item {}", index + 1);
+        }
+        match positions.entry(health.uid.clone()) {
+            // The same object twice (lists joined): one object, as the store would keep it.
+            Entry::Occupied(at) => healths[*at.get()] = health,
+            Entry::Vacant(at) => {
+                at.insert(healths.len());
+                healths.push(health);
+            }
+        }
     }
-    Ok(from_healths(&healths, now, rules))
+    Ok(healths)
 }
 
-/// The report over already classified GitRepositories.
-pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -> Report {
-    let count = |state: State| healths.iter().filter(|h| h.state == state).count();
-    let failed: Vec<&Health> = healths
-        .iter()
-        .filter(|h| h.state == State::Failed)
-        .collect();
-    let class_of = |h: &Health| h.failure.as_ref().map_or("other", |f| f.class.as_str());
-    let seconds_since = |t: Option<OffsetDateTime>| t.map(|t| (now - t).whole_seconds());
-    let rfc3339 = |t: Option<OffsetDateTime>| t.map(crate::policy::rfc3339_seconds);
+/// The exporter's store as its watch leaves it after one list of these GitRepositories.
+fn load(healths: &[Health]) -> Store {
+    let store = Store::default();
+    store.relist_start(0);
+    for health in healths {
+        store.relist_apply(0, health);
+    }
+    // The time of the last event feeds only the watch's staleness, which a file does not have.
+    store.relist_done(0, true, 0);
+    store
+}
 
+/// The report from the store's counts (what the gauges publish) and the breaker's reading of
+/// it, with the classified objects for what the store does not keep: names, messages, marks.
+fn from_store(store: &Store, healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -> Report {
+    let aggregate = store.aggregate();
+    let total_of = |state: State| {
+        aggregate
+            .by_state
+            .iter()
+            .filter(|((_, s), _)| *s == state)
+            .map(|(_, n)| count(*n))
+            .sum()
+    };
+    Report {
+        now: crate::policy::rfc3339_seconds(now),
+        total: count(aggregate.objects),
+        ready: total_of(State::Ready),
+        failed: total_of(State::Failed),
+        pending: total_of(State::Pending),
+        suspended: total_of(State::Suspended),
+        quarantined: total_of(State::Quarantined),
+        progressing: total_of(State::Progressing),
+        unobserved: aggregate.unobserved.values().map(|n| count(*n)).sum(),
+        namespaces: namespace_counts(&aggregate),
+        failed_by_host_reason: failed_by_host_reason(&aggregate),
+        failed_by_namespace: failed_by_namespace(&aggregate),
+        failed_by_namespace_host_reason: failed_by_namespace_host_reason(&aggregate),
+        mirrored: mirrored(healths),
+        longest_failing: longest_failing(healths, now),
+        pending_repositories: pending_repositories(healths, now),
+        janitor_rules: rules.janitor.describe(),
+        janitor_candidates: janitor_candidates(healths, now, &rules.janitor),
+        breaker_rules: describe_breaker(&rules.breaker.settings()),
+        breaker_hosts: breaker_hosts(store, now, &rules.breaker),
+    }
+}
+
+/// A store count as a number of objects (never negative).
+fn count(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
+fn rfc3339(t: Option<OffsetDateTime>) -> Option<String> {
+    t.map(crate::policy::rfc3339_seconds)
+}
+
+fn seconds_since(now: OffsetDateTime, t: Option<OffsetDateTime>) -> Option<i64> {
+    t.map(|t| (now - t).whole_seconds())
+}
+
+/// The failure class as the failed gauges name it.
+fn class_of(h: &Health) -> &'static str {
+    h.failure.as_ref().map_or("other", |f| f.class.as_str())
+}
+
+impl NamespaceCounts {
+    fn of_state(&mut self, state: State) -> &mut usize {
+        match state {
+            State::Ready => &mut self.ready,
+            State::Failed => &mut self.failed,
+            State::Pending => &mut self.pending,
+            State::Suspended => &mut self.suspended,
+            State::Quarantined => &mut self.quarantined,
+            State::Progressing => &mut self.progressing,
+        }
+    }
+}
+
+/// Per namespace: the states, unobserved and oldest pending gauges.
+fn namespace_counts(aggregate: &Aggregate) -> BTreeMap<String, NamespaceCounts> {
     let mut namespaces: BTreeMap<String, NamespaceCounts> = BTreeMap::new();
-    let mut oldest_pending: BTreeMap<&str, OffsetDateTime> = BTreeMap::new();
-    for h in healths {
-        let counts = namespaces.entry(h.namespace.clone()).or_default();
-        counts.total += 1;
-        *match h.state {
-            State::Ready => &mut counts.ready,
-            State::Failed => &mut counts.failed,
-            State::Pending => &mut counts.pending,
-            State::Suspended => &mut counts.suspended,
-            State::Quarantined => &mut counts.quarantined,
-            State::Progressing => &mut counts.progressing,
-        } += 1;
-        counts.unobserved += usize::from(h.unobserved);
-        if let (State::Pending, Some(created)) = (h.state, h.created) {
-            let oldest = oldest_pending.entry(&h.namespace).or_insert(created);
-            *oldest = (*oldest).min(created);
-        }
+    for ((namespace, state), n) in &aggregate.by_state {
+        let counts = namespaces.entry(namespace.to_string()).or_default();
+        counts.total += count(*n);
+        *counts.of_state(*state) += count(*n);
     }
-    for (namespace, created) in oldest_pending {
-        if let Some(counts) = namespaces.get_mut(namespace) {
-            counts.oldest_pending = rfc3339(Some(created));
-        }
+    for (namespace, n) in &aggregate.unobserved {
+        namespaces
+            .entry(namespace.to_string())
+            .or_default()
+            .unobserved += count(*n);
     }
+    for (namespace, created) in &aggregate.oldest_pending {
+        let created = OffsetDateTime::from_unix_timestamp(*created).ok();
+        namespaces
+            .entry(namespace.to_string())
+            .or_default()
+            .oldest_pending = rfc3339(created);
+    }
+    namespaces
+}
 
-    let failed_by_host_reason = group_counts(failed.iter().map(|h| (&h.host, class_of(h))))
+fn failed_by_host_reason(aggregate: &Aggregate) -> Vec<FailedGroup> {
+    let counts = aggregate
+        .failed
+        .iter()
+        .map(|((_, host, class), n)| ((host.to_string(), class.as_str()), count(*n)));
+    group_sums(counts)
         .into_iter()
         .map(|((host, reason), count)| FailedGroup {
             namespace: None,
-            host: Some(host.clone()),
+            host: Some(host),
             reason: Some(reason.to_owned()),
             count,
         })
-        .collect();
-    let failed_by_namespace = group_counts(failed.iter().map(|h| &h.namespace))
+        .collect()
+}
+
+fn failed_by_namespace(aggregate: &Aggregate) -> Vec<FailedGroup> {
+    let counts = aggregate
+        .failed
+        .iter()
+        .map(|((namespace, _, _), n)| (namespace.to_string(), count(*n)));
+    group_sums(counts)
         .into_iter()
         .map(|(namespace, count)| FailedGroup {
-            namespace: Some(namespace.clone()),
+            namespace: Some(namespace),
             host: None,
             reason: None,
             count,
         })
+        .collect()
+}
+
+/// Exactly the `fluxgate_gitrepositories_failed` series, by namespace, then host and class name.
+fn failed_by_namespace_host_reason(aggregate: &Aggregate) -> Vec<FailedGroup> {
+    let mut groups: Vec<FailedGroup> = aggregate
+        .failed
+        .iter()
+        .map(|((namespace, host, class), n)| FailedGroup {
+            namespace: Some(namespace.to_string()),
+            host: Some(host.to_string()),
+            reason: Some(class.as_str().to_owned()),
+            count: count(*n),
+        })
         .collect();
-    let mut failed_by_namespace_host_reason: Vec<FailedGroup> =
-        group_counts(failed.iter().map(|h| (&h.namespace, &h.host, class_of(h))))
-            .into_iter()
-            .map(|((namespace, host, reason), count)| FailedGroup {
-                namespace: Some(namespace.clone()),
-                host: Some(host.clone()),
-                reason: Some(reason.to_owned()),
-                count,
-            })
-            .collect();
-    // By namespace, then host and class name.
-    failed_by_namespace_host_reason.sort_by(|a, b| {
+    groups.sort_by(|a, b| {
         (&a.namespace, &a.host, &a.reason).cmp(&(&b.namespace, &b.host, &b.reason))
     });
+    groups
+}
 
-    let mirrored = mirrored(healths, class_of);
-
-    let mut longest: Vec<&Health> = failed.clone();
-    longest.sort_by_key(|h| {
+/// The failed ones whose failure started longest ago (unknown starts last).
+fn longest_failing(healths: &[Health], now: OffsetDateTime) -> Vec<Failing> {
+    let mut failed: Vec<&Health> = healths
+        .iter()
+        .filter(|h| h.state == State::Failed)
+        .collect();
+    failed.sort_by_key(|h| {
         (
             h.failing_since().is_none(),
             h.failing_since(),
@@ -389,7 +494,7 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -
             h.name.clone(),
         )
     });
-    let longest_failing = longest
+    failed
         .into_iter()
         .take(LONGEST_FAILING)
         .map(|h| Failing {
@@ -402,11 +507,14 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -
                 .as_ref()
                 .map_or_else(String::new, |f| f.reason.clone()),
             since: rfc3339(h.failing_since()),
-            failing_seconds: seconds_since(h.failing_since()),
-            age_seconds: seconds_since(h.created),
+            failing_seconds: seconds_since(now, h.failing_since()),
+            age_seconds: seconds_since(now, h.created),
         })
-        .collect();
+        .collect()
+}
 
+/// The pending ones, longest waiting first (unknown creation last).
+fn pending_repositories(healths: &[Health], now: OffsetDateTime) -> Vec<Waiting> {
     let mut pending: Vec<&Health> = healths.iter().filter(|h| h.is_pending()).collect();
     pending.sort_by_key(|h| {
         (
@@ -416,42 +524,20 @@ pub fn from_healths(healths: &[Health], now: OffsetDateTime, rules: &Rulebook) -
             h.name.clone(),
         )
     });
-    let pending_repositories = pending
+    pending
         .into_iter()
         .map(|h| Waiting {
             namespace: h.namespace.clone(),
             name: h.name.clone(),
             created: rfc3339(h.created),
-            waiting_seconds: seconds_since(h.created),
+            waiting_seconds: seconds_since(now, h.created),
         })
-        .collect();
-
-    Report {
-        now: crate::policy::rfc3339_seconds(now),
-        total: healths.len(),
-        ready: count(State::Ready),
-        failed: failed.len(),
-        pending: count(State::Pending),
-        suspended: count(State::Suspended),
-        quarantined: count(State::Quarantined),
-        progressing: count(State::Progressing),
-        unobserved: healths.iter().filter(|h| h.unobserved).count(),
-        namespaces,
-        failed_by_host_reason,
-        failed_by_namespace,
-        failed_by_namespace_host_reason,
-        mirrored,
-        longest_failing,
-        pending_repositories,
-        janitor_rules: rules.janitor.describe(),
-        janitor_candidates: janitor_candidates(healths, now, &rules.janitor),
-        breaker_rules: describe_breaker(&rules.breaker),
-        breaker_hosts: breaker_hosts(healths, now, rules),
-    }
+        .collect()
 }
 
 /// Groups the GitRepositories that carry `fluxgate.io/original-url` by original and mirror host.
-fn mirrored(healths: &[Health], class_of: impl Fn(&Health) -> &'static str) -> Vec<MirrorGroup> {
+/// The exporter publishes no such counts, so they come from the objects.
+fn mirrored(healths: &[Health]) -> Vec<MirrorGroup> {
     let mut groups: BTreeMap<(String, &str), Vec<&Health>> = BTreeMap::new();
     for h in healths {
         if let Some(original) = h.marks.original_url.as_deref() {
@@ -475,7 +561,7 @@ fn mirrored(healths: &[Health], class_of: impl Fn(&Health) -> &'static str) -> V
                 total: members.len(),
                 ready: members.iter().filter(|h| h.state == State::Ready).count(),
                 failed: failed.len(),
-                failed_by_reason: group_counts(failed.iter().map(|h| class_of(h)))
+                failed_by_reason: group_sums(failed.iter().map(|h| (class_of(h), 1)))
                     .into_iter()
                     .map(|(reason, count)| FailedGroup {
                         namespace: None,
@@ -539,8 +625,24 @@ fn header(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The table: the totals, then one section per part of the report; sections with nothing to
+/// show are left out, except the breaker's and the janitor's (their rules are worth seeing).
 fn table(r: &Report) -> String {
     let mut out = String::new();
+    summary_section(&mut out, r);
+    if !r.failed_by_host_reason.is_empty() {
+        failed_by_host_section(&mut out, r);
+        failed_by_namespace_section(&mut out, r);
+        longest_failing_section(&mut out, r);
+    }
+    mirrored_section(&mut out, r);
+    pending_section(&mut out, r);
+    breaker_section(&mut out, r);
+    janitor_section(&mut out, r);
+    out
+}
+
+fn summary_section(out: &mut String, r: &Report) {
     let percent = |n: usize| (n * 100 + r.total / 2).checked_div(r.total).unwrap_or(0);
     let _ = writeln!(
         out,
@@ -564,153 +666,168 @@ fn table(r: &Report) -> String {
         r.unobserved
     );
     let _ = writeln!(out, "As of {}", r.now);
+}
 
-    if !r.failed_by_host_reason.is_empty() {
-        out.push_str("\nFailed by host and reason:\n");
-        let mut rows = vec![header(&["HOST", "REASON", "COUNT"])];
-        rows.extend(r.failed_by_host_reason.iter().map(|g| {
-            vec![
-                g.host.clone().unwrap_or_default(),
-                g.reason.clone().unwrap_or_default(),
-                g.count.to_string(),
-            ]
-        }));
-        columns(&mut out, &rows);
+fn failed_by_host_section(out: &mut String, r: &Report) {
+    out.push_str("\nFailed by host and reason:\n");
+    let mut rows = vec![header(&["HOST", "REASON", "COUNT"])];
+    rows.extend(r.failed_by_host_reason.iter().map(|g| {
+        vec![
+            g.host.clone().unwrap_or_default(),
+            g.reason.clone().unwrap_or_default(),
+            g.count.to_string(),
+        ]
+    }));
+    columns(out, &rows);
+}
 
-        out.push_str("\nFailed by namespace (most first):\n");
-        let mut rows = vec![header(&[
-            "NAMESPACE",
-            "FAILED",
-            "TOTAL",
-            "UNOBSERVED",
-            "PENDING",
-        ])];
-        rows.extend(
-            r.failed_by_namespace
-                .iter()
-                .take(TABLE_NAMESPACES)
-                .map(|g| {
-                    let namespace = g.namespace.clone().unwrap_or_default();
-                    let counts = r.namespaces.get(&namespace);
-                    let n = |f: fn(&NamespaceCounts) -> usize| counts.map_or(0, f).to_string();
-                    vec![
-                        namespace.clone(),
-                        g.count.to_string(),
-                        n(|c| c.total),
-                        n(|c| c.unobserved),
-                        n(|c| c.pending),
-                    ]
-                }),
+fn failed_by_namespace_section(out: &mut String, r: &Report) {
+    out.push_str("\nFailed by namespace (most first):\n");
+    let mut rows = vec![header(&[
+        "NAMESPACE",
+        "FAILED",
+        "TOTAL",
+        "UNOBSERVED",
+        "PENDING",
+    ])];
+    rows.extend(
+        r.failed_by_namespace
+            .iter()
+            .take(TABLE_NAMESPACES)
+            .map(|g| {
+                let namespace = g.namespace.clone().unwrap_or_default();
+                let counts = r.namespaces.get(&namespace);
+                let n = |f: fn(&NamespaceCounts) -> usize| counts.map_or(0, f).to_string();
+                vec![
+                    namespace.clone(),
+                    g.count.to_string(),
+                    n(|c| c.total),
+                    n(|c| c.unobserved),
+                    n(|c| c.pending),
+                ]
+            }),
+    );
+    columns(out, &rows);
+    if r.failed_by_namespace.len() > TABLE_NAMESPACES {
+        let rest = &r.failed_by_namespace[TABLE_NAMESPACES..];
+        let _ = writeln!(
+            out,
+            "  ... and {} more namespaces with {} failed",
+            rest.len(),
+            rest.iter().map(|g| g.count).sum::<usize>()
         );
-        columns(&mut out, &rows);
-        if r.failed_by_namespace.len() > TABLE_NAMESPACES {
-            let rest = &r.failed_by_namespace[TABLE_NAMESPACES..];
-            let _ = writeln!(
-                out,
-                "  ... and {} more namespaces with {} failed",
-                rest.len(),
-                rest.iter().map(|g| g.count).sum::<usize>()
-            );
-        }
-
-        out.push_str("\nLongest failing:\n");
-        let mut rows = vec![header(&[
-            "NAMESPACE/NAME",
-            "HOST",
-            "REASON",
-            "FAILING FOR",
-            "AGE",
-            "SINCE",
-        ])];
-        rows.extend(r.longest_failing.iter().map(|f| {
-            vec![
-                format!("{}/{}", f.namespace, f.name),
-                f.host.clone(),
-                f.reason.clone(),
-                age(f.failing_seconds),
-                age(f.age_seconds),
-                f.since.clone().unwrap_or_else(|| "unknown".to_owned()),
-            ]
-        }));
-        columns(&mut out, &rows);
     }
+}
 
-    if !r.mirrored.is_empty() {
-        out.push_str("\nMirrored (fluxgate.io/original-url), by original host -> mirror host:\n");
-        let mut rows = vec![header(&[
-            "ORIGINAL HOST",
-            "MIRROR HOST",
-            "TOTAL",
-            "READY",
-            "FAILED",
-            "REASONS",
-        ])];
-        rows.extend(r.mirrored.iter().map(|g| {
-            let reasons: Vec<String> = g
-                .failed_by_reason
-                .iter()
-                .map(|f| format!("{} {}", f.count, f.reason.as_deref().unwrap_or("")))
-                .collect();
-            vec![
-                g.original_host.clone(),
-                g.mirror_host.clone(),
-                g.total.to_string(),
-                g.ready.to_string(),
-                g.failed.to_string(),
-                reasons.join(", "),
-            ]
-        }));
-        columns(&mut out, &rows);
+fn longest_failing_section(out: &mut String, r: &Report) {
+    out.push_str("\nLongest failing:\n");
+    let mut rows = vec![header(&[
+        "NAMESPACE/NAME",
+        "HOST",
+        "REASON",
+        "FAILING FOR",
+        "AGE",
+        "SINCE",
+    ])];
+    rows.extend(r.longest_failing.iter().map(|f| {
+        vec![
+            format!("{}/{}", f.namespace, f.name),
+            f.host.clone(),
+            f.reason.clone(),
+            age(f.failing_seconds),
+            age(f.age_seconds),
+            f.since.clone().unwrap_or_else(|| "unknown".to_owned()),
+        ]
+    }));
+    columns(out, &rows);
+}
+
+fn mirrored_section(out: &mut String, r: &Report) {
+    if r.mirrored.is_empty() {
+        return;
     }
+    out.push_str("\nMirrored (fluxgate.io/original-url), by original host -> mirror host:\n");
+    let mut rows = vec![header(&[
+        "ORIGINAL HOST",
+        "MIRROR HOST",
+        "TOTAL",
+        "READY",
+        "FAILED",
+        "REASONS",
+    ])];
+    rows.extend(r.mirrored.iter().map(|g| {
+        let reasons: Vec<String> = g
+            .failed_by_reason
+            .iter()
+            .map(|f| format!("{} {}", f.count, f.reason.as_deref().unwrap_or("")))
+            .collect();
+        vec![
+            g.original_host.clone(),
+            g.mirror_host.clone(),
+            g.total.to_string(),
+            g.ready.to_string(),
+            g.failed.to_string(),
+            reasons.join(", "),
+        ]
+    }));
+    columns(out, &rows);
+}
 
-    if !r.pending_repositories.is_empty() {
-        out.push_str("\nPending (never picked up by source-controller):\n");
-        let mut rows = vec![header(&["NAMESPACE/NAME", "WAITING", "CREATED"])];
-        rows.extend(r.pending_repositories.iter().map(|w| {
-            vec![
-                format!("{}/{}", w.namespace, w.name),
-                age(w.waiting_seconds),
-                w.created.clone().unwrap_or_else(|| "unknown".to_owned()),
-            ]
-        }));
-        columns(&mut out, &rows);
+fn pending_section(out: &mut String, r: &Report) {
+    if r.pending_repositories.is_empty() {
+        return;
     }
+    out.push_str("\nPending (never picked up by source-controller):\n");
+    let mut rows = vec![header(&["NAMESPACE/NAME", "WAITING", "CREATED"])];
+    rows.extend(r.pending_repositories.iter().map(|w| {
+        vec![
+            format!("{}/{}", w.namespace, w.name),
+            age(w.waiting_seconds),
+            w.created.clone().unwrap_or_else(|| "unknown".to_owned()),
+        ]
+    }));
+    columns(out, &rows);
+}
 
+fn breaker_section(out: &mut String, r: &Report) {
     let _ = writeln!(
         out,
         "\nHost circuit breaker ({}): {} hosts with transport failures or quarantined",
         r.breaker_rules,
         r.breaker_hosts.len()
     );
-    if !r.breaker_hosts.is_empty() {
-        let mut rows = vec![header(&[
-            "HOST",
-            "STATE",
-            "QUARANTINED",
-            "FAILING",
-            "OF",
-            "WOULD TRIP",
-        ])];
-        rows.extend(r.breaker_hosts.iter().map(|h| {
-            vec![
-                h.host.clone(),
-                h.state.clone(),
-                h.quarantined.to_string(),
-                h.transport_failing.to_string(),
-                h.considered.to_string(),
-                if h.excluded {
-                    "excluded".to_owned()
-                } else if h.would_trip {
-                    "yes".to_owned()
-                } else {
-                    "no".to_owned()
-                },
-            ]
-        }));
-        columns(&mut out, &rows);
+    if r.breaker_hosts.is_empty() {
+        return;
     }
+    let mut rows = vec![header(&[
+        "HOST",
+        "STATE",
+        "QUARANTINED",
+        "FAILING",
+        "OF",
+        "WOULD TRIP",
+    ])];
+    rows.extend(r.breaker_hosts.iter().map(|h| {
+        vec![
+            h.host.clone(),
+            h.state.clone(),
+            h.quarantined.to_string(),
+            h.transport_failing.to_string(),
+            h.considered.to_string(),
+            if h.excluded {
+                "excluded".to_owned()
+            } else if h.would_trip {
+                "yes".to_owned()
+            } else {
+                "no".to_owned()
+            },
+        ]
+    }));
+    columns(out, &rows);
+}
 
-    let by_rule = group_counts(r.janitor_candidates.iter().map(|c| c.rule.as_str()));
+fn janitor_section(out: &mut String, r: &Report) {
+    let by_rule = group_sums(r.janitor_candidates.iter().map(|c| (c.rule.as_str(), 1)));
     let _ = writeln!(
         out,
         "\nJanitor candidates ({}): {}{}",
@@ -726,26 +843,26 @@ fn table(r: &Report) -> String {
             format!(" ({})", parts.join(", "))
         }
     );
-    if !r.janitor_candidates.is_empty() {
-        let mut rows = vec![header(&["NAMESPACE/NAME", "RULE", "ACTION", "WHY"])];
-        rows.extend(r.janitor_candidates.iter().take(TABLE_CANDIDATES).map(|c| {
-            vec![
-                format!("{}/{}", c.namespace, c.name),
-                c.rule.clone(),
-                c.action.clone(),
-                c.reason.clone(),
-            ]
-        }));
-        columns(&mut out, &rows);
-        if r.janitor_candidates.len() > TABLE_CANDIDATES {
-            let _ = writeln!(
-                out,
-                "  ... and {} more (-o json lists them all)",
-                r.janitor_candidates.len() - TABLE_CANDIDATES
-            );
-        }
+    if r.janitor_candidates.is_empty() {
+        return;
     }
-    out
+    let mut rows = vec![header(&["NAMESPACE/NAME", "RULE", "ACTION", "WHY"])];
+    rows.extend(r.janitor_candidates.iter().take(TABLE_CANDIDATES).map(|c| {
+        vec![
+            format!("{}/{}", c.namespace, c.name),
+            c.rule.clone(),
+            c.action.clone(),
+            c.reason.clone(),
+        ]
+    }));
+    columns(out, &rows);
+    if r.janitor_candidates.len() > TABLE_CANDIDATES {
+        let _ = writeln!(
+            out,
+            "  ... and {} more (-o json lists them all)",
+            r.janitor_candidates.len() - TABLE_CANDIDATES
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1000,11 +1117,61 @@ mod tests {
             host.state
         );
         assert!(!host.would_trip);
+    }
+
+    /// An excluded host is judged as `serve` judges it: every member opted out, so nothing
+    /// counts towards a trip, however many fail.
+    #[test]
+    fn an_excluded_hosts_members_are_all_opted_out() {
+        let objects: Vec<Value> = (0..6)
+            .map(|i| object("a", &format!("f{i}"), failing("2026-11-28T11:00:00Z")))
+            .collect();
+        let open = build(&objects, NOW, &Rulebook::default()).unwrap();
+        let [host] = open.breaker_hosts.as_slice() else {
+            panic!("{:?}", open.breaker_hosts)
+        };
+        assert_eq!((host.transport_failing, host.considered), (6, 6));
+        assert!(host.would_trip && !host.excluded);
+
         let excluded = Rulebook {
-            breaker_excluded: vec!["GitHub.com".into()],
+            breaker: TripArgs {
+                breaker_exclude_hosts: vec!["other.example".into(), " GitHub.com".into()],
+                ..TripArgs::default()
+            },
             ..Rulebook::default()
         };
         let report = build(&objects, NOW, &excluded).unwrap();
-        assert!(report.breaker_hosts[0].excluded);
+        assert_eq!(
+            report.breaker_hosts,
+            [BreakerHost {
+                host: "github.com".into(),
+                state: "closed".into(),
+                quarantined: 0,
+                transport_failing: 0,
+                considered: 0,
+                would_trip: false,
+                excluded: true,
+            }]
+        );
+        assert!(
+            table(&report).contains("  github.com  closed  0            0        0   excluded\n")
+        );
+        // The gauges' counts do not depend on the breaker.
+        assert_eq!(report.failed, 6);
+    }
+
+    #[test]
+    fn an_object_listed_twice_is_one_and_one_without_uid_still_counts() {
+        let mut objects = objects();
+        objects.push(objects[0].clone());
+        let mut no_uid = object("c", "typed", failing("2026-11-28T11:00:00Z"));
+        no_uid["metadata"].as_object_mut().unwrap().remove("uid");
+        objects.push(no_uid.clone());
+        objects.push(no_uid);
+        let report = build(&objects, NOW, &Rulebook::default()).unwrap();
+        // The copy is the object it copies; the two without a uid count as two.
+        assert_eq!((report.total, report.failed), (6, 4));
+        assert_eq!(report.longest_failing.len(), 4);
+        assert_eq!(report.namespaces["c"].failed, 2);
     }
 }

@@ -1,11 +1,15 @@
 //! The exporter and `fluxgate report` publish the same numbers for the same cluster: the shipped
 //! incident snapshot goes through the watcher's path (objects as the API returns them, folded as
-//! list events) and through the report, and every gauge series is compared with the report.
+//! list events) and through the report, and every gauge series is compared with the report. The
+//! breaker running over that watch's store judges each host as the report shows it.
 
 use std::collections::BTreeMap;
 
-use fluxgate::exporter::{Exporter, ExporterConfig, Folder};
-use fluxgate::metrics::Metrics;
+use fluxgate::breaker::args::TripArgs;
+use fluxgate::breaker::runtime::Breakers;
+use fluxgate::breaker::{Action, BreakerState};
+use fluxgate::exporter::{Exporter, ExporterConfig, Folder, Store};
+use fluxgate::metrics::{BreakerMetrics, HostStateLabels, Metrics};
 use kube::api::DynamicObject;
 use kube::runtime::watcher::Event;
 use serde_json::Value;
@@ -45,6 +49,77 @@ fn samples(registry: &Metrics) -> Vec<(String, BTreeMap<String, String>, f64)> {
             (name, labels, value.parse().unwrap())
         })
         .collect()
+}
+
+/// The exporter's store after its watch listed the snapshot, as `serve` holds it.
+fn watched(objects: &[Value]) -> std::sync::Arc<Store> {
+    let mut registry = Metrics::new();
+    let exporter = Exporter::new(&mut registry, ExporterConfig::default());
+    let mut folder = Folder::new(exporter.store(), 1);
+    let now = NOW.unix_timestamp();
+    folder.fold(0, Event::Init, now);
+    for object in objects {
+        let object: DynamicObject = serde_json::from_value(object.clone()).unwrap();
+        folder.fold(0, Event::InitApply(object), now);
+    }
+    assert!(folder.fold(0, Event::InitDone, now));
+    exporter.store()
+}
+
+/// With and without `--breaker-exclude-hosts github.com`: the state the report shows for each
+/// host is the one `serve`'s breaker publishes after its first pass over the watched store, a
+/// host the report says would trip is one the breaker quarantines on, and the excluded host,
+/// whose 96 transport failures trip it otherwise, is left alone by both.
+#[test]
+fn the_breaker_judges_each_host_as_the_report_shows_it_excluded_or_not() {
+    let objects = snapshot();
+    let store = watched(&objects);
+    for excluded in [vec![], vec!["github.com".to_owned()]] {
+        let trip = TripArgs {
+            breaker_exclude_hosts: excluded.clone(),
+            ..TripArgs::default()
+        };
+        let rules = fluxgate::report::Rulebook {
+            breaker: trip.clone(),
+            ..Default::default()
+        };
+        let report = fluxgate::report::build(&objects, NOW, &rules).unwrap();
+        let metrics = BreakerMetrics::default();
+        let plan = Breakers::new(trip, metrics.clone()).plan(&store, NOW);
+        let quarantining = |host: &str| {
+            plan.actions
+                .iter()
+                .any(|(h, a)| &**h == host && matches!(a, Action::Quarantine { .. }))
+        };
+        // The state whose series the breaker set to 1, for a host its pass looked at.
+        let published = |host: &str| {
+            BreakerState::ALL.into_iter().find(|state| {
+                let labels = HostStateLabels {
+                    host: host.to_owned(),
+                    state: state.as_str(),
+                };
+                metrics.state.get_or_create(&labels).get() == 1
+            })
+        };
+        let github = report
+            .breaker_hosts
+            .iter()
+            .find(|h| h.host == "github.com")
+            .unwrap();
+        assert_eq!(github.excluded, !excluded.is_empty());
+        assert_eq!(github.would_trip, excluded.is_empty(), "{github:?}");
+        assert_eq!(quarantining("github.com"), excluded.is_empty());
+        for host in &report.breaker_hosts {
+            assert_eq!(quarantining(&host.host), host.would_trip, "{host:?}");
+            if let Some(state) = published(&host.host) {
+                assert_eq!(state.as_str(), host.state, "{host:?}");
+            }
+        }
+        // Both hosts with enough failures to trip were looked at, the excluded one too.
+        for host in ["github.com", "git.corp.example"] {
+            assert!(published(host).is_some(), "{host}");
+        }
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::Settings;
-use crate::cli::parse_duration;
+use crate::duration::parse_flag;
 
 /// When a host's breaker trips, and how it probes and releases.
 #[derive(Debug, Clone, Args)]
@@ -22,26 +22,26 @@ pub struct TripArgs {
     pub breaker_failing_ratio: f64,
 
     /// ... without a break for this long.
-    #[arg(long, env = "FLUXGATE_BREAKER_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_BREAKER_WINDOW", default_value = "10m", value_parser = parse_flag)]
     pub breaker_window: Duration,
 
     /// Time from opening to the first probe (one canary released); it doubles after each failed
     /// probe, up to --breaker-probe-interval-max.
-    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL", default_value = "5m", value_parser = parse_flag)]
     pub breaker_probe_interval: Duration,
 
     /// The longest time between two probes of a host that stays down: with the release, it bounds
     /// how long the host's GitRepositories stay quarantined after it is back.
-    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL_MAX", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL_MAX", default_value = "10m", value_parser = parse_flag)]
     pub breaker_probe_interval_max: Duration,
 
     /// The longest time between two probes of a flapping host, one that answered a probe and then
     /// failed again; also how long a host must stay closed to count as recovered.
-    #[arg(long, env = "FLUXGATE_BREAKER_FLAPPING_PROBE_INTERVAL_MAX", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_BREAKER_FLAPPING_PROBE_INTERVAL_MAX", default_value = "1h", value_parser = parse_flag)]
     pub breaker_flapping_probe_interval_max: Duration,
 
     /// How long a released canary may take to become Ready before the probe counts as failed.
-    #[arg(long, env = "FLUXGATE_BREAKER_CANARY_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_BREAKER_CANARY_TIMEOUT", default_value = "10m", value_parser = parse_flag)]
     pub breaker_canary_timeout: Duration,
 
     /// The most GitRepositories released at a time once the host answers again (batches start
@@ -50,7 +50,7 @@ pub struct TripArgs {
     pub breaker_release_batch: usize,
 
     /// ... one batch every this long, so they do not all take source-controller's workers at once.
-    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_EVERY", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_EVERY", default_value = "30s", value_parser = parse_flag)]
     pub breaker_release_every: Duration,
 
     /// Most changes the breaker makes in one pass over one host.
@@ -92,6 +92,27 @@ impl TripArgs {
     }
 }
 
+/// The flags' defaults, for callers that judge without a command line (tests, a report built
+/// in code).
+impl Default for TripArgs {
+    fn default() -> Self {
+        let settings = Settings::default();
+        Self {
+            breaker_min_failing: settings.min_failing,
+            breaker_failing_ratio: settings.failing_ratio,
+            breaker_window: settings.window,
+            breaker_probe_interval: settings.probe_interval,
+            breaker_probe_interval_max: settings.probe_interval_max,
+            breaker_flapping_probe_interval_max: settings.flapping_probe_interval_max,
+            breaker_canary_timeout: settings.canary_timeout,
+            breaker_release_batch: settings.release_batch,
+            breaker_release_every: settings.release_every,
+            breaker_max_actions: settings.max_actions_per_pass,
+            breaker_exclude_hosts: Vec::new(),
+        }
+    }
+}
+
 /// The breaker inside `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct BreakerArgs {
@@ -100,7 +121,7 @@ pub struct BreakerArgs {
     pub enabled: bool,
 
     /// Longest time between two passes; a change the watch sees starts one within a second.
-    #[arg(long, env = "FLUXGATE_BREAKER_PASS_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_BREAKER_PASS_INTERVAL", default_value = "10s", value_parser = parse_flag)]
     pub breaker_pass_interval: Duration,
 
     #[command(flatten)]
@@ -121,6 +142,22 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_is_what_the_flags_default_to() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            trip: TripArgs,
+        }
+        let parsed = <Flags as clap::Parser>::try_parse_from(["fluxgate"])
+            .unwrap()
+            .trip;
+        let default = TripArgs::default();
+        assert_eq!(parsed.settings(), default.settings());
+        assert_eq!(parsed.breaker_exclude_hosts, default.breaker_exclude_hosts);
+        assert!(!default.excludes("github.com"));
+    }
 
     #[test]
     fn ratios_outside_zero_to_one_are_refused() {

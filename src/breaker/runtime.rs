@@ -13,6 +13,7 @@ use super::args::TripArgs;
 use super::{Action, BreakerState, HostBreaker, Member, ProbeOutcome, member_of_record};
 use crate::election::{Duty, Leadership};
 use crate::exporter::Store;
+use crate::exporter::store::HostTally;
 use crate::marks::{Change, Target, Writer};
 use crate::metrics::{
     BreakerActionLabels, BreakerMetrics, HostOutcomeLabels, HostStateLabels, HostTransitionLabels,
@@ -72,33 +73,11 @@ impl Breakers {
                 .filter(|(_, b)| !b.at_rest())
                 .map(|(host, _)| host.clone()),
         );
-        // Each host's members in one allocation of the size the store counted (it may have
-        // changed since, by a few): grown by doubling, the 87 000 of a large outage took up to
-        // twice their size, and a copy of it.
-        let mut members: BTreeMap<Arc<str>, Vec<Member>> = hosts
-            .iter()
-            .map(|host| {
-                let records = tallies.get(host).map_or(0, |t| t.records);
-                let capacity = usize::try_from(records).unwrap_or(0);
-                (host.clone(), Vec::with_capacity(capacity))
-            })
-            .collect();
-        store.visit_hosts(&hosts, |uid, record| {
-            // Every host visited has its entry.
-            if let Some(members) = members.get_mut(&record.host) {
-                members.push(member_of_record(uid, record));
-            }
-        });
+        let mut members = members_by_host(store, &hosts, &tallies, &self.trip);
 
         let mut plan = PassPlan::default();
         for host in hosts {
-            let mut members = members.remove(&host).unwrap_or_default();
-            if self.trip.excludes(&host) {
-                // Opted out as a whole: nothing is quarantined, and what was is released.
-                for member in &mut members {
-                    member.opted_out = true;
-                }
-            }
+            let members = members.remove(&host).unwrap_or_default();
             let breaker = self.breakers.entry(host.clone()).or_default();
             let step = breaker.step(&members, now, &settings);
             if let Some((from, to)) = step.transition {
@@ -144,6 +123,42 @@ impl Breakers {
             .observe(started.elapsed().as_secs_f64());
         plan
     }
+}
+
+/// Each of `hosts`' GitRepositories as the breaker judges them, from the store's records: every
+/// pass, and `fluxgate report`, read a host through this. On a host `trip` excludes all of them
+/// are opted out, so nothing there is quarantined and what was is released.
+pub fn members_by_host(
+    store: &Store,
+    hosts: &BTreeSet<Arc<str>>,
+    tallies: &BTreeMap<Arc<str>, HostTally>,
+    trip: &TripArgs,
+) -> BTreeMap<Arc<str>, Vec<Member>> {
+    // Each host's members in one allocation of the size the store counted (it may have
+    // changed since, by a few): grown by doubling, the 87 000 of a large outage took up to
+    // twice their size, and a copy of it.
+    let mut members: BTreeMap<Arc<str>, Vec<Member>> = hosts
+        .iter()
+        .map(|host| {
+            let records = tallies.get(host).map_or(0, |t| t.records);
+            let capacity = usize::try_from(records).unwrap_or(0);
+            (host.clone(), Vec::with_capacity(capacity))
+        })
+        .collect();
+    store.visit_hosts(hosts, |uid, record| {
+        // Every host visited has its entry.
+        if let Some(members) = members.get_mut(&record.host) {
+            members.push(member_of_record(uid, record));
+        }
+    });
+    for (host, members) in &mut members {
+        if trip.excludes(host) {
+            for member in members {
+                member.opted_out = true;
+            }
+        }
+    }
+    members
 }
 
 fn action_name(action: &Action) -> &'static str {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::bootstrap::BootstrapConfig;
-use crate::cli::parse_duration;
+use crate::duration::parse_flag;
 
 /// Where the webhook's certificate comes from and how it is kept current.
 #[derive(Debug, Clone, Args)]
@@ -28,7 +28,7 @@ pub struct CertArgs {
     pub tls_key_file: PathBuf,
 
     /// How often the certificate files are checked for changes.
-    #[arg(long, env = "FLUXGATE_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_flag)]
     pub tls_reload_interval: Duration,
 
     /// Create the certificate in-cluster (CA in a Secret, caBundle patched into the webhook
@@ -49,11 +49,11 @@ pub struct CertArgs {
     pub service_name: String,
 
     /// Renew the bootstrapped serving certificate when less than this is left.
-    #[arg(long, env = "FLUXGATE_CERT_RENEW_BEFORE", default_value = "30days", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_CERT_RENEW_BEFORE", default_value = "30days", value_parser = parse_flag)]
     pub cert_renew_before: Duration,
 
     /// How often the bootstrap re-checks the Secret and caBundle.
-    #[arg(long, env = "FLUXGATE_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = parse_flag)]
     pub cert_check_interval: Duration,
 }
 

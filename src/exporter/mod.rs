@@ -49,7 +49,7 @@ pub struct ExporterArgs {
 
     /// How long the GitRepository watch may be broken before `/readyz` reports the exporter
     /// stale (its gauges may no longer be current).
-    #[arg(long, env = "FLUXGATE_WATCH_STALE_AFTER", default_value = "60s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "FLUXGATE_WATCH_STALE_AFTER", default_value = "60s", value_parser = crate::duration::parse_flag)]
     pub watch_stale_after: Duration,
 }
 
@@ -607,43 +607,5 @@ fluxgate_gitrepository_failing_since_timestamp_seconds{namespace="proj-b",name="
         folder.fold(0, watcher::Event::Apply(o.clone()), NOW);
         folder.fold(0, watcher::Event::Delete(o), NOW);
         assert!(gauges(&metrics).contains(&"fluxgate_watcher_objects 0".to_owned()));
-    }
-
-    #[test]
-    fn report_and_exporter_use_the_same_classification() {
-        let objects = [
-            object("p", "a", failing(TIMEOUT, "2026-11-28T11:01:00Z")),
-            object("p", "b", ready()),
-            object("p", "c", waiting()),
-        ];
-        let (_, exporter) = exporter();
-        let mut folder = Folder::new(exporter.store(), 1);
-        list(&mut folder, 0, objects.to_vec(), NOW);
-        let values: Vec<Value> = objects
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect();
-        let report = crate::report::build(
-            &values,
-            OffsetDateTime::from_unix_timestamp(NOW).unwrap(),
-            &crate::report::Rulebook::default(),
-        )
-        .unwrap();
-        let mut records = exporter.store().records();
-        records.sort_by(|a, b| a.name.cmp(&b.name));
-        let states: Vec<health::State> = records.iter().map(|r| r.state).collect();
-        assert_eq!(
-            states,
-            [
-                health::State::Failed,
-                health::State::Ready,
-                health::State::Pending
-            ]
-        );
-        assert_eq!((report.failed, report.ready, report.pending), (1, 1, 1));
-        assert_eq!(
-            records[0].class,
-            Some(health::failure_class("GitOperationFailed", TIMEOUT))
-        );
     }
 }

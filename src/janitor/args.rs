@@ -6,13 +6,13 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{JanitorConfig, Removal, Rule, Rules};
-use crate::cli::parse_duration;
+use crate::duration::parse_flag;
 
 /// A rule threshold; `0`, `off` or `never` disable the rule (returned as zero).
 fn parse_rule_duration(s: &str) -> Result<Duration, String> {
     match s {
         "0" | "off" | "never" => Ok(Duration::ZERO),
-        _ => parse_duration(s),
+        _ => parse_flag(s),
     }
 }
 
@@ -98,7 +98,7 @@ pub struct JanitorArgs {
     pub enabled: bool,
 
     /// How often the janitor evaluates its rules.
-    #[arg(long, env = "FLUXGATE_JANITOR_INTERVAL", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, env = "FLUXGATE_JANITOR_INTERVAL", default_value = "1h", value_parser = parse_flag)]
     pub janitor_interval: Duration,
 
     /// The janitor reports what it would do and changes nothing.

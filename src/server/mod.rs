@@ -184,10 +184,10 @@ pub async fn drain_on<F: Future<Output = ()>>(
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShutdownArgs {
     /// After SIGTERM, how long /readyz reports not-ready before listeners stop accepting.
-    #[arg(long, env = "FLUXGATE_SHUTDOWN_DELAY", default_value = "5s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "FLUXGATE_SHUTDOWN_DELAY", default_value = "5s", value_parser = crate::duration::parse_flag)]
     pub shutdown_delay: Duration,
 
     /// After the delay, how long in-flight requests may take to finish.
-    #[arg(long, env = "FLUXGATE_DRAIN_TIMEOUT", default_value = "20s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "FLUXGATE_DRAIN_TIMEOUT", default_value = "20s", value_parser = crate::duration::parse_flag)]
     pub drain_timeout: Duration,
 }

@@ -233,7 +233,7 @@ pub struct WebhookArgs {
     pub max_body_bytes: usize,
 
     /// Time allowed to receive and answer one admission request.
-    #[arg(long, env = "FLUXGATE_REQUEST_TIMEOUT", default_value = "10s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, env = "FLUXGATE_REQUEST_TIMEOUT", default_value = "10s", value_parser = crate::duration::parse_flag)]
     pub request_timeout: Duration,
 
     #[command(flatten)]
