@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::flux::Removal;
+use crate::flux::{Removal, parse_object_ref};
 use crate::janitor::RuleArgs;
 pub use crate::marks::restore::RestoreArgs;
 use crate::policy::PolicyArgs;
@@ -80,15 +80,6 @@ pub struct CleanupArgs {
 
     #[command(flatten)]
     pub janitor: RuleArgs,
-}
-
-fn parse_object_ref(text: &str) -> Result<(String, String), String> {
-    match text.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((ns.to_owned(), name.to_owned()))
-        }
-        _ => Err(format!("{text:?}: expected NAMESPACE/NAME")),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

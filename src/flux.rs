@@ -68,6 +68,16 @@ impl Removal {
 pub const DOWNGRADE_NOTE: &str =
     "suspended instead of deleted because a Flux Kustomization or HelmRelease would re-apply it";
 
+/// A GitRepository named on the command line as `NAMESPACE/NAME`.
+pub fn parse_object_ref(text: &str) -> Result<(String, String), String> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_owned(), name.to_owned()))
+        }
+        _ => Err(format!("{text:?}: expected NAMESPACE/NAME")),
+    }
+}
+
 pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, KIND), PLURAL)
 }

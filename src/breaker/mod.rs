@@ -261,8 +261,8 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::classify;
     use crate::health::Health;
+    use crate::health::classify;
     use crate::marks::{quarantine, stamps};
     use serde_json::{Value, json};
     use time::macros::datetime;
@@ -290,7 +290,9 @@ mod tests {
             .into_iter()
             .collect();
         let mut member = None;
-        store.visit_hosts(&hosts, |uid, record| member = Some(member_of_record(uid, record)));
+        store.visit_hosts(&hosts, |uid, record| {
+            member = Some(member_of_record(uid, record))
+        });
         member.expect("the store keeps every classified GitRepository")
     }
 

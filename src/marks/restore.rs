@@ -14,7 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{Change, Lifted, Marks, Target, Writer, Written, archive, quarantine};
-use crate::flux;
+use crate::flux::{self, parse_object_ref};
 use crate::text::rfc3339_seconds;
 
 #[derive(Debug, Clone, Args)]
@@ -57,15 +57,6 @@ pub struct RestoreArgs {
     /// one goes anyway (a source-controller that is down or busy does not stop the restore).
     #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
     pub max_wait: Duration,
-}
-
-fn parse_object_ref(text: &str) -> Result<(String, String), String> {
-    match text.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((ns.to_owned(), name.to_owned()))
-        }
-        _ => Err(format!("{text:?}: expected NAMESPACE/NAME")),
-    }
 }
 
 /// The label selector of the bulk restore's families.
@@ -297,6 +288,7 @@ fn status_handled(data: &Value, token: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::marks::tests::marks;
     use clap::Parser;
     use serde_json::json;
 
@@ -336,14 +328,6 @@ mod tests {
         assert!(bulk.quarantined && bulk.dry_run);
         assert_eq!(bulk.namespace.as_deref(), Some("proj"));
         assert_eq!(bulk.max_wait, Duration::from_secs(120));
-    }
-
-    fn marks(labels: Value, annotations: Value) -> Marks {
-        Marks::of_metadata(
-            json!({ "labels": labels, "annotations": annotations })
-                .as_object()
-                .unwrap(),
-        )
     }
 
     #[test]
