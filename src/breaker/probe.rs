@@ -335,7 +335,7 @@ impl Prober {
         let verdict = tokio::time::timeout(self.timeout, attempt)
             .await
             .unwrap_or(Verdict::Timeout);
-        tracing::debug!(target = %target, reason = verdict.reason(), "host probe");
+        tracing::debug!(probe = %target, reason = verdict.reason(), "host probe");
         verdict
     }
 
@@ -415,21 +415,27 @@ fn tls_config(extra: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig,
     Ok(config)
 }
 
-/// A socket error's verdict, when it has a telling kind.
+/// A socket error's verdict, when it has a telling kind. TLS errors reach here wrapped in one
+/// or two I/O errors, and an I/O error's `source()` skips what it wraps: look inside.
 fn io_verdict(error: &io::Error) -> Option<Verdict> {
     use io::ErrorKind::*;
-    if error
-        .get_ref()
-        .is_some_and(|inner| inner.is::<rustls::Error>())
-    {
+    let inner = error.get_ref();
+    if inner.is_some_and(|inner| inner.is::<rustls::Error>()) {
         return Some(Verdict::Tls);
     }
-    match error.kind() {
+    let nested = inner
+        .and_then(|inner| inner.downcast_ref::<io::Error>())
+        .and_then(io_verdict);
+    let own = match error.kind() {
         ConnectionRefused => Some(Verdict::Refused),
         TimedOut => Some(Verdict::Timeout),
         ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe | UnexpectedEof
         | HostUnreachable | NetworkUnreachable | AddrNotAvailable => Some(Verdict::Connection),
         _ => None,
+    };
+    match nested {
+        Some(Verdict::Tls) => nested,
+        _ => own.or(nested),
     }
 }
 
