@@ -314,7 +314,9 @@ impl Prober {
                     .collect(),
             ),
             timeout: config.timeout,
-            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            permits: Arc::new(Semaphore::new(
+                config.concurrency.clamp(1, Semaphore::MAX_PERMITS),
+            )),
         })
     }
 
@@ -613,6 +615,21 @@ mod tests {
             assert_eq!(got, error, "{url:?}");
             assert!(!got.to_string().contains("s3cret"));
         }
+    }
+
+    #[test]
+    fn a_prober_prints_no_proxy_credentials_and_takes_any_concurrency() {
+        let prober = Prober::new(ProberConfig {
+            proxy: ProxyRoutes::new(Some("http://user:s3cret@proxy.corp:3128"), None, "").unwrap(),
+            concurrency: usize::MAX,
+            ..ProberConfig::default()
+        })
+        .unwrap();
+        let shown = format!("{prober:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("***@proxy.corp"),
+            "{shown}"
+        );
     }
 
     #[test]
