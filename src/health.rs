@@ -85,11 +85,14 @@ pub enum FailureClass {
     Connection,
     Auth,
     NotFound,
+    /// The host answered 429, 502 or 503: it (or a gateway in front of it) asks to come back
+    /// later. Not a transport failure: see [`FailureClass::is_transport`].
+    Throttled,
     Other,
 }
 
 impl FailureClass {
-    pub const ALL: [FailureClass; 7] = [
+    pub const ALL: [FailureClass; 8] = [
         FailureClass::Timeout,
         FailureClass::Dns,
         FailureClass::Tls,
@@ -97,6 +100,7 @@ impl FailureClass {
         FailureClass::NotFound,
         FailureClass::Other,
         FailureClass::Connection,
+        FailureClass::Throttled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,12 +111,17 @@ impl FailureClass {
             Self::Connection => "connection",
             Self::Auth => "auth",
             Self::NotFound => "not_found",
+            Self::Throttled => "throttled",
             Self::Other => "other",
         }
     }
 
     /// Whether the Git host (or the path to it) is at fault rather than the repository or its
     /// credentials: the only failures a host's circuit breaker counts.
+    ///
+    /// `throttled` is not one: a 429 or 5xx comes back at once and holds none of
+    /// source-controller's workers, which is what the breaker protects, and source-controller's
+    /// per-object backoff already spaces the retries.
     pub fn is_transport(self) -> bool {
         matches!(
             self,
@@ -141,6 +150,9 @@ use Pattern::{Code, Text};
 
 /// Message fragments per class, tried in this order; the first class with a match wins.
 ///
+/// Throttled comes first: go-git reports any status but 401, 403 and 404 as `unexpected
+/// requesting "<url>" status code: N` (newer versions append the response body), so a status
+/// code in the message means the host answered, whatever words its body adds.
 /// Order matters where fragments meet in one message: DNS comes before timeout because a resolver
 /// timeout (`lookup github.com on 10.96.0.10:53: ... i/o timeout`) points at cluster DNS, not at
 /// the Git host; timeout comes before TLS so `net/http: TLS handshake timeout` is a timeout.
@@ -149,6 +161,14 @@ use Pattern::{Code, Text};
 /// a reset in the middle of an SSH handshake (`ssh: handshake failed: read: connection reset by
 /// peer`) says nothing about credentials.
 const MESSAGE_CLASSES: &[(FailureClass, &[Pattern])] = &[
+    (
+        FailureClass::Throttled,
+        &[
+            Text("status code: 429"),
+            Text("status code: 502"),
+            Text("status code: 503"),
+        ],
+    ),
     (
         FailureClass::Dns,
         &[
@@ -830,6 +850,11 @@ mod tests {
                 FailureClass::NotFound,
             ),
             (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://github.com/example/app': unexpected client error: unexpected requesting \"https://github.com/example/app/info/refs?service=git-upload-pack\" status code: 429",
+                FailureClass::Throttled,
+            ),
+            (
                 "StorageOperationFailed",
                 "failed to write artifact",
                 FailureClass::Other,
@@ -1036,6 +1061,48 @@ mod tests {
                 "unexpected requesting \"https://git.example/r\" status code: 404",
                 FailureClass::NotFound,
             ),
+            // throttled: go-git's text for a status it has no error of its own for
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://github.com/o/r': unexpected client error: unexpected requesting \"https://github.com/o/r/info/refs?service=git-upload-pack\" status code: 429",
+                FailureClass::Throttled,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'https://git.corp.example/o/r.git': unexpected client error: unexpected requesting \"https://git.corp.example/o/r.git/info/refs?service=git-upload-pack\" status code: 502",
+                FailureClass::Throttled,
+            ),
+            (
+                "GitOperationFailed",
+                "unexpected requesting \"https://git.corp.example/o/timeout-svc/info/refs?service=git-upload-pack\" status code: 503: upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+                FailureClass::Throttled,
+            ),
+            // 500 and 504 are not throttling; 401, 403 and 404 keep their classes
+            (
+                "GitOperationFailed",
+                "unexpected client error: unexpected requesting \"https://github.com/o/r/info/refs?service=git-upload-pack\" status code: 500",
+                FailureClass::Other,
+            ),
+            (
+                "GitOperationFailed",
+                "unexpected client error: unexpected requesting \"https://github.com/o/r/info/refs?service=git-upload-pack\" status code: 504",
+                FailureClass::Other,
+            ),
+            (
+                "GitOperationFailed",
+                "unexpected client error: unexpected requesting \"https://github.com/o/r/info/refs?service=git-upload-pack\" status code: 401",
+                FailureClass::Auth,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'https://github.com/o/r': authentication required: ",
+                FailureClass::Auth,
+            ),
+            (
+                "GitOperationFailed",
+                "unable to clone 'https://github.com/o/r': repository not found: Not Found",
+                FailureClass::NotFound,
+            ),
             // other
             ("URLInvalid", "git URL is invalid", FailureClass::Other),
             (
@@ -1187,6 +1254,8 @@ mod tests {
             .map(FailureClass::as_str)
             .collect();
         assert_eq!(transport, ["timeout", "dns", "tls", "connection"]);
+        // A throttled host answers at once: it holds no worker, so it alone trips nothing.
+        assert!(!FailureClass::Throttled.is_transport());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod args;
 mod machine;
+pub mod probe;
 pub mod runtime;
 
 use std::sync::Arc;
