@@ -189,8 +189,38 @@ fn variable(name: &str, expression: String) -> Value {
 /// The policy for new GitRepositories: `spec.timeout` and `spec.suspend` as
 /// [`super::gitrepository::plan`] decides them.
 fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Value {
-    let wanted = policy.timeout.to_string();
-    let wanted_ms = policy.timeout.as_duration().as_millis();
+    let mut variables = vec![variable(
+        "specKind",
+        "!has(object.spec) || object.spec == null ? 'missing'\n\
+         : type(object.spec) == map ? 'map' : 'other'"
+            .to_owned(),
+    )];
+    variables.extend(timeout_variables());
+    variables.extend(operation_variables(policy));
+    let text = cel_string(&policy.timeout.to_string());
+    let patch = format!(
+        "variables.specKind == 'missing'\n\
+         \x20 ? [JSONPatch{{op: 'add', path: '/spec', value: {{'timeout': dyn({text}), 'suspend': dyn(false)}}}}]\n\
+         : variables.specKind != 'map' ? []\n\
+         : (variables.timeoutOp == '' ? [] : [JSONPatch{{op: variables.timeoutOp, path: '/spec/timeout', value: {text}}}])\n\
+         \x20 + (variables.suspendOp == '' ? [] : [JSONPatch{{op: variables.suspendOp, path: '/spec/suspend', value: false}}])"
+    );
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": metadata(GITREPOSITORY_POLICY),
+        "spec": {
+            "matchConstraints": gitrepository_constraints(excluded),
+            "failurePolicy": "Ignore",
+            "reinvocationPolicy": "IfNeeded",
+            "variables": variables,
+            "mutations": [{ "patchType": "JSONPatch", "jsonPatch": { "expression": patch } }],
+        },
+    })
+}
+
+/// CREATE of GitRepositories of any served version, outside the `excluded` namespaces.
+fn gitrepository_constraints(excluded: &[String]) -> Value {
     let mut constraints = json!({
         "resourceRules": [{
             "apiGroups": [flux::GROUP],
@@ -206,27 +236,18 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
             "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded,
         }] });
     }
-    let keep = match policy.timeout_mode {
-        TimeoutMode::Floor => format!("variables.timeoutMillis >= {wanted_ms}"),
-        TimeoutMode::Force => format!("variables.timeoutMillis == {wanted_ms}"),
-    };
-    let suspend_true = match policy.suspend_mode {
-        SuspendMode::Force => "'replace'",
-        SuspendMode::Preserve => "''",
-    };
-    let text = cel_string(&wanted);
+    constraints
+}
+
+/// `spec.timeout`, read as [`crate::duration::parse_timeout`] reads it, ending in
+/// `timeoutMillis`: the timeout in whole milliseconds, or -1 when it is not a duration Flux can
+/// read.
+fn timeout_variables() -> Vec<Value> {
     let limit_ms = MAX_NANOS / 1_000_000;
     let limit_rest = MAX_NANOS % 1_000_000;
-    let variables = vec![
-        variable(
-            "specKind",
-            "!has(object.spec) || object.spec == null ? 'missing'\n\
-             : type(object.spec) == map ? 'map' : 'other'"
-                .to_owned(),
-        ),
-        // spec.timeout, read as crate::duration::parse_timeout reads it. Its parts (a number and
-        // a unit each) when it is a string in the CRD's syntax of at most MAX_TIMEOUT_LEN
-        // characters, else none.
+    vec![
+        // Its parts (a number and a unit each) when it is a string in the CRD's syntax of at
+        // most MAX_TIMEOUT_LEN characters, else none.
         variable(
             "timeoutParts",
             format!(
@@ -286,8 +307,7 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
             "timeoutRestNanos",
             "variables.timeoutFractionNanos.map(n, n % 1000000).sum() % 1000000".to_owned(),
         ),
-        // The timeout in whole milliseconds, or -1 when it is not a duration Flux can read:
-        // not a string in the CRD's syntax, or longer than Go's time.Duration holds.
+        // Not a string in the CRD's syntax, or longer than Go's time.Duration holds: -1.
         variable(
             "timeoutMillis",
             format!(
@@ -297,6 +317,22 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
                  : variables.timeoutWholeMillis"
             ),
         ),
+    ]
+}
+
+/// `timeoutOp` and `suspendOp`: the JSON Patch operation each field needs under the configured
+/// modes, `''` for none.
+fn operation_variables(policy: &GitRepositoryPolicy) -> [Value; 2] {
+    let wanted_ms = policy.timeout.as_duration().as_millis();
+    let keep = match policy.timeout_mode {
+        TimeoutMode::Floor => format!("variables.timeoutMillis >= {wanted_ms}"),
+        TimeoutMode::Force => format!("variables.timeoutMillis == {wanted_ms}"),
+    };
+    let suspend_true = match policy.suspend_mode {
+        SuspendMode::Force => "'replace'",
+        SuspendMode::Preserve => "''",
+    };
+    [
         variable(
             "timeoutOp",
             format!(
@@ -313,26 +349,7 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
                  : object.spec.suspend ? {suspend_true} : ''"
             ),
         ),
-    ];
-    let patch = format!(
-        "variables.specKind == 'missing'\n\
-         \x20 ? [JSONPatch{{op: 'add', path: '/spec', value: {{'timeout': dyn({text}), 'suspend': dyn(false)}}}}]\n\
-         : variables.specKind != 'map' ? []\n\
-         : (variables.timeoutOp == '' ? [] : [JSONPatch{{op: variables.timeoutOp, path: '/spec/timeout', value: {text}}}])\n\
-         \x20 + (variables.suspendOp == '' ? [] : [JSONPatch{{op: variables.suspendOp, path: '/spec/suspend', value: false}}])"
-    );
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "MutatingAdmissionPolicy",
-        "metadata": metadata(GITREPOSITORY_POLICY),
-        "spec": {
-            "matchConstraints": constraints,
-            "failurePolicy": "Ignore",
-            "reinvocationPolicy": "IfNeeded",
-            "variables": variables,
-            "mutations": [{ "patchType": "JSONPatch", "jsonPatch": { "expression": patch } }],
-        },
-    })
+    ]
 }
 
 // --- source-controller Pods ------------------------------------------------------------------
