@@ -101,6 +101,14 @@ pub enum RenderError {
     ServiceIp(String),
     #[error("{0} is empty: the proxy would reach no Pod")]
     EmptySelection(&'static str),
+    #[error(
+        "--lane is applied by the webhook only; the native policy does not render it: the host \
+         must be read out of every URL form Git accepts (scp-like git@host:path, users, ports, \
+         IPv6, any case, a trailing dot), and a CEL reading that differed from the webhook's \
+         would put repositories in the wrong source-controller without a warning (a \
+         MutatingAdmissionPolicy cannot return one)"
+    )]
+    Lanes,
 }
 
 /// The manifests, in the order to apply them, and what the operator should know about them.
@@ -154,6 +162,11 @@ impl serde::Serialize for Yaml<'_> {
 /// Renders the policy as MutatingAdmissionPolicies and their bindings: always the GitRepository
 /// policy, and the source-controller Pod policy when a proxy is configured.
 pub fn render(policy: &Policy, options: &NativeOptions) -> Result<Rendered, RenderError> {
+    // Refused rather than left out: a policy that silently does less than the webhook it
+    // stands in for would leave far hosts in the main source-controller.
+    if !policy.gitrepository.lanes.is_empty() {
+        return Err(RenderError::Lanes);
+    }
     let mut warnings = Vec::new();
     let mut objects = vec![
         gitrepository_policy(&policy.gitrepository, &options.excluded_namespaces),
@@ -805,6 +818,21 @@ mod tests {
             expression(&overriding.objects[2]).contains(
                 "op: 'replace', path: '/spec/containers/' + string(i) + '/env/' + string("
             )
+        );
+    }
+
+    #[test]
+    fn lanes_are_refused_rather_than_left_out() {
+        let mut policy = Policy::default();
+        policy.gitrepository.lanes = super::super::LaneRules::new(vec![
+            super::super::LaneRule::parse("github.com=far").unwrap(),
+        ])
+        .unwrap();
+        let err = render(&policy, &NativeOptions::default()).unwrap_err();
+        assert_eq!(err, RenderError::Lanes);
+        assert!(
+            err.to_string()
+                .starts_with("--lane is applied by the webhook only")
         );
     }
 
