@@ -81,6 +81,8 @@ pub struct Reviewed {
     pub warnings: Vec<String>,
     /// The mirror rule that rewrote `spec.url`, as the policy decided it (only when patched).
     pub mirror_rule: Option<std::sync::Arc<str>>,
+    /// The shard of the lane the policy put the object in (only when patched).
+    pub lane_shard: Option<std::sync::Arc<str>>,
     /// Why the object was allowed unchanged when `outcome` is `Error`.
     pub error: Option<String>,
 }
@@ -422,6 +424,7 @@ pub fn review(
         dry_run: request.dry_run.unwrap_or(false),
         warnings: Vec::new(),
         mirror_rule: None,
+        lane_shard: None,
         error: None,
     };
 
@@ -444,6 +447,7 @@ pub fn review(
                 patch: p,
                 warnings,
                 mirror_rule,
+                lane_shard,
             }) => {
                 reviewed.warnings = warnings;
                 if p.0.is_empty() {
@@ -454,6 +458,7 @@ pub fn review(
                         Ok(()) => {
                             reviewed.outcome = ReviewOutcome::Patched;
                             reviewed.mirror_rule = mirror_rule;
+                            reviewed.lane_shard = lane_shard;
                             patch = Some(bytes);
                         }
                         Err(err) => {

@@ -35,6 +35,11 @@ pub fn is_gitops_managed<'a>(mut label_keys: impl Iterator<Item = &'a str>) -> b
     label_keys.any(|key| GITOPS_LABELS.contains(&key))
 }
 
+/// Flux's sharding label: a source-controller started with
+/// `--watch-label-selector=sharding.fluxcd.io/key=SHARD` serves the objects carrying it. fluxgate
+/// sets it on new GitRepositories of a host lane's host (`--lane HOST=SHARD`).
+pub const SHARD_LABEL: &str = "sharding.fluxcd.io/key";
+
 /// What fluxgate may do to a GitRepository that keeps failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Removal {

@@ -260,6 +260,37 @@ impl MirrorMetrics {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneShardLabels {
+    /// The lane's shard: the value of `sharding.fluxcd.io/key`.
+    pub shard: String,
+}
+
+/// GitRepositories put in a host lane on creation.
+#[derive(Debug, Clone, Default)]
+pub struct LaneMetrics {
+    pub assignments: Family<LaneShardLabels, Counter>,
+}
+
+impl LaneMetrics {
+    /// Starts each configured shard's series at 0, so a lane nothing went to is visible too.
+    pub fn declare(&self, shard: &str) {
+        self.assignments
+            .get_or_create(&LaneShardLabels {
+                shard: shard.to_owned(),
+            })
+            .inc_by(0);
+    }
+
+    pub fn count_assignment(&self, shard: &str) {
+        self.assignments
+            .get_or_create(&LaneShardLabels {
+                shard: shard.to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// The janitor's actions and leadership.
 #[derive(Debug, Clone, Default)]
 pub struct JanitorMetrics {
@@ -333,6 +364,7 @@ pub struct Metrics {
     pub tls: TlsMetrics,
     pub proxy: ProxyMetrics,
     pub mirror: MirrorMetrics,
+    pub lane: LaneMetrics,
     pub janitor: JanitorMetrics,
     pub breaker: BreakerMetrics,
 }
@@ -350,6 +382,7 @@ impl Metrics {
         let tls = TlsMetrics::default();
         let proxy = ProxyMetrics::default();
         let mirror = MirrorMetrics::default();
+        let lane = LaneMetrics::default();
         let janitor = JanitorMetrics::default();
         let breaker = BreakerMetrics::default();
 
@@ -387,6 +420,11 @@ impl Metrics {
             "mirror_rewrites",
             "New GitRepositories whose spec.url a mirror rule rewrote, by rule (dry runs not counted)",
             mirror.rewrites.clone(),
+        );
+        registry.register(
+            "lane_assignments",
+            "New GitRepositories given a host lane's sharding label, by shard (dry runs not counted)",
+            lane.assignments.clone(),
         );
         registry.register(
             "janitor_actions",
@@ -442,6 +480,7 @@ impl Metrics {
             tls,
             proxy,
             mirror,
+            lane,
             janitor,
             breaker,
         }
@@ -548,6 +587,8 @@ mod tests {
             .inc();
         metrics.mirror.declare("ssh://git@github.com/");
         metrics.mirror.count_rewrite("https://github.com/");
+        metrics.lane.declare("slow");
+        metrics.lane.count_assignment("far");
         let pod = LabelSlot::new(1, "Pod");
         let update = LabelSlot::new(1, "UPDATE");
         let skipped = LabelSlot::new(2, "skipped");
@@ -572,6 +613,8 @@ mod tests {
             "fluxgate_janitor_leader 0",
             "fluxgate_mirror_rewrites_total{rule=\"https://github.com/\"} 1",
             "fluxgate_mirror_rewrites_total{rule=\"ssh://git@github.com/\"} 0",
+            "fluxgate_lane_assignments_total{shard=\"far\"} 1",
+            "fluxgate_lane_assignments_total{shard=\"slow\"} 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -68,7 +68,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.breaker.enabled && !args.exporter.enabled() {
         anyhow::bail!("--breaker reads the exporter's watch: it cannot run with --no-exporter");
     }
-    // Rules that cannot be meant (overlapping mirror rules) stop the start before anything runs.
+    // Rules that cannot be meant (overlapping mirror rules, a host in two lanes) stop the start
+    // before anything runs.
     if args.webhook.enabled() {
         args.webhook.policy.policy()?;
     }
@@ -202,6 +203,12 @@ async fn start_webhook(
     for rule in policy.gitrepository.mirror.rules() {
         metrics.mirror.declare(rule.label());
         tracing::info!(rule = %rule, "mirror rule for new GitRepositories");
+    }
+    for shard in policy.gitrepository.lanes.shards() {
+        metrics.lane.declare(&shard);
+    }
+    for rule in policy.gitrepository.lanes.rules() {
+        tracing::info!(rule = %rule, "lane rule for new GitRepositories");
     }
     let proxy = &mut policy.proxy;
     let track_service_ip = proxy.is_enabled() && proxy.kubernetes_service_ip.is_none();

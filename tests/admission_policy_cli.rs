@@ -188,3 +188,19 @@ fn mirror_rules_are_refused_rather_than_silently_left_out() {
         stderr(&out)
     );
 }
+
+/// Lanes exist only in the webhook too, and the refusal says why.
+#[test]
+fn lane_rules_are_refused_with_the_reason() {
+    let out = fluxgate(&["admission-policy", "--lane", "github.com=far"], &[]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--lane is applied by the webhook only") && err.contains("scp-like"),
+        "{err}"
+    );
+    // Without --lane the same command renders.
+    let out = fluxgate(&["admission-policy"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

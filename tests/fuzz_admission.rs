@@ -19,8 +19,8 @@ use fluxgate::duration::FluxDuration;
 use fluxgate::manifests::{self, ManifestError};
 use fluxgate::policy::proxy::ProxyValue;
 use fluxgate::policy::{
-    GitRepositoryPolicy, MirrorRule, MirrorRules, Policy, PolicyError, ProxyPolicy, SuspendMode,
-    Target, TimeoutMode,
+    GitRepositoryPolicy, LaneRule, LaneRules, MirrorRule, MirrorRules, Policy, PolicyError,
+    ProxyPolicy, SuspendMode, Target, TimeoutMode,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -30,6 +30,7 @@ use time::macros::datetime;
 
 const NOW: OffsetDateTime = datetime!(2026-11-28 10:00:00 UTC);
 const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+const SHARD_LABEL: &str = "sharding.fluxcd.io/key";
 
 /// Generated cases per property: small by default so `cargo test` stays quick, raised with
 /// `PROPTEST_CASES` for a longer campaign. Failures are not persisted to files: a reproducer
@@ -266,15 +267,22 @@ fn gitrepository() -> BoxedStrategy<Value> {
                 vec![
                     (REQUESTED_AT, at),
                     ("fluxgate.io/original-url", original),
-                    ("fluxgate.io/mirror", opt_out),
+                    ("fluxgate.io/mirror", opt_out.clone()),
+                    ("fluxgate.io/lane", opt_out),
                 ],
                 extra,
             )
         })
         .boxed();
-    let labels = (slot(string_value()), extras())
-        .prop_map(|(managed, extra)| {
-            object(vec![("kustomize.toolkit.fluxcd.io/name", managed)], extra)
+    let labels = (slot(string_value()), slot(string_value()), extras())
+        .prop_map(|(managed, shard, extra)| {
+            object(
+                vec![
+                    ("kustomize.toolkit.fluxcd.io/name", managed),
+                    (SHARD_LABEL, shard),
+                ],
+                extra,
+            )
         })
         .boxed();
     let metadata = (
@@ -460,6 +468,12 @@ fn mirror_rules() -> MirrorRules {
     .unwrap()
 }
 
+/// Lanes for the original host and for a mirror: a lane is judged after the mirror step.
+fn lane_rules() -> LaneRules {
+    let rules = ["github.com=far", "GITEE.com.=mirrored"];
+    LaneRules::new(rules.iter().map(|r| LaneRule::parse(r).unwrap()).collect()).unwrap()
+}
+
 fn policy() -> BoxedStrategy<Policy> {
     (
         select(&[0u64, 1, 1_500, 60_000, 300_000, 5_400_000, 5_430_250][..]),
@@ -467,9 +481,10 @@ fn policy() -> BoxedStrategy<Policy> {
         any::<bool>(),
         proxy_policy(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(ms, force_timeout, preserve_suspend, proxy, mirror)| Policy {
+            |(ms, force_timeout, preserve_suspend, proxy, mirror, lanes)| Policy {
                 gitrepository: GitRepositoryPolicy {
                     timeout: FluxDuration::from_duration(Duration::from_millis(ms)),
                     timeout_mode: if force_timeout {
@@ -486,6 +501,11 @@ fn policy() -> BoxedStrategy<Policy> {
                         mirror_rules()
                     } else {
                         MirrorRules::default()
+                    },
+                    lanes: if lanes {
+                        lane_rules()
+                    } else {
+                        LaneRules::default()
                     },
                 },
                 proxy,
@@ -798,6 +818,25 @@ fn check_mutation(policy: &Policy, target: Target, namespace: Option<&str>, obje
         again.warnings
     );
     assert!(again.mirror_rule.is_none(), "rewritten twice: {patched}");
+    assert!(again.lane_shard.is_none(), "put in a lane twice: {patched}");
+    if let Some(shard) = &mutation.lane_shard {
+        // Only where the creator set no shard, and exactly the shard decided.
+        assert!(
+            object["metadata"]["labels"].get(SHARD_LABEL).is_none(),
+            "{object}"
+        );
+        assert_eq!(
+            patched["metadata"]["labels"][SHARD_LABEL],
+            json!(&**shard),
+            "{patched}"
+        );
+    } else if object.is_object() {
+        assert_eq!(
+            patched["metadata"]["labels"].get(SHARD_LABEL),
+            object["metadata"]["labels"].get(SHARD_LABEL),
+            "{patched}"
+        );
+    }
     if mutation.mirror_rule.is_some() {
         assert_eq!(
             patched["metadata"]["annotations"]["fluxgate.io/original-url"], object["spec"]["url"],

@@ -287,3 +287,159 @@ fn bad_mirror_rules_stop_mutate_with_the_reason() {
         assert!(stderr(&out).contains(says), "{rules:?}: {}", stderr(&out));
     }
 }
+
+/// GitRepositories for the lane tests: one per case, named after it.
+const LANE_CASES: &str = r#"
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: { name: https-port-case, namespace: team-a }
+spec: { url: "https://GitHub.com:443/example-org/app", interval: 1m }
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: { name: ssh-user, namespace: team-a, labels: { team: a } }
+spec: { url: "ssh://git@github.com./example-org/app.git", interval: 1m }
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: own-shard
+  namespace: team-a
+  labels: { sharding.fluxcd.io/key: mine }
+spec: { url: "https://github.com/example-org/app", interval: 1m }
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: opted-out
+  namespace: team-a
+  annotations: { fluxgate.io/lane: "false" }
+spec: { url: "https://github.com/example-org/app", interval: 1m }
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: { name: other-host, namespace: team-a }
+spec: { url: "https://gitlab.com/example-org/app", interval: 1m }
+"#;
+
+#[test]
+fn lane_rules_preview_the_shard_label_on_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gitrepositories.yaml");
+    std::fs::write(&path, LANE_CASES).unwrap();
+    let path = path.to_str().unwrap();
+    let lanes = ["--lane", "github.com=far", "--lane", "gitee.com=mirrored"];
+
+    let mut args = vec!["mutate", "-f", path, "--now", NOW, "-o", "json"];
+    args.extend(lanes);
+    let out = fluxgate(&args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let shards: Vec<(String, Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            let name = item["metadata"]["name"].as_str().unwrap().to_owned();
+            (
+                name,
+                item["metadata"]["labels"]["sharding.fluxcd.io/key"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shards,
+        [
+            ("https-port-case".to_owned(), json!("far")),
+            ("ssh-user".to_owned(), json!("far")),
+            ("own-shard".to_owned(), json!("mine")),
+            ("opted-out".to_owned(), Value::Null),
+            ("other-host".to_owned(), Value::Null),
+        ]
+    );
+    assert!(stderr(&out).is_empty(), "no warnings: {}", stderr(&out));
+
+    // The patches themselves: the whole map where there is none, one escaped key otherwise.
+    let mut args = vec!["mutate", "-f", path, "--now", NOW, "-o", "patch"];
+    args.extend(lanes);
+    let out = fluxgate(&args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let patches: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(patches.len(), 5);
+    let label_ops = |patch: &Value| -> Vec<Value> {
+        patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|op| op["path"].as_str().unwrap().starts_with("/metadata/labels"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        label_ops(&patches[0]),
+        [json!({ "op": "add", "path": "/metadata/labels",
+                 "value": { "sharding.fluxcd.io/key": "far" } })]
+    );
+    assert_eq!(
+        label_ops(&patches[1]),
+        [
+            json!({ "op": "add", "path": "/metadata/labels/sharding.fluxcd.io~1key",
+                 "value": "far" })
+        ]
+    );
+    for patch in &patches[2..] {
+        assert!(label_ops(patch).is_empty(), "{patch}");
+    }
+
+    // After a mirror rule: judged on the mirror's host.
+    let mut args = vec!["mutate", "-f", path, "--now", NOW, "-o", "json"];
+    args.extend(lanes);
+    args.extend([
+        "--mirror",
+        "https://github.com/=https://gitee.com/acme-mirror/",
+    ]);
+    let out = fluxgate(&args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let first = &list["items"][0];
+    assert_eq!(
+        first["spec"]["url"],
+        "https://gitee.com/acme-mirror/example-org/app"
+    );
+    assert_eq!(
+        first["metadata"]["labels"]["sharding.fluxcd.io/key"],
+        "mirrored"
+    );
+    // ssh is not under the https rule: still github.com's lane.
+    assert_eq!(
+        list["items"][1]["metadata"]["labels"]["sharding.fluxcd.io/key"],
+        "far"
+    );
+}
+
+#[test]
+fn bad_lane_rules_stop_mutate_with_the_reason() {
+    for (rules, says) in [
+        (vec!["github.com"], "expected HOST=SHARD"),
+        (vec!["=far"], "must both be given"),
+        (vec!["https://github.com/=far"], "is a URL"),
+        (vec!["github.com=-far"], "not a valid label value"),
+        (
+            vec!["github.com=far", "GitHub.com=near"],
+            "already in the lane far",
+        ),
+    ] {
+        let mut args = vec!["mutate", "--now", NOW];
+        for rule in &rules {
+            args.extend(["--lane", rule]);
+        }
+        let out = fluxgate(&args, Some(b""));
+        assert!(!out.status.success(), "{rules:?}");
+        let err = stderr(&out);
+        assert!(err.contains(says), "{rules:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

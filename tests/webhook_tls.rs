@@ -437,3 +437,73 @@ async fn a_mirror_rewrite_is_patched_warned_and_counted_per_rule() {
         "one rewrite counted (not the re-invocation, not the dry run): {metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_lane_assignment_is_patched_and_counted_per_shard_once() {
+    use fluxgate::policy::{GitRepositoryPolicy, LaneRule, LaneRules};
+    let lanes = LaneRules::new(vec![LaneRule::parse("github.com=far").unwrap()]).unwrap();
+    let policy = Policy {
+        gitrepository: GitRepositoryPolicy {
+            lanes,
+            ..GitRepositoryPolicy::default()
+        },
+        ..Policy::default()
+    };
+    let hook = TestWebhook::start(policy, WebhookLimits::default()).await;
+    let client = hook.client();
+    let addr = hook.addr();
+    let post = |review: Value| {
+        let client = client.clone();
+        async move {
+            let reply = client
+                .post_json(addr, "/mutate", review_bytes(&review))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            reply.json()
+        }
+    };
+    let label_ops = |out: &Value| -> Vec<Value> {
+        match out["response"].get("patch") {
+            Some(_) => decode_patch(out)
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|op| op["path"].as_str().unwrap().starts_with("/metadata/labels"))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        }
+    };
+
+    let out = post(gitrepository_review("l-1", "CREATE", gitrepository("web"))).await;
+    assert_eq!(
+        label_ops(&out),
+        [
+            json!({ "op": "add", "path": "/metadata/labels/sharding.fluxcd.io~1key",
+                 "value": "far" })
+        ]
+    );
+    assert!(out["response"].get("warnings").is_none(), "{out}");
+    let mut object = gitrepository("web");
+    let patch: json_patch::Patch = serde_json::from_value(decode_patch(&out)).unwrap();
+    json_patch::patch(&mut object, &patch).unwrap();
+
+    // Re-invoked on its own output, an UPDATE, a dry run: one assignment counted in all.
+    let again = post(gitrepository_review("l-2", "CREATE", object)).await;
+    assert!(label_ops(&again).is_empty(), "{again}");
+    let out = post(gitrepository_review("l-3", "UPDATE", gitrepository("web"))).await;
+    assert!(out["response"].get("patch").is_none(), "{out}");
+    let mut dry = gitrepository_review("l-4", "CREATE", gitrepository("dry"));
+    dry["request"]["dryRun"] = json!(true);
+    assert_eq!(
+        label_ops(&post(dry).await).len(),
+        1,
+        "a dry run shows the same patch"
+    );
+
+    let metrics = hook.metrics.encode();
+    assert!(
+        metrics.contains("fluxgate_lane_assignments_total{shard=\"far\"} 1"),
+        "{metrics}"
+    );
+}

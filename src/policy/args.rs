@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use super::lane::{LaneError, LaneRule, LaneRules};
 use super::mirror::{MirrorRule, MirrorRules, RuleError};
 use super::proxy::ProxyValue;
 use super::{GitRepositoryPolicy, Policy, ProxyPolicy, SuspendMode, TimeoutMode};
@@ -28,6 +29,13 @@ pub struct PolicyArgs {
     /// (repeatable; comma-separated in the variable).
     #[arg(long = "mirror", value_name = "FROM=TO", env = "FLUXGATE_MIRROR", value_delimiter = ',', value_parser = MirrorRule::parse)]
     pub mirror: Vec<MirrorRule>,
+
+    /// Lane rule HOST=SHARD: new GitRepositories whose spec.url is on HOST (any scheme, port or
+    /// user; after the mirror rules) get the label sharding.fluxcd.io/key=SHARD, for a
+    /// source-controller started with --watch-label-selector=sharding.fluxcd.io/key=SHARD
+    /// (repeatable; comma-separated in the variable).
+    #[arg(long = "lane", value_name = "HOST=SHARD", env = "FLUXGATE_LANE", value_delimiter = ',', value_parser = LaneRule::parse)]
+    pub lane: Vec<LaneRule>,
 
     /// Namespaces whose GitRepositories keep their URLs whatever the mirror rules (comma-separated).
     #[arg(
@@ -86,6 +94,15 @@ pub struct PolicyArgs {
     pub proxy_override: bool,
 }
 
+/// Why the flags cannot describe a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Mirror(#[from] RuleError),
+    #[error(transparent)]
+    Lane(#[from] LaneError),
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
@@ -101,9 +118,9 @@ impl PolicyArgs {
         self.https_proxy.is_some() || self.http_proxy.is_some()
     }
 
-    /// The policy these flags describe; mirror rules that cannot be meant together (overlapping,
-    /// or one rewriting another's mirror) are refused here, at start.
-    pub fn policy(&self) -> Result<Policy, RuleError> {
+    /// The policy these flags describe; rules that cannot be meant together (overlapping mirror
+    /// rules, one rewriting another's mirror, a host in two lanes) are refused here, at start.
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
         let mirror = MirrorRules::new(
             self.mirror.clone(),
             self.mirror_exclude_namespaces
@@ -118,6 +135,7 @@ impl PolicyArgs {
                 timeout_mode: self.timeout_mode,
                 suspend_mode: self.suspend_mode,
                 mirror,
+                lanes: LaneRules::new(self.lane.clone())?,
             },
             proxy: ProxyPolicy {
                 https_proxy: self.https_proxy.clone(),
@@ -131,5 +149,55 @@ impl PolicyArgs {
                 override_existing: self.proxy_override,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        policy: PolicyArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Flags, String> {
+        Flags::try_parse_from(std::iter::once("fluxgate").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lane_rules_repeat_or_come_comma_separated() {
+        let flags = parse(&[
+            "--lane",
+            "github.com=far",
+            "--lane",
+            "gitlab.com=slow,x.org=far",
+        ])
+        .unwrap();
+        let lanes = flags.policy.policy().unwrap().gitrepository.lanes;
+        let rules: Vec<String> = lanes.rules().iter().map(|r| r.to_string()).collect();
+        assert_eq!(rules, ["github.com=far", "gitlab.com=slow", "x.org=far"]);
+        let env = Flags::command()
+            .get_arguments()
+            .find(|a| a.get_id() == "lane")
+            .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()));
+        assert_eq!(env.as_deref(), Some("FLUXGATE_LANE"));
+    }
+
+    #[test]
+    fn bad_lane_rules_stop_the_start_with_the_reason() {
+        let err = parse(&["--lane", "https://github.com/=far"]).unwrap_err();
+        assert!(err.contains("is a URL"), "{err}");
+        // Each rule parses, the set is refused.
+        let flags = parse(&["--lane", "github.com=far", "--lane", "GitHub.com.=near"]).unwrap();
+        let err = flags.policy.policy().unwrap_err().to_string();
+        assert!(
+            err.contains("lane rule \"github.com=near\"")
+                && err.contains("already in the lane far"),
+            "{err}"
+        );
     }
 }

@@ -29,6 +29,16 @@ pub enum Field<T> {
 }
 
 impl<T> Field<T> {
+    /// The same field with its value dropped: which of the four it is.
+    pub fn shape(&self) -> Field<()> {
+        match self {
+            Self::Missing => Field::Missing,
+            Self::Null => Field::Null,
+            Self::Is(_) => Field::Is(()),
+            Self::Other(kind) => Field::Other(kind),
+        }
+    }
+
     /// From a parsed value: `read` returns `None` when the value is not of the expected type.
     pub fn from_value<'a>(
         value: Option<&'a Value>,

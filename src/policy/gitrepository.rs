@@ -1,6 +1,6 @@
 //! What fluxgate changes on a new GitRepository: `spec.timeout`, `spec.suspend`, the
-//! `reconcile.fluxcd.io/requestedAt` annotation and, under a mirror rule, `spec.url` (the original
-//! kept in `fluxgate.io/original-url`).
+//! `reconcile.fluxcd.io/requestedAt` annotation, under a mirror rule `spec.url` (the original
+//! kept in `fluxgate.io/original-url`) and, under a lane rule, Flux's sharding label.
 //!
 //! Works on the raw JSON object so every served version (v1, v1beta2) and every field fluxgate does
 //! not know about pass through untouched.
@@ -12,12 +12,14 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
 use super::fields::{Field, Read, Skip, key_index};
+use super::lane::{LaneInput, LaneRules};
 use super::mirror::{Decision, MirrorInput, MirrorRules};
 
 use super::{Mutation, PatchBuilder, PolicyError, rfc3339_seconds};
 use crate::duration::{FluxDuration, parse_timeout};
 
-use crate::flux::{GITOPS_LABELS, REQUESTED_AT_ANNOTATION};
+use crate::flux::{GITOPS_LABELS, REQUESTED_AT_ANNOTATION, SHARD_LABEL};
+use crate::marks::lane::OPT_OUT_ANNOTATION as LANE_OPT_OUT;
 use crate::marks::mirror::{OPT_OUT_ANNOTATION as MIRROR_OPT_OUT, ORIGINAL_URL_ANNOTATION};
 
 /// How `spec.timeout` is brought to the configured value.
@@ -45,6 +47,8 @@ pub struct GitRepositoryPolicy {
     pub suspend_mode: SuspendMode,
     /// Mirror rules for `spec.url` (none by default).
     pub mirror: MirrorRules,
+    /// Lane rules: hosts whose GitRepositories get Flux's sharding label (none by default).
+    pub lanes: LaneRules,
 }
 
 impl Default for GitRepositoryPolicy {
@@ -54,6 +58,7 @@ impl Default for GitRepositoryPolicy {
             timeout_mode: TimeoutMode::Floor,
             suspend_mode: SuspendMode::Force,
             mirror: MirrorRules::default(),
+            lanes: LaneRules::default(),
         }
     }
 }
@@ -97,7 +102,14 @@ pub fn plan(
     if let Some((_, original, _)) = &mirror {
         annotations.push((ORIGINAL_URL_ANNOTATION, json!(original)));
     }
-    plan_annotations(&object.metadata, annotations, &mut patch)?;
+    // The lane is judged on the URL as it will be stored: a mirror's, once one rewrote it.
+    let stored_url = mirror.as_ref().map(|(url, _, _)| url.as_str());
+    let lane = plan_lane(object, stored_url, &policy.lanes);
+    let labels: Vec<(&str, Value)> = lane
+        .iter()
+        .map(|shard| (SHARD_LABEL, json!(&**shard)))
+        .collect();
+    plan_metadata(&object.metadata, annotations, labels, &mut patch)?;
 
     match &object.spec {
         Field::Missing | Field::Null => {
@@ -123,7 +135,46 @@ pub fn plan(
         patch: patch.finish(),
         warnings,
         mirror_rule,
+        lane_shard: lane,
     })
+}
+
+/// The lane step: the shard of the lane the object goes to, if any. `mirrored_url` is the URL a
+/// mirror rule rewrote `spec.url` to.
+fn plan_lane(
+    object: &GitRepositoryFields<'_>,
+    mirrored_url: Option<&str>,
+    rules: &LaneRules,
+) -> Option<Arc<str>> {
+    if rules.is_empty() {
+        return None;
+    }
+    let Field::Is(spec) = &object.spec else {
+        return None;
+    };
+    let url = match (mirrored_url, &spec.url) {
+        (Some(url), _) => url,
+        (None, Field::Is(url)) => &**url,
+        (None, _) => return None,
+    };
+    let (opted_out, has_shard_label) = match &object.metadata {
+        Field::Is(metadata) => match &metadata.labels {
+            // Labels that are not a map cannot take one more; kube-apiserver refuses the object
+            // anyway.
+            Field::Other(_) => return None,
+            labels => (
+                matches!(&metadata.annotations, Field::Is(a) if a.lane_opt_out),
+                matches!(labels, Field::Is(l) if l.has_shard_label),
+            ),
+        },
+        _ => (false, false),
+    };
+    let input = LaneInput {
+        url: Some(url),
+        opted_out,
+        has_shard_label,
+    };
+    rules.decide(&input).map(|rule| rule.shard().clone())
 }
 
 /// The mirror step: `Some((new URL, original URL, rule name))` when `spec.url` is rewritten, and
@@ -149,7 +200,7 @@ fn plan_mirror<'o>(
                 Field::Is(annotations) => annotations.clone(),
                 _ => AnnotationsFields::default(),
             },
-            metadata.gitops_managed,
+            metadata.gitops_managed(),
         ),
         _ => (AnnotationsFields::default(), false),
     };
@@ -184,45 +235,70 @@ fn plan_mirror<'o>(
     }
 }
 
-/// Adds `annotations` (none of which the object has) in as few operations as the object's
-/// shape allows.
-fn plan_annotations(
+/// Adds `annotations` and `labels` (none of which the object has) in as few operations as the
+/// object's shape allows.
+fn plan_metadata(
     metadata: &Field<MetadataFields>,
     annotations: Vec<(&str, Value)>,
+    labels: Vec<(&str, Value)>,
     patch: &mut PatchBuilder,
 ) -> Result<(), PolicyError> {
-    let map = |annotations: Vec<(&str, Value)>| {
-        Value::Object(
-            annotations
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
-        )
-    };
     match metadata {
         Field::Missing | Field::Null => {
-            if !annotations.is_empty() {
-                patch.add(&["metadata"], json!({ "annotations": map(annotations) }));
+            let mut created = Map::new();
+            for (key, entries) in [("annotations", annotations), ("labels", labels)] {
+                if !entries.is_empty() {
+                    created.insert(key.to_owned(), string_map(entries));
+                }
+            }
+            if !created.is_empty() {
+                patch.add(&["metadata"], Value::Object(created));
             }
         }
-        Field::Is(metadata) => match &metadata.annotations {
-            Field::Missing | Field::Null => {
-                if !annotations.is_empty() {
-                    patch.add(&["metadata", "annotations"], map(annotations));
-                }
-            }
-            Field::Is(_) => {
-                for (key, value) in annotations {
-                    patch.add(&["metadata", "annotations", key], value);
-                }
-            }
-            Field::Other(kind) => {
-                return Err(PolicyError::FieldNotAnObject("metadata.annotations", kind));
-            }
-        },
+        Field::Is(metadata) => {
+            let annotations_shape = metadata.annotations.shape();
+            plan_map(ANNOTATIONS, annotations_shape, annotations, patch)?;
+            plan_map(LABELS, metadata.labels.shape(), labels, patch)?;
+        }
         Field::Other(kind) => return Err(PolicyError::FieldNotAnObject("metadata", kind)),
     }
     Ok(())
+}
+
+/// `metadata.annotations` and `metadata.labels`: the key in a path, the field in messages.
+const ANNOTATIONS: (&str, &str) = ("annotations", "metadata.annotations");
+const LABELS: (&str, &str) = ("labels", "metadata.labels");
+
+/// Adds `entries` to the map `(key, field)` of `metadata`, of the given shape: the whole map when
+/// there is none, else one key at a time.
+fn plan_map(
+    (key, field): (&'static str, &'static str),
+    shape: Field<()>,
+    entries: Vec<(&str, Value)>,
+    patch: &mut PatchBuilder,
+) -> Result<(), PolicyError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    match shape {
+        Field::Missing | Field::Null => patch.add(&["metadata", key], string_map(entries)),
+        Field::Is(()) => {
+            for (name, value) in entries {
+                patch.add(&["metadata", key, name], value);
+            }
+        }
+        Field::Other(kind) => return Err(PolicyError::FieldNotAnObject(field, kind)),
+    }
+    Ok(())
+}
+
+fn string_map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 fn plan_timeout(
@@ -313,8 +389,22 @@ pub struct GitRepositoryFields<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataFields {
     pub annotations: Field<AnnotationsFields>,
+    pub labels: Field<LabelsFields>,
+}
+
+impl MetadataFields {
     /// Carries a label by which a Flux Kustomization or HelmRelease marks what it applies.
+    pub fn gitops_managed(&self) -> bool {
+        matches!(&self.labels, Field::Is(l) if l.gitops_managed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LabelsFields {
+    /// One of the labels by which Flux marks what its Kustomizations and HelmReleases apply.
     pub gitops_managed: bool,
+    /// Whether `sharding.fluxcd.io/key` is present, whatever its value.
+    pub has_shard_label: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -325,6 +415,8 @@ pub struct AnnotationsFields {
     pub has_original_url: bool,
     /// `fluxgate.io/mirror` is `"false"` or `"disabled"`.
     pub mirror_opt_out: bool,
+    /// `fluxgate.io/lane` opts out (the values of [`crate::marks::opts_out`]).
+    pub lane_opt_out: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -358,14 +450,21 @@ impl<'a> GitRepositoryFields<'a> {
                                 .get(MIRROR_OPT_OUT)
                                 .and_then(Value::as_str)
                                 .is_some_and(crate::marks::opts_out),
+                            lane_opt_out: annotations
+                                .get(LANE_OPT_OUT)
+                                .and_then(Value::as_str)
+                                .is_some_and(crate::marks::opts_out),
                         })
                     }),
-                    gitops_managed: metadata
-                        .get("labels")
-                        .and_then(Value::as_object)
-                        .is_some_and(|labels| {
-                            crate::flux::is_gitops_managed(labels.keys().map(String::as_str))
-                        }),
+                    labels: Field::from_value(metadata.get("labels"), |labels| {
+                        let labels = labels.as_object()?;
+                        Some(LabelsFields {
+                            gitops_managed: crate::flux::is_gitops_managed(
+                                labels.keys().map(String::as_str),
+                            ),
+                            has_shard_label: labels.contains_key(SHARD_LABEL),
+                        })
+                    }),
                 })
             }),
             spec: Field::from_value(object.get("spec"), |spec| {
@@ -407,12 +506,7 @@ impl<'de> Read<'de> for MetadataFields {
         while let Some(key) = map.next_key_seed(key_index(&["annotations", "labels"]))? {
             match key {
                 Some(0) => fields.annotations = map.next_value()?,
-                Some(_) => {
-                    fields.gitops_managed = matches!(
-                        map.next_value::<Field<GitOpsLabels>>()?,
-                        Field::Is(GitOpsLabels(true))
-                    );
-                }
+                Some(_) => fields.labels = map.next_value()?,
                 None => map.next_value::<Skip>().map(drop)?,
             }
         }
@@ -420,17 +514,19 @@ impl<'de> Read<'de> for MetadataFields {
     }
 }
 
-/// Whether a `metadata.labels` map holds one of Flux's GitOps labels.
-struct GitOpsLabels(bool);
-
-impl<'de> Read<'de> for GitOpsLabels {
+impl<'de> Read<'de> for LabelsFields {
     fn from_map<A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Option<Self>, A::Error> {
-        let mut managed = false;
-        while let Some(key) = map.next_key_seed(key_index(&GITOPS_LABELS))? {
-            managed |= key.is_some();
+        const KEYS: &[&str] = &[GITOPS_LABELS[0], GITOPS_LABELS[1], SHARD_LABEL];
+        let mut fields = Self::default();
+        while let Some(key) = map.next_key_seed(key_index(KEYS))? {
+            match key {
+                Some(0 | 1) => fields.gitops_managed = true,
+                Some(_) => fields.has_shard_label = true,
+                None => {}
+            }
             map.next_value::<Skip>()?;
         }
-        Ok(Some(Self(managed)))
+        Ok(Some(fields))
     }
 }
 
@@ -440,15 +536,23 @@ impl<'de> Read<'de> for AnnotationsFields {
             REQUESTED_AT_ANNOTATION,
             ORIGINAL_URL_ANNOTATION,
             MIRROR_OPT_OUT,
+            LANE_OPT_OUT,
         ];
         let mut fields = Self::default();
         while let Some(key) = map.next_key_seed(key_index(KEYS))? {
             match key {
                 Some(0) => fields.has_requested_at = true,
                 Some(1) => fields.has_original_url = true,
-                Some(_) => {
+                Some(2) => {
                     // The last one wins, as in a parsed map.
                     fields.mirror_opt_out = matches!(
+                        map.next_value::<Field<Cow<str>>>()?,
+                        Field::Is(value) if crate::marks::opts_out(&value)
+                    );
+                    continue;
+                }
+                Some(_) => {
+                    fields.lane_opt_out = matches!(
                         map.next_value::<Field<Cow<str>>>()?,
                         Field::Is(value) if crate::marks::opts_out(&value)
                     );
@@ -973,9 +1077,195 @@ mod tests {
         let Field::Is(metadata) = &fields.metadata else {
             panic!("no metadata")
         };
-        assert!(metadata.gitops_managed);
+        assert!(metadata.gitops_managed());
         assert!(matches!(&metadata.annotations, Field::Is(a) if a.mirror_opt_out));
         assert!(matches!(&fields.spec, Field::Is(s) if s.has_secret_ref));
+    }
+
+    fn laned(mirror: bool) -> GitRepositoryPolicy {
+        let rules = ["github.com=far", "gitee.com=mirrored"]
+            .iter()
+            .map(|r| super::super::LaneRule::parse(r).unwrap())
+            .collect();
+        let base = if mirror {
+            mirrored()
+        } else {
+            GitRepositoryPolicy::default()
+        };
+        GitRepositoryPolicy {
+            lanes: LaneRules::new(rules).unwrap(),
+            ..base
+        }
+    }
+
+    #[test]
+    fn a_lane_host_gets_the_shard_label_with_the_exact_patch() {
+        // No labels at all: the map is added whole.
+        let object = repo(
+            json!({ "url": "ssh://git@GitHub.com:22/o/r", "interval": "1m", "timeout": "5m",
+                    "suspend": false }),
+            Some(json!({ REQUESTED_AT_ANNOTATION: "x" })),
+        );
+        let (patched, m) = apply(&object, &laned(false));
+        assert_eq!(
+            patch_json(&m),
+            json!([{ "op": "add", "path": "/metadata/labels",
+                     "value": { "sharding.fluxcd.io/key": "far" } }])
+        );
+        assert_eq!(m.lane_shard.as_deref(), Some("far"));
+        assert!(m.warnings.is_empty());
+        assert_eq!(patched["metadata"]["labels"][SHARD_LABEL], "far");
+
+        // Existing labels: one key, its `/` escaped; the others stay.
+        let mut object = object;
+        object["metadata"]["labels"] = json!({ "team": "a" });
+        let (patched, m) = apply(&object, &laned(false));
+        assert_eq!(
+            patch_json(&m),
+            json!([{ "op": "add", "path": "/metadata/labels/sharding.fluxcd.io~1key",
+                     "value": "far" }])
+        );
+        assert_eq!(patched["metadata"]["labels"]["team"], "a");
+
+        // Re-invoked on its own output: nothing more.
+        let again = plan_object(&patched, Some("team-a"), &laned(false), NOW).unwrap();
+        assert!(again.is_empty() && again.lane_shard.is_none());
+
+        // null labels are replaced by the map; no metadata at all gets both maps.
+        object["metadata"]["labels"] = Value::Null;
+        let (patched, _) = apply(&object, &laned(false));
+        assert_eq!(patched["metadata"]["labels"], json!({ SHARD_LABEL: "far" }));
+        let bare = json!({ "spec": { "url": "git@github.com:o/r", "interval": "1m" } });
+        let (patched, m) = apply(&bare, &laned(false));
+        assert_eq!(
+            patch_json(&m)[0],
+            json!({ "op": "add", "path": "/metadata",
+                    "value": { "annotations": { REQUESTED_AT_ANNOTATION: STAMP },
+                               "labels": { SHARD_LABEL: "far" } } })
+        );
+        assert_eq!(patched["metadata"]["labels"][SHARD_LABEL], "far");
+    }
+
+    #[test]
+    fn the_lane_follows_the_url_as_stored_after_a_mirror_rewrite() {
+        let object = repo(
+            json!({ "url": "https://github.com/o/r", "interval": "1m" }),
+            None,
+        );
+        // Mirrored to gitee.com: the github.com lane no longer applies, gitee.com's does.
+        let (patched, m) = apply(&object, &laned(true));
+        assert_eq!(patched["spec"]["url"], "https://gitee.com/acme-mirror/o/r");
+        assert_eq!(m.lane_shard.as_deref(), Some("mirrored"));
+        assert_eq!(patched["metadata"]["labels"][SHARD_LABEL], "mirrored");
+        // Left on github.com by the mirror (a Secret it does not carry): github.com's lane.
+        let with_secret = repo(
+            json!({ "url": "https://github.com/o/r", "interval": "1m",
+                    "secretRef": { "name": "token" } }),
+            None,
+        );
+        let (patched, m) = apply(&with_secret, &laned(true));
+        assert_eq!(patched["spec"]["url"], "https://github.com/o/r");
+        assert_eq!(m.lane_shard.as_deref(), Some("far"));
+        assert_eq!(m.warnings.len(), 1, "the mirror's warning only");
+    }
+
+    #[test]
+    fn opted_out_other_hosts_and_the_creators_own_shard_stay_out_of_lanes() {
+        let url = json!({ "url": "https://github.com/o/r", "interval": "1m" });
+        let with = |annotations: Value, labels: Value| {
+            let mut object = repo(url.clone(), Some(annotations));
+            object["metadata"]["labels"] = labels;
+            object
+        };
+        for (object, label) in [
+            (
+                with(json!({ "fluxgate.io/lane": "false" }), json!({})),
+                None,
+            ),
+            (
+                with(json!({ "fluxgate.io/lane": "disabled" }), json!({})),
+                None,
+            ),
+            (
+                with(json!({}), json!({ SHARD_LABEL: "mine" })),
+                Some("mine"),
+            ),
+            (with(json!({}), json!({ SHARD_LABEL: "" })), Some("")),
+            (
+                repo(
+                    json!({ "url": "https://gitlab.com/o/r", "interval": "1m" }),
+                    None,
+                ),
+                None,
+            ),
+            // Labels that are not a map: left alone, not an error.
+            (with(json!({}), json!("x")), None),
+        ] {
+            let m = plan_object(&object, Some("team-a"), &laned(false), NOW).unwrap();
+            assert_eq!(m.lane_shard, None, "{object}");
+            let mut patched = object.clone();
+            json_patch::patch(&mut patched, &m.patch).unwrap();
+            assert_eq!(
+                patched["metadata"]["labels"]
+                    .get(SHARD_LABEL)
+                    .and_then(Value::as_str),
+                label,
+                "{object}"
+            );
+        }
+        // Any other value of the annotation does not opt out.
+        let (_, m) = apply(
+            &with(json!({ "fluxgate.io/lane": "true" }), json!({})),
+            &laned(false),
+        );
+        assert_eq!(m.lane_shard.as_deref(), Some("far"));
+    }
+
+    #[test]
+    fn the_lane_opt_out_takes_the_values_of_the_other_opt_outs() {
+        for value in ["false", "disabled", "False", "DISABLED", "no", "true", ""] {
+            let mut object = repo(
+                json!({ "url": "https://github.com/o/r", "interval": "1m" }),
+                Some(json!({ "fluxgate.io/lane": value })),
+            );
+            object["metadata"]["labels"] = json!({});
+            let m = plan_object(&object, None, &laned(false), NOW).unwrap();
+            assert_eq!(
+                m.lane_shard.is_none(),
+                crate::marks::opts_out(value),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lane_fields_read_from_json_text_equal_fields_read_from_a_value() {
+        for object in [
+            json!({ "metadata": { "labels": { "sharding.fluxcd.io/key": "a", "x": 1 },
+                                  "annotations": { "fluxgate.io/lane": "false" } },
+                    "spec": { "url": "https://github.com/o/r" } }),
+            json!({ "metadata": { "labels": { "sharding.fluxcd.io/key": null },
+                                  "annotations": { "fluxgate.io/lane": 1 } } }),
+            json!({ "metadata": { "labels": "x",
+                                  "annotations": { "fluxgate.io/lane": "true",
+                                                   "fluxgate.io/lane": "disabled" } } }),
+        ] {
+            let text = serde_json::to_string(&object).unwrap();
+            let from_text: Field<GitRepositoryFields> = serde_json::from_str(&text).unwrap();
+            let from_value = GitRepositoryFields::from_value(&object).unwrap();
+            assert_eq!(from_text, Field::Is(from_value), "{text}");
+        }
+        let text = r#"{"metadata":{"labels":{"sharding.fluxcd.io/key":"far"},
+            "annotations":{"fluxgate.io/lane":"false","fluxgate.io/lane":"disabled"}}}"#;
+        let Field::Is(fields) = serde_json::from_str::<Field<GitRepositoryFields>>(text).unwrap()
+        else {
+            panic!("not read")
+        };
+        let Field::Is(metadata) = &fields.metadata else {
+            panic!("no metadata")
+        };
+        assert!(matches!(&metadata.labels, Field::Is(l) if l.has_shard_label));
+        assert!(matches!(&metadata.annotations, Field::Is(a) if a.lane_opt_out));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod fields;
 pub mod gitrepository;
+pub mod lane;
 pub mod mirror;
 pub mod native;
 pub mod proxy;
@@ -21,6 +22,7 @@ use crate::flux;
 
 pub use args::PolicyArgs;
 pub use gitrepository::{GitRepositoryFields, GitRepositoryPolicy, SuspendMode, TimeoutMode};
+pub use lane::{LaneRule, LaneRules};
 pub use mirror::{MirrorRule, MirrorRules};
 pub use proxy::ProxyPolicy;
 
@@ -57,6 +59,8 @@ pub struct Mutation {
     /// The mirror rule (its name) that rewrote `spec.url`, for whoever counts rewrites: the
     /// decision travels with the patch, nobody decides it again.
     pub mirror_rule: Option<Arc<str>>,
+    /// The shard of the lane the object was put in, for whoever counts assignments.
+    pub lane_shard: Option<Arc<str>>,
 }
 
 impl Mutation {

@@ -101,6 +101,14 @@ pub enum RenderError {
     ServiceIp(String),
     #[error("{0} is empty: the proxy would reach no Pod")]
     EmptySelection(&'static str),
+    #[error(
+        "--lane is applied by the webhook only; the native policy does not render it: the host \
+         must be read out of every URL form Git accepts (scp-like git@host:path, users, ports, \
+         IPv6, any case, a trailing dot), and a CEL reading that differed from the webhook's \
+         would put repositories in the wrong source-controller without a warning (a \
+         MutatingAdmissionPolicy cannot return one)"
+    )]
+    Lanes,
 }
 
 /// The manifests, in the order to apply them, and what the operator should know about them.
@@ -154,6 +162,11 @@ impl serde::Serialize for Yaml<'_> {
 /// Renders the policy as MutatingAdmissionPolicies and their bindings: always the GitRepository
 /// policy, and the source-controller Pod policy when a proxy is configured.
 pub fn render(policy: &Policy, options: &NativeOptions) -> Result<Rendered, RenderError> {
+    // Refused rather than left out: a policy that silently does less than the webhook it
+    // stands in for would leave far hosts in the main source-controller.
+    if !policy.gitrepository.lanes.is_empty() {
+        return Err(RenderError::Lanes);
+    }
     let mut warnings = Vec::new();
     let mut objects = vec![
         gitrepository_policy(&policy.gitrepository, &options.excluded_namespaces),
@@ -189,8 +202,38 @@ fn variable(name: &str, expression: String) -> Value {
 /// The policy for new GitRepositories: `spec.timeout` and `spec.suspend` as
 /// [`super::gitrepository::plan`] decides them.
 fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Value {
-    let wanted = policy.timeout.to_string();
-    let wanted_ms = policy.timeout.as_duration().as_millis();
+    let mut variables = vec![variable(
+        "specKind",
+        "!has(object.spec) || object.spec == null ? 'missing'\n\
+         : type(object.spec) == map ? 'map' : 'other'"
+            .to_owned(),
+    )];
+    variables.extend(timeout_variables());
+    variables.extend(operation_variables(policy));
+    let text = cel_string(&policy.timeout.to_string());
+    let patch = format!(
+        "variables.specKind == 'missing'\n\
+         \x20 ? [JSONPatch{{op: 'add', path: '/spec', value: {{'timeout': dyn({text}), 'suspend': dyn(false)}}}}]\n\
+         : variables.specKind != 'map' ? []\n\
+         : (variables.timeoutOp == '' ? [] : [JSONPatch{{op: variables.timeoutOp, path: '/spec/timeout', value: {text}}}])\n\
+         \x20 + (variables.suspendOp == '' ? [] : [JSONPatch{{op: variables.suspendOp, path: '/spec/suspend', value: false}}])"
+    );
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": metadata(GITREPOSITORY_POLICY),
+        "spec": {
+            "matchConstraints": gitrepository_constraints(excluded),
+            "failurePolicy": "Ignore",
+            "reinvocationPolicy": "IfNeeded",
+            "variables": variables,
+            "mutations": [{ "patchType": "JSONPatch", "jsonPatch": { "expression": patch } }],
+        },
+    })
+}
+
+/// CREATE of GitRepositories of any served version, outside the `excluded` namespaces.
+fn gitrepository_constraints(excluded: &[String]) -> Value {
     let mut constraints = json!({
         "resourceRules": [{
             "apiGroups": [flux::GROUP],
@@ -206,27 +249,18 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
             "key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded,
         }] });
     }
-    let keep = match policy.timeout_mode {
-        TimeoutMode::Floor => format!("variables.timeoutMillis >= {wanted_ms}"),
-        TimeoutMode::Force => format!("variables.timeoutMillis == {wanted_ms}"),
-    };
-    let suspend_true = match policy.suspend_mode {
-        SuspendMode::Force => "'replace'",
-        SuspendMode::Preserve => "''",
-    };
-    let text = cel_string(&wanted);
+    constraints
+}
+
+/// `spec.timeout`, read as [`crate::duration::parse_timeout`] reads it, ending in
+/// `timeoutMillis`: the timeout in whole milliseconds, or -1 when it is not a duration Flux can
+/// read.
+fn timeout_variables() -> Vec<Value> {
     let limit_ms = MAX_NANOS / 1_000_000;
     let limit_rest = MAX_NANOS % 1_000_000;
-    let variables = vec![
-        variable(
-            "specKind",
-            "!has(object.spec) || object.spec == null ? 'missing'\n\
-             : type(object.spec) == map ? 'map' : 'other'"
-                .to_owned(),
-        ),
-        // spec.timeout, read as crate::duration::parse_timeout reads it. Its parts (a number and
-        // a unit each) when it is a string in the CRD's syntax of at most MAX_TIMEOUT_LEN
-        // characters, else none.
+    vec![
+        // Its parts (a number and a unit each) when it is a string in the CRD's syntax of at
+        // most MAX_TIMEOUT_LEN characters, else none.
         variable(
             "timeoutParts",
             format!(
@@ -286,8 +320,7 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
             "timeoutRestNanos",
             "variables.timeoutFractionNanos.map(n, n % 1000000).sum() % 1000000".to_owned(),
         ),
-        // The timeout in whole milliseconds, or -1 when it is not a duration Flux can read:
-        // not a string in the CRD's syntax, or longer than Go's time.Duration holds.
+        // Not a string in the CRD's syntax, or longer than Go's time.Duration holds: -1.
         variable(
             "timeoutMillis",
             format!(
@@ -297,6 +330,22 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
                  : variables.timeoutWholeMillis"
             ),
         ),
+    ]
+}
+
+/// `timeoutOp` and `suspendOp`: the JSON Patch operation each field needs under the configured
+/// modes, `''` for none.
+fn operation_variables(policy: &GitRepositoryPolicy) -> [Value; 2] {
+    let wanted_ms = policy.timeout.as_duration().as_millis();
+    let keep = match policy.timeout_mode {
+        TimeoutMode::Floor => format!("variables.timeoutMillis >= {wanted_ms}"),
+        TimeoutMode::Force => format!("variables.timeoutMillis == {wanted_ms}"),
+    };
+    let suspend_true = match policy.suspend_mode {
+        SuspendMode::Force => "'replace'",
+        SuspendMode::Preserve => "''",
+    };
+    [
         variable(
             "timeoutOp",
             format!(
@@ -313,26 +362,7 @@ fn gitrepository_policy(policy: &GitRepositoryPolicy, excluded: &[String]) -> Va
                  : object.spec.suspend ? {suspend_true} : ''"
             ),
         ),
-    ];
-    let patch = format!(
-        "variables.specKind == 'missing'\n\
-         \x20 ? [JSONPatch{{op: 'add', path: '/spec', value: {{'timeout': dyn({text}), 'suspend': dyn(false)}}}}]\n\
-         : variables.specKind != 'map' ? []\n\
-         : (variables.timeoutOp == '' ? [] : [JSONPatch{{op: variables.timeoutOp, path: '/spec/timeout', value: {text}}}])\n\
-         \x20 + (variables.suspendOp == '' ? [] : [JSONPatch{{op: variables.suspendOp, path: '/spec/suspend', value: false}}])"
-    );
-    json!({
-        "apiVersion": API_VERSION,
-        "kind": "MutatingAdmissionPolicy",
-        "metadata": metadata(GITREPOSITORY_POLICY),
-        "spec": {
-            "matchConstraints": constraints,
-            "failurePolicy": "Ignore",
-            "reinvocationPolicy": "IfNeeded",
-            "variables": variables,
-            "mutations": [{ "patchType": "JSONPatch", "jsonPatch": { "expression": patch } }],
-        },
-    })
+    ]
 }
 
 // --- source-controller Pods ------------------------------------------------------------------
@@ -788,6 +818,21 @@ mod tests {
             expression(&overriding.objects[2]).contains(
                 "op: 'replace', path: '/spec/containers/' + string(i) + '/env/' + string("
             )
+        );
+    }
+
+    #[test]
+    fn lanes_are_refused_rather_than_left_out() {
+        let mut policy = Policy::default();
+        policy.gitrepository.lanes = super::super::LaneRules::new(vec![
+            super::super::LaneRule::parse("github.com=far").unwrap(),
+        ])
+        .unwrap();
+        let err = render(&policy, &NativeOptions::default()).unwrap_err();
+        assert_eq!(err, RenderError::Lanes);
+        assert!(
+            err.to_string()
+                .starts_with("--lane is applied by the webhook only")
         );
     }
 

@@ -175,6 +175,13 @@ fn record(metrics: &Metrics, reviewed: &Reviewed) {
     ) {
         metrics.mirror.count_rewrite(rule);
     }
+    if let (ReviewOutcome::Patched, Some(shard), false) = (
+        reviewed.outcome,
+        reviewed.lane_shard.as_deref(),
+        reviewed.dry_run,
+    ) {
+        metrics.lane.count_assignment(shard);
+    }
     let kind = kind.value;
     let uid = reviewed.uid.as_str();
     let namespace = reviewed.namespace.as_deref().unwrap_or("");
@@ -211,7 +218,8 @@ fn record(metrics: &Metrics, reviewed: &Reviewed) {
         }
         ReviewOutcome::Patched => {
             let dry_run = reviewed.dry_run;
-            tracing::debug!(uid, kind, namespace, name, dry_run, "patched");
+            let lane = reviewed.lane_shard.as_deref();
+            tracing::debug!(uid, kind, namespace, name, dry_run, lane, "patched");
         }
         outcome => tracing::debug!(uid, kind, outcome = outcome.as_str(), "admitted"),
     }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Renders deploy/ (the base, its cert-manager, janitor-delete and native-admission components,
-# deploy/monitoring/) with kustomize and checks the result offline: objects, API field schema,
+# deploy/monitoring/, and the host lane component over deploy/lanes/example) with kustomize and
+# checks the result offline: objects, API field schema,
 # hardening, exact RBAC, webhook registration, NetworkPolicy, the monitoring wiring, kube-score (and kube-linter where
 # it can be installed), and the Dockerfile. Writes nothing into the repository.
 #   tests/deploy/check.sh

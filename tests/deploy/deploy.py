@@ -536,6 +536,77 @@ def check_dockerfile():
     assert "target/" in ignore or "target" in ignore or "/target" in ignore, ".dockerignore lacks target/"
 
 
+LANES = DEPLOY / "lanes"
+LANE_OBJECTS = {
+    ("Deployment", "flux-system", "source-controller"),
+    ("Deployment", "flux-system", "source-controller-far"),
+    ("Service", "flux-system", "source-controller-far"),
+}
+# The stand-in for Flux's source-controller in deploy/lanes/example, as written there.
+FLUX_ARGS = ["--watch-all-namespaces", "--log-level=info", "--log-encoding=json", "--enable-leader-election",
+             "--storage-path=/data", "--storage-adv-addr=source-controller.$(RUNTIME_NAMESPACE).svc.cluster.local."]
+
+
+def lane_objects(docs):
+    """The objects deploy/lanes/component adds (the stand-in is Flux's, not ours)."""
+    return [d for d in docs if d["metadata"]["name"] == "source-controller-far"]
+
+
+def check_lanes(docs):
+    """deploy/lanes: the main source-controller leaves shards alone; the lane's serves shard
+    "far" only, advertises its own Service, and shares nothing that would make the two contend
+    (Pod label, Service, storage)."""
+    check_objects(docs, LANE_OBJECTS)
+    main = one(docs, "Deployment", "source-controller", "flux-system")
+    (main_c,) = main["spec"]["template"]["spec"]["containers"]
+    assert main_c["args"] == FLUX_ARGS + ["--watch-label-selector=!sharding.fluxcd.io/key"], main_c["args"]
+
+    lane = one(docs, "Deployment", "source-controller-far", "flux-system")
+    pod = lane["spec"]["template"]
+    (c,) = pod["spec"]["containers"]
+    args = c["args"]
+    selectors = [a for a in args if a.startswith("--watch-label-selector=")]
+    assert selectors == ["--watch-label-selector=sharding.fluxcd.io/key=far"], selectors
+    assert "--storage-adv-addr=source-controller-far.$(RUNTIME_NAMESPACE).svc.cluster.local." in args, args
+    assert "--storage-path=/data" in args and "--enable-leader-election" in args, args
+    flags = {a.split("=", 1)[0] for a in args}
+    assert {"--concurrent", "--min-retry-delay", "--max-retry-delay"} <= flags, args
+    env = {e["name"]: e for e in c["env"]}
+    assert env["RUNTIME_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace", env
+    assert c["name"] == "manager" and c["image"].split(":")[0] == main_c["image"].split(":")[0], c["image"]
+    assert pod["spec"]["serviceAccountName"] == main["spec"]["template"]["spec"]["serviceAccountName"]
+    assert lane["spec"]["strategy"] == {"type": "Recreate"}, lane["spec"].get("strategy")
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert "emptyDir" in volumes[mounts["/data"]], "the lane's storage must be its own"
+
+    # The main Service must not reach the lane's Pod, nor the lane's Service the main Pods.
+    labels = pod["metadata"]["labels"]
+    main_labels = main["spec"]["template"]["metadata"]["labels"]
+    assert lane["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert not main["spec"]["selector"]["matchLabels"].items() <= labels.items(), "main selector matches the lane"
+    svc = one(docs, "Service", "source-controller-far", "flux-system")
+    assert svc["spec"]["selector"].items() <= labels.items(), svc["spec"]["selector"]
+    assert not svc["spec"]["selector"].items() <= main_labels.items(), "lane Service selects the main Pods"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    (port,) = svc["spec"]["ports"]
+    assert port["port"] == 80 and ports.get(port["targetPort"]) == 9090, port
+
+
+def lanes_exceptions(docs):
+    """Checks switched off on the lane's objects are explained in deploy/lanes/README.md."""
+    readme = (LANES / "README.md").read_text()
+    section = readme[readme.index("## Linters"):]
+    found = set()
+    for doc in lane_objects(docs):
+        value = (doc["metadata"].get("annotations") or {}).get("kube-score/ignore", "")
+        for name in filter(None, (n.strip() for n in value.split(","))):
+            assert f"`{name}`" in section, f"{doc['kind']}: {name} is switched off but not explained"
+            found.add(name)
+    assert found == {"container-image-pull-policy", "pod-networkpolicy", "deployment-strategy",
+                     "deployment-replicas"}, sorted(found)
+
+
 # --- kube-score and kube-linter ----------------------------------------------------------------
 def documented_exceptions(docs):
     """Each check an object's annotations switch off must be explained in deploy/README.md, and
@@ -595,6 +666,10 @@ def run_linters(base, state, workdir):
                  (("deploy/ + cert-manager", "cm"), ("deploy/ + cert-manager + janitor-delete", "both"),
                   ("deploy/ + native-admission", "native"))
                  if key in state]
+    if "lanes" in state:
+        variants.append(("deploy/lanes/component", "lanes", lane_objects(state["lanes"])))
+        check("deploy/lanes: checks switched off by annotations are explained in its README")(
+            lanes_exceptions, state["lanes"])
     for label, key, docs in variants:
         check(f"kube-score {KUBERNETES_VERSION}, warnings fail: {label}")(kube_score, docs, workdir, f"score-{key}")
     for label, key, docs in variants:
@@ -690,6 +765,18 @@ def run_checks(workdir):
     if "monitoring" in state:
         check("monitoring: ServiceMonitor gives job=\"fluxgate\", keeps labels; PrometheusRule = alerts/")(
             check_monitoring, state["monitoring"], base)
+
+    def render_lanes():
+        state["lanes"] = kustomize(LANES / "example")
+
+    check("kustomize renders deploy/lanes/example (the lane component over a stand-in for Flux)")(render_lanes)
+    if "lanes" in state:
+        lanes = state["lanes"]
+        check("lanes: main source-controller excludes shards; the lane's serves \"far\" on its own storage and Service")(
+            check_lanes, lanes)
+        check("lanes: every field exists in the Kubernetes API schema")(check_schema, lanes)
+        check("lanes: the lane's container non-root, read-only, no privilege escalation, caps dropped, seccomp")(
+            check_hardened, lane_objects(lanes))
 
     run_linters(base, state, workdir)
 

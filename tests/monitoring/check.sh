@@ -157,6 +157,8 @@ mutant_tests() { # PATTERN REPLACEMENT: runs the unit tests against a changed co
 }
 check_fails "unit tests catch a threshold of >= 50" mutant_tests ') > 50$' ') >= 50'
 check_fails "unit tests catch a threshold of > 51" mutant_tests ') > 50$' ') > 51'
+check_fails "unit tests catch a stuck-worker threshold of >= 600" mutant_tests ') > 600$' ') >= 600'
+check_fails "unit tests catch a stuck-worker threshold of > 601" mutant_tests ') > 600$' ') > 601'
 
 # --- Alertmanager example ----------------------------------------------------------------------
 check "amtool check-config alerts/alertmanager-example.yaml" amtool check-config alerts/alertmanager-example.yaml

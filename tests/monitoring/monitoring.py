@@ -51,6 +51,7 @@ FLUXGATE_METRICS = {
     "fluxgate_webhook_certificate_reloads_total",
     "fluxgate_proxy_injections_total",
     "fluxgate_mirror_rewrites_total",
+    "fluxgate_lane_assignments_total",
     "fluxgate_gitrepositories",
     "fluxgate_gitrepositories_failed",
     "fluxgate_gitrepositories_unobserved",
