@@ -293,6 +293,21 @@ fn ran_out_of_time(message: &str) -> bool {
 /// `[user@]host:path`, lowercased, without user info or port. `unknown` when there is no
 /// plausible host name (empty, a local path, `file://`, stray characters), which also keeps the
 /// `host` label's values bounded to real names.
+/// `url` without the userinfo of a `scheme://user:password@host/...` URL (a token in the URL
+/// must not be kept or sent anywhere); scp-like `user@host:path` has no password and is kept.
+pub fn url_without_userinfo(url: &str) -> String {
+    let url = url.trim();
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
+            let host = authority.rsplit('@').next().unwrap_or("");
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 pub fn git_host(url: &str) -> String {
     let url = url.trim();
     let authority = if let Some((_, rest)) = url.split_once("://") {
@@ -375,6 +390,9 @@ pub struct Health {
     pub observed_generation: Option<i64>,
     /// From `spec.url`, whatever the state (see [`git_host`]).
     pub host: String,
+    /// `spec.url` without its userinfo ([`url_without_userinfo`]): what fluxgate's own probe of
+    /// the host contacts.
+    pub probe_url: String,
     /// Set exactly when the state is [`State::Failed`].
     pub failure: Option<Failure>,
     pub created: Option<OffsetDateTime>,
@@ -511,6 +529,7 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         generation,
         observed_generation,
         host: git_host(spec.get("url").and_then(Value::as_str).unwrap_or("")),
+        probe_url: url_without_userinfo(spec.get("url").and_then(Value::as_str).unwrap_or("")),
         failure,
         created: timestamp(metadata.get("creationTimestamp")),
         first_condition_at: conditions
@@ -527,6 +546,23 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_url_never_keeps_a_password() {
+        assert_eq!(
+            url_without_userinfo(" https://user:token@github.com/o/r.git "),
+            "https://github.com/o/r.git"
+        );
+        assert_eq!(
+            url_without_userinfo("ssh://git@github.com:22/o/r"),
+            "ssh://github.com:22/o/r"
+        );
+        assert_eq!(url_without_userinfo("https://a@b@h/x?y"), "https://h/x?y");
+        assert_eq!(
+            url_without_userinfo("git@github.com:o/r"),
+            "git@github.com:o/r"
+        );
+    }
     use serde_json::json;
     use time::macros::datetime;
 

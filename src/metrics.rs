@@ -339,6 +339,9 @@ pub struct BreakerMetrics {
     pub pass_duration: Histogram,
     /// With `--breaker=false`: GitRepositories still quarantined, which nobody releases.
     pub quarantined_without_breaker: Gauge,
+    /// 1 while transport failures span several hosts at once (the cluster's egress, DNS or
+    /// proxy): the breaker quarantines nothing meanwhile.
+    pub cluster_wide_failure: Gauge,
 }
 
 impl Default for BreakerMetrics {
@@ -350,6 +353,7 @@ impl Default for BreakerMetrics {
             probes: Family::default(),
             pass_duration: pass_duration_histogram(),
             quarantined_without_breaker: Gauge::default(),
+            cluster_wide_failure: Gauge::default(),
         }
     }
 }
@@ -471,6 +475,11 @@ impl Metrics {
             "quarantined_without_breaker",
             "GitRepositories still quarantined while this fluxgate runs with --breaker=false: nobody releases them until `fluxgate restore --quarantined`",
             breaker.quarantined_without_breaker.clone(),
+        );
+        registry.register(
+            "breaker_cluster_wide_failure",
+            "1 while transport failures span several Git hosts at once, including hosts that answered just before (the cluster's own egress, DNS or proxy is failing): the breaker quarantines nothing meanwhile; 0 otherwise",
+            breaker.cluster_wide_failure.clone(),
         );
 
         Self {

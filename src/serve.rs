@@ -9,7 +9,8 @@ use clap::Args;
 use tokio::task::JoinSet;
 
 use crate::breaker::args::BreakerArgs;
-use crate::breaker::runtime::{BreakerDuty, Breakers};
+use crate::breaker::probe::{Prober, ProberConfig, ProxyRoutes};
+use crate::breaker::runtime::{BreakerDuty, Breakers, ProbeBook};
 use crate::certs::{CertArgs, bootstrap};
 use crate::discovery;
 use crate::election::{self, Candidate, Leadership};
@@ -143,7 +144,7 @@ async fn start_elected(
         start_janitor(args, client, metrics, leadership.clone(), tasks);
     }
     if let (true, Some(store)) = (args.breaker.enabled, store) {
-        start_breaker(args, client, store, metrics, leadership, tasks);
+        start_breaker(args, client, store, metrics, leadership, tasks)?;
     }
     Ok(())
 }
@@ -286,18 +287,39 @@ fn start_breaker(
     metrics: &Metrics,
     leadership: Leadership,
     tasks: &mut JoinSet<()>,
-) {
+) -> anyhow::Result<()> {
     let trip = args.breaker.trip.clone();
     tracing::info!(settings = ?trip.settings(), excluded = ?trip.breaker_exclude_hosts, "host circuit breaker enabled");
+    let prober = host_prober(args)?;
+    let book = Arc::new(ProbeBook::default());
     let duty = BreakerDuty {
         client: client.clone(),
         store,
-        breakers: Breakers::new(trip, metrics.breaker.clone()),
+        breakers: Breakers::new(trip, metrics.breaker.clone()).probed(book.clone()),
         instance: args.identity(),
+        prober: Some((prober, book)),
+        probed: Arc::default(),
     };
     let every = args.breaker.breaker_pass_interval;
     let run = election::run_while_leading("breaker", leadership, every, duty);
     tasks.spawn(log_end("breaker", run));
+    Ok(())
+}
+
+/// fluxgate's own probe of open hosts, through the proxy source-controller is given.
+fn host_prober(args: &ServeArgs) -> anyhow::Result<Prober> {
+    let policy = args.webhook.policy.policy()?;
+    let proxy = ProxyRoutes::from_policy(&policy.proxy).context(
+        "the host circuit breaker probes hosts through source-controller's proxy and cannot \
+         read one kept in a Secret: give the proxy as a URL, or run with --breaker=false",
+    )?;
+    let config = ProberConfig {
+        timeout: args.breaker.breaker_probe_timeout,
+        concurrency: usize::from(args.breaker.breaker_probe_concurrency),
+        proxy,
+        ..ProberConfig::default()
+    };
+    Prober::new(config).context("building the host probe")
 }
 
 /// How often `serve --breaker=false` counts what the breaker left quarantined.

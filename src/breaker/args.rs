@@ -25,18 +25,20 @@ pub struct TripArgs {
     #[arg(long, env = "FLUXGATE_BREAKER_WINDOW", default_value = "10m", value_parser = parse_flag)]
     pub breaker_window: Duration,
 
-    /// Time from opening to the first probe (one canary released); it doubles after each failed
-    /// probe, up to --breaker-probe-interval-max.
-    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL", default_value = "5m", value_parser = parse_flag)]
+    /// How often fluxgate probes an open host itself (one bounded request of its own, no
+    /// source-controller worker); also the first wait before a canary, which goes out only just
+    /// after the host answered. The canary's wait doubles after each failed canary, up to
+    /// --breaker-probe-interval-max.
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL", default_value = "1m", value_parser = parse_flag)]
     pub breaker_probe_interval: Duration,
 
-    /// The longest time between two probes of a host that stays down: with the release, it bounds
-    /// how long the host's GitRepositories stay quarantined after it is back.
+    /// The longest wait between two canaries of a host whose canaries failed; and a host that
+    /// answers every probe for this long gets its canary whatever its wait.
     #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL_MAX", default_value = "10m", value_parser = parse_flag)]
     pub breaker_probe_interval_max: Duration,
 
-    /// The longest time between two probes of a flapping host, one that answered a probe and then
-    /// failed again; also how long a host must stay closed to count as recovered.
+    /// The longest wait between two canaries of a flapping host, one whose canary passed and
+    /// whose release then failed; also how long a host must stay closed to count as recovered.
     #[arg(long, env = "FLUXGATE_BREAKER_FLAPPING_PROBE_INTERVAL_MAX", default_value = "1h", value_parser = parse_flag)]
     pub breaker_flapping_probe_interval_max: Duration,
 
@@ -44,13 +46,14 @@ pub struct TripArgs {
     #[arg(long, env = "FLUXGATE_BREAKER_CANARY_TIMEOUT", default_value = "10m", value_parser = parse_flag)]
     pub breaker_canary_timeout: Duration,
 
-    /// The most GitRepositories released at a time once the host answers again (batches start
-    /// at 2 and double) ...
+    /// The most released GitRepositories source-controller has not tried yet, across all hosts
+    /// (batches start at 2 and double); the next batch goes out as soon as half of what is out
+    /// has been tried ...
     #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_BATCH", default_value_t = 20)]
     pub breaker_release_batch: usize,
 
-    /// ... one batch every this long, so they do not all take source-controller's workers at once.
-    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_EVERY", default_value = "30s", value_parser = parse_flag)]
+    /// ... and at least this long after the previous batch (0: paced by source-controller alone).
+    #[arg(long, env = "FLUXGATE_BREAKER_RELEASE_EVERY", default_value = "0s", value_parser = parse_flag)]
     pub breaker_release_every: Duration,
 
     /// Most changes the breaker makes in one pass over one host.
@@ -84,11 +87,20 @@ impl TripArgs {
         }
     }
 
-    /// Whether `host` is left out (host names compare case-insensitively).
+    /// Whether `host` is left out: entries are `host` or `host:port` (the port is not part of a
+    /// breaker's host), compared without letter case or a trailing dot.
     pub fn excludes(&self, host: &str) -> bool {
-        self.breaker_exclude_hosts
-            .iter()
-            .any(|h| h.trim().eq_ignore_ascii_case(host))
+        let host = host.trim_end_matches('.');
+        self.breaker_exclude_hosts.iter().any(|entry| {
+            let entry = entry.trim();
+            let name = match entry.rsplit_once(':') {
+                // `host:port`, not a bare IPv6 address (which has more colons).
+                Some((name, port)) if !name.contains(':') && port.parse::<u16>().is_ok() => name,
+                _ => entry,
+            };
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name.trim_end_matches('.').eq_ignore_ascii_case(host)
+        })
     }
 }
 
@@ -123,6 +135,14 @@ pub struct BreakerArgs {
     /// Longest time between two passes; a change the watch sees starts one within a second.
     #[arg(long, env = "FLUXGATE_BREAKER_PASS_INTERVAL", default_value = "10s", value_parser = parse_flag)]
     pub breaker_pass_interval: Duration,
+
+    /// The most one probe of a host may take, from its connect to its answer.
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_TIMEOUT", default_value = "10s", value_parser = parse_flag)]
+    pub breaker_probe_timeout: Duration,
+
+    /// How many hosts are probed at once.
+    #[arg(long, env = "FLUXGATE_BREAKER_PROBE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub breaker_probe_concurrency: u16,
 
     #[command(flatten)]
     pub trip: TripArgs,

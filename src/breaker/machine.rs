@@ -64,8 +64,53 @@ impl Action {
     }
 }
 
+/// The latest of fluxgate's own checks of a host ([`super::probe`]): whether it answered at the
+/// protocol level (an HTTP status below 500 other than 429, or an SSH banner), and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeReport {
+    pub at: OffsetDateTime,
+    pub answered: bool,
+}
+
+/// What a pass knows beyond the host's GitRepositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inputs {
+    pub check: HostCheck,
+    /// Transport failures span several hosts at once: the cluster's own egress, DNS or proxy is
+    /// failing, not this host. Nothing is quarantined and no breaker opens while it holds.
+    pub cluster_wide_failure: bool,
+    /// How many GitRepositories this pass may release: what the release budget shared by every
+    /// host has left.
+    pub release_room: usize,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Self {
+            check: HostCheck::Unchecked,
+            cluster_wide_failure: false,
+            release_room: usize::MAX,
+        }
+    }
+}
+
+/// What a pass knows of a host beyond its GitRepositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostCheck {
+    /// No probe is run (`fluxgate report`, which has no network): a canary that is due goes out
+    /// as if the host had answered.
+    Unchecked,
+    /// fluxgate probes the host: its latest result, if any. No canary goes out, and so no worker
+    /// of source-controller is held, unless the host has just answered.
+    Probed(Option<ProbeReport>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeOutcome {
+    /// fluxgate's own probe found the host answering.
+    Answered,
+    /// fluxgate's own probe found no answer (a hang, a refusal, DNS, TLS, 429 or 5xx).
+    Unanswered,
     /// The canary became Ready (or the host at least answered it): closed, releasing the rest.
     Passed,
     /// The canary failed with a transport error or was not Ready in time; or no canary was left
@@ -86,7 +131,10 @@ pub struct Snapshot {
     pub total: usize,
     /// The wait before the next probe (or the one a reopening would start from).
     pub probe_delay: Duration,
+    /// When the next canary may go out (after a probe answers), while open.
     pub next_probe_at: Option<OffsetDateTime>,
+    /// Open: fluxgate should keep probing the host, once every `probe_interval`.
+    pub wants_probe: bool,
     pub canary: Option<ObjectKey>,
     /// Closed, and quarantined GitRepositories are still being released or watched.
     pub releasing: bool,
@@ -170,6 +218,11 @@ impl Release {
                     progress.failing += 1;
                 }
                 Condition::OtherFailing if fresh => progress.attempted += 1,
+                // Throttled is no return: counted as failing again, like a transport failure.
+                Condition::Throttled if fresh => {
+                    progress.attempted += 1;
+                    progress.failing += 1;
+                }
                 Condition::SuspendedByOthers | Condition::QuarantineOverridden => {}
                 _ => progress.waiting += 1,
             }
@@ -215,6 +268,10 @@ pub struct HostBreaker {
     closed_at: Option<OffsetDateTime>,
     /// Answered a probe and failed again since it last rested: see [`HostBreaker`], flapping.
     flapping: bool,
+    /// The time of the latest probe result judged, so that each is judged once.
+    probe_judged_at: Option<OffsetDateTime>,
+    /// Since when every probe of the host has answered, without a break.
+    answered_since: Option<OffsetDateTime>,
 }
 
 impl HostBreaker {
@@ -231,8 +288,20 @@ impl HostBreaker {
         }
     }
 
-    /// One pass over one host's GitRepositories: what to change, and the breaker's new state.
+    /// One pass over one host's GitRepositories, unprobed ([`HostCheck::Unchecked`]).
     pub fn step(&mut self, members: &[Member], now: OffsetDateTime, settings: &Settings) -> Step {
+        self.step_checked(members, now, settings, Inputs::default())
+    }
+
+    /// One pass over one host's GitRepositories, with what fluxgate's own probe found: what to
+    /// change, and the breaker's new state.
+    pub fn step_checked(
+        &mut self,
+        members: &[Member],
+        now: OffsetDateTime,
+        settings: &Settings,
+        inputs: Inputs,
+    ) -> Step {
         if !self.taken_over {
             self.take_over(members, now, settings);
             self.taken_over = true;
@@ -244,6 +313,8 @@ impl HostBreaker {
             settings,
             actions: Vec::new(),
             probe: None,
+            hold: inputs.cluster_wide_failure,
+            release_room: inputs.release_room,
         };
         match &mut self.phase {
             // Taken, not copied: a release remembers every member it released, up to a host's
@@ -256,7 +327,7 @@ impl HostBreaker {
                 episode,
                 next_probe_at,
             } => {
-                if now >= next_probe_at {
+                if self.may_send_canary(inputs.check, next_probe_at, &mut pass) {
                     self.probe(episode, &mut pass);
                 }
             }
@@ -272,6 +343,8 @@ impl HostBreaker {
         pass.acknowledge_overrides();
         pass.release_opted_out();
         match &self.phase {
+            // A failing egress is no reason to suspend anyone's GitRepository.
+            _ if pass.hold => {}
             Phase::Open { episode, .. } => pass.quarantine_failing(*episode, None),
             Phase::HalfOpen {
                 episode, canary, ..
@@ -284,6 +357,26 @@ impl HostBreaker {
             probe: pass.probe,
             snapshot: self.snapshot(members, settings),
             actions: pass.actions,
+        }
+    }
+
+    /// GitRepositories this breaker released that source-controller has not tried yet: what it
+    /// holds of the release budget shared by every host.
+    pub fn in_flight(&self, members: &[Member]) -> usize {
+        match &self.phase {
+            Phase::Closed {
+                release: Some(release),
+            } => release.progress(members).waiting,
+            Phase::HalfOpen {
+                canary,
+                released_at,
+                ..
+            } => usize::from(
+                members
+                    .iter()
+                    .any(|m| &m.key.uid == canary && !attempted_since(m, *released_at)),
+            ),
+            _ => 0,
         }
     }
 
@@ -300,6 +393,7 @@ impl HostBreaker {
                 Phase::Open { next_probe_at, .. } => Some(next_probe_at),
                 _ => None,
             },
+            wants_probe: matches!(self.phase, Phase::Open { .. }),
             canary: match &self.phase {
                 Phase::HalfOpen { canary, .. } => members
                     .iter()
@@ -356,6 +450,43 @@ impl HostBreaker {
         };
     }
 
+    /// Judges the latest probe result once, and says whether a canary may go out now: only just
+    /// after the host answered, and once its delay has passed or the host has answered every
+    /// probe for `probe_interval_max` (a host that flapped and then came back for good is not
+    /// held for the rest of a long delay: the latch lasts only as long as its reason).
+    fn may_send_canary(
+        &mut self,
+        check: HostCheck,
+        next_probe_at: OffsetDateTime,
+        pass: &mut Pass,
+    ) -> bool {
+        let (now, settings) = (pass.now, pass.settings);
+        let report = match check {
+            HostCheck::Unchecked => return now >= next_probe_at,
+            HostCheck::Probed(report) => report,
+        };
+        if let Some(report) = report.filter(|r| self.probe_judged_at.is_none_or(|t| r.at > t)) {
+            self.probe_judged_at = Some(report.at);
+            if report.answered {
+                self.answered_since.get_or_insert(report.at);
+                pass.probe = Some(ProbeOutcome::Answered);
+            } else {
+                self.answered_since = None;
+                pass.probe = Some(ProbeOutcome::Unanswered);
+            }
+        }
+        // An answer older than two probe periods says nothing about the host now.
+        let recent = settings.probe_interval.saturating_mul(2);
+        let answering = self.answered_since.is_some()
+            && self
+                .probe_judged_at
+                .is_some_and(|t| elapsed(t, now) <= recent);
+        let steady = self
+            .answered_since
+            .is_some_and(|t| elapsed(t, now) >= settings.probe_interval_max);
+        answering && (now >= next_probe_at || steady)
+    }
+
     /// The probe delay in force, within the settings' bounds whatever they are.
     fn delay(&self, settings: &Settings) -> Duration {
         self.probe_delay
@@ -383,6 +514,8 @@ impl HostBreaker {
 
     fn open(&mut self, episode: OffsetDateTime, pass: &Pass) {
         self.tripping_since = None;
+        // The next canary needs a new answer.
+        self.answered_since = None;
         self.phase = Phase::Open {
             episode,
             next_probe_at: after(pass.now, self.delay(pass.settings)),
@@ -460,7 +593,8 @@ impl HostBreaker {
         });
         let mut released_now = 0;
         if due {
-            for member in waiting.iter().take(release.next_batch(settings)) {
+            let batch = release.next_batch(settings).min(pass.release_room);
+            for member in waiting.iter().take(batch) {
                 if !pass.push(Action::Release {
                     key: member.key.clone(),
                     resource_version: member.resource_version,
@@ -471,6 +605,7 @@ impl HostBreaker {
                 release.released.insert(member.key.uid.clone(), now);
                 released_now += 1;
             }
+            pass.release_room -= released_now;
             if released_now > 0 {
                 release.last_batch_at = Some(now);
             }
@@ -494,6 +629,12 @@ impl HostBreaker {
         let counts = counts(pass.members);
         if !counts.trip(settings) {
             self.tripping_since = None;
+            return false;
+        }
+        // Judged again once the cluster's egress answers: the window keeps running meanwhile.
+        if pass.hold {
+            let first_failure = counts.first_failure_at.map_or(now, |t| t.min(now));
+            self.tripping_since.get_or_insert(first_failure);
             return false;
         }
         // The window runs from the host's first failure still standing, not from the pass that
@@ -522,12 +663,15 @@ impl HostBreaker {
     /// Releases one canary; with none left, judges the host by what is visible of it.
     fn probe(&mut self, episode: OffsetDateTime, pass: &mut Pass) {
         match pass.releasable(1).first() {
+            // The release budget is spent by other hosts: the canary waits for the next pass.
+            Some(_) if pass.release_room == 0 => {}
             Some(canary) => {
                 if pass.push(Action::Release {
                     key: canary.key.clone(),
                     resource_version: canary.resource_version,
                     canary: true,
                 }) {
+                    pass.release_room -= 1;
                     self.phase = Phase::HalfOpen {
                         episode,
                         canary: canary.key.uid.clone(),
@@ -566,7 +710,8 @@ impl HostBreaker {
             Condition::OtherFailing if fresh => {
                 self.close(episode, Some((uid, released_at)), pass);
             }
-            Condition::TransportFailing { .. } if fresh => {
+            // A 429 or 502/503 answer is the host asking for fewer attempts, not a return.
+            Condition::TransportFailing { .. } | Condition::Throttled if fresh => {
                 self.fail_probe(episode, ProbeOutcome::Failed, pass);
             }
             Condition::SuspendedByOthers | Condition::QuarantineOverridden => {
@@ -594,6 +739,10 @@ struct Pass<'a> {
     settings: &'a Settings,
     actions: Vec<Action>,
     probe: Option<ProbeOutcome>,
+    /// See [`Inputs::cluster_wide_failure`].
+    hold: bool,
+    /// See [`Inputs::release_room`]; what is left of it in this pass.
+    release_room: usize,
 }
 
 impl<'a> Pass<'a> {
@@ -747,10 +896,13 @@ mod tests {
     const FAILING: Condition = Condition::TransportFailing { since: None };
 
     /// The settings these tests were written against, whatever the defaults become: trip at 10
-    /// failing, probe at most hourly, release 10 at a time.
+    /// failing, a first canary 5 minutes after opening, at most hourly after failures, release
+    /// 10 at a time every 30 seconds at the most.
     fn pinned() -> Settings {
         Settings {
             min_failing: 10,
+            probe_interval: Duration::from_secs(5 * 60),
+            release_every: Duration::from_secs(30),
             probe_interval_max: Duration::from_secs(3600),
             flapping_probe_interval_max: Duration::from_secs(3600),
             release_batch: 10,
@@ -1713,8 +1865,12 @@ mod tests {
     }
 
     #[test]
-    fn a_down_host_is_probed_every_ten_minutes_a_flapping_one_hourly() {
-        let settings = Settings::default();
+    fn failed_canaries_wait_up_to_ten_minutes_a_flapping_hosts_up_to_an_hour() {
+        // Unprobed, so that canaries can fail: a first wait of five minutes doubles to the cap.
+        let settings = Settings {
+            probe_interval: Duration::from_secs(5 * 60),
+            ..Settings::default()
+        };
         let mut members = host(&[(12, FAILING)]);
         let mut breaker = tripped(&mut members, &settings);
         let mut now = T0 + minutes(15);
@@ -1773,6 +1929,181 @@ mod tests {
             per_hour[3..].iter().all(|&n| n >= 2),
             "still probing: {per_hour:?}"
         );
+    }
+
+    fn probed(at: OffsetDateTime, answered: bool) -> Inputs {
+        Inputs {
+            check: HostCheck::Probed(Some(ProbeReport { at, answered })),
+            ..Inputs::default()
+        }
+    }
+
+    const NOT_PROBED_YET: Inputs = Inputs {
+        check: HostCheck::Probed(None),
+        cluster_wide_failure: false,
+        release_room: usize::MAX,
+    };
+
+    #[test]
+    fn no_canary_holds_a_worker_while_the_host_does_not_answer() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        // Long past the canary's wait: a probe that hangs (no result yet), then one that finds
+        // no answer (a refusal, a timeout, a 429 or 5xx), minute after minute.
+        for minute in 11..60 {
+            let now = T0 + minutes(minute);
+            let inputs = if minute % 2 == 0 {
+                probed(now, false)
+            } else {
+                NOT_PROBED_YET
+            };
+            let step = breaker.step_checked(&members, now, &settings, inputs);
+            assert!(
+                step.actions.is_empty(),
+                "minute {minute}: {:?}",
+                step.actions
+            );
+            assert_eq!(step.snapshot.state, Open);
+            assert!(step.snapshot.wants_probe);
+            if minute % 2 == 0 {
+                assert_eq!(step.probe, Some(ProbeOutcome::Unanswered));
+            }
+        }
+        // The same result is judged once.
+        let now = T0 + minutes(60);
+        breaker.step_checked(&members, now, &settings, probed(now, false));
+        let again = breaker.step_checked(&members, now, &settings, probed(now, false));
+        assert_eq!(again.probe, None);
+    }
+
+    #[test]
+    fn a_return_just_after_a_probe_is_seen_at_the_next_one() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        // The canary's wait (one probe period) is over at T0 + 11m; the probe a second before
+        // the host's return finds nothing.
+        let returned = T0 + minutes(20) + time::Duration::SECOND;
+        let step = breaker.step_checked(
+            &members,
+            T0 + minutes(20),
+            &settings,
+            probed(T0 + minutes(20), false),
+        );
+        assert!(step.actions.is_empty());
+        // The next probe, one period later, finds it answering: the canary goes out at once.
+        let next = T0 + minutes(21);
+        let step = breaker.step_checked(&members, next, &settings, probed(next, true));
+        assert_eq!(step.probe, Some(ProbeOutcome::Answered));
+        assert_eq!(names(&step.actions, is_canary).len(), 1);
+        assert_eq!(step.transition, Some((Open, HalfOpen)));
+        assert!(
+            next - returned <= minutes(1),
+            "found within one probe period"
+        );
+        // An answer older than two periods is no news: it releases nothing.
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let stale = T0 + minutes(11);
+        let step = breaker.step_checked(&members, T0 + minutes(14), &settings, probed(stale, true));
+        assert!(step.actions.is_empty(), "{:?}", step.actions);
+    }
+
+    #[test]
+    fn a_throttled_canary_is_no_return() {
+        let settings = pinned();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let step = probe(
+            &mut breaker,
+            &mut members,
+            T0 + minutes(15),
+            Condition::Throttled,
+            &settings,
+        );
+        assert_eq!(step.probe, Some(ProbeOutcome::Failed));
+        assert_eq!(step.snapshot.state, Open);
+        assert!(names(&step.actions, is_release).is_empty());
+    }
+
+    #[test]
+    fn steady_answers_end_a_long_canary_wait() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        // Two canaries failed: the next waits longer.
+        breaker.probe_delay = Duration::from_secs(3600);
+        breaker.phase = Phase::Open {
+            episode: T0 + minutes(10),
+            next_probe_at: T0 + minutes(80),
+        };
+        let mut released_at = None;
+        for minute in 20..=40 {
+            let now = T0 + minutes(minute);
+            let step = breaker.step_checked(&members, now, &settings, probed(now, true));
+            if !names(&step.actions, is_canary).is_empty() {
+                released_at = Some(minute);
+                break;
+            }
+        }
+        // Answering every minute from T0 + 20m: the canary goes out once that has lasted
+        // --breaker-probe-interval-max (10m), not at T0 + 80m.
+        assert_eq!(released_at, Some(30));
+    }
+
+    #[test]
+    fn a_cluster_wide_failure_quarantines_nothing_and_judgement_resumes_after() {
+        let settings = pinned();
+        let mut members = host(&[(12, FAILING)]);
+        let unjudged = members.clone();
+        let mut breaker = HostBreaker::default();
+        let hold = Inputs {
+            cluster_wide_failure: true,
+            ..Inputs::default()
+        };
+        for minute in [0, 10, 30, 60] {
+            let step = breaker.step_checked(&unjudged, T0 + minutes(minute), &settings, hold);
+            assert!(step.actions.is_empty());
+            assert_eq!(step.snapshot.state, Closed);
+        }
+        // Held while open too: a host already open quarantines no newcomer meanwhile.
+        let mut open = tripped(&mut members, &settings);
+        members.push(member(99, FAILING));
+        let step = open.step_checked(&members, T0 + minutes(11), &settings, hold);
+        assert!(names(&step.actions, is_quarantine).is_empty());
+        // The failure clears elsewhere but this host still fails: judged as usual, and its
+        // window already ran.
+        let step = breaker.step_checked(&unjudged, T0 + minutes(61), &settings, Inputs::default());
+        assert_eq!(step.transition, Some((Closed, Open)));
+    }
+
+    #[test]
+    fn a_release_takes_no_more_than_the_room_left_in_the_shared_budget() {
+        let settings = pinned();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let now = T0 + minutes(15);
+        let room = |release_room| Inputs {
+            release_room,
+            ..Inputs::default()
+        };
+        // Other hosts hold the whole budget: even the canary waits.
+        let step = breaker.step_checked(&members, now, &settings, room(0));
+        assert!(names(&step.actions, is_release).is_empty());
+        assert_eq!(step.snapshot.state, Open);
+        let step = breaker.step_checked(&members, now, &settings, room(1));
+        assert_eq!(names(&step.actions, is_canary).len(), 1);
+        apply(&mut members, &step.actions, now);
+        assert_eq!(breaker.in_flight(&members), 1, "released, not tried yet");
+        // The canary is Ready: the first batch is two, but one is all the room there is.
+        let canary = step.actions[0].key().clone();
+        let member = find(&mut members, &canary);
+        member.condition = Condition::Ready;
+        member.attempted_at = Some(now + minutes(1));
+        let step = breaker.step_checked(&members, now + minutes(1), &settings, room(1));
+        assert_eq!(step.transition, Some((HalfOpen, Closed)));
+        assert_eq!(names(&step.actions, is_release).len(), 1);
     }
 
     #[test]

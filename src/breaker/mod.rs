@@ -34,18 +34,20 @@ pub struct Settings {
     pub failing_ratio: f64,
     /// ... continuously for this long.
     pub window: Duration,
-    /// Wait before the first probe of an episode; doubles after each failed probe.
+    /// fluxgate's own probe period of an open host, and the first wait before a canary (which
+    /// goes out only after the host answered); the wait doubles after each failed canary.
     pub probe_interval: Duration,
-    /// Cap of the probe wait of a host that stays down.
+    /// Cap of the canary wait of a host whose canaries failed; a host that answers every probe
+    /// for this long gets its canary whatever its wait.
     pub probe_interval_max: Duration,
-    /// Cap of the probe wait of a flapping host (one that answered and failed again), and how
-    /// long a host must stay closed before a new episode starts again from `probe_interval`.
+    /// Cap of the canary wait of a flapping host (its canary passed and the release failed), and
+    /// how long a host must stay closed before a new episode starts again from `probe_interval`.
     pub flapping_probe_interval_max: Duration,
     /// How long a released canary may take to become Ready before it counts as failed.
     pub canary_timeout: Duration,
     /// GitRepositories released together once the host answers again.
     pub release_batch: usize,
-    /// Time between two release batches.
+    /// The least time between two release batches (0: paced by source-controller alone).
     pub release_every: Duration,
     /// Most changes in one pass over one host.
     pub max_actions_per_pass: usize,
@@ -57,12 +59,12 @@ impl Default for Settings {
             min_failing: 4,
             failing_ratio: 0.5,
             window: Duration::from_secs(10 * 60),
-            probe_interval: Duration::from_secs(5 * 60),
+            probe_interval: Duration::from_secs(60),
             probe_interval_max: Duration::from_secs(10 * 60),
             flapping_probe_interval_max: Duration::from_secs(3600),
             canary_timeout: Duration::from_secs(10 * 60),
             release_batch: 20,
-            release_every: Duration::from_secs(30),
+            release_every: Duration::ZERO,
             max_actions_per_pass: 100,
         }
     }
@@ -90,6 +92,10 @@ pub enum Condition {
     TransportFailing { since: Option<OffsetDateTime> },
     /// Failed with auth, not found or anything else: the repository's fault, never counted.
     OtherFailing,
+    /// The host answered 429, 502 or 503: it is up but asks for fewer attempts. Not a transport
+    /// failure (the answer came fast and held no worker), so it never trips a host; but neither
+    /// is it a return: a canary or a released batch answered so has not found the host back.
+    Throttled,
     /// Pending or progressing: neither Ready nor failed yet.
     NotAttempted,
     /// Suspended by a user or the janitor: never touched.
@@ -194,6 +200,7 @@ fn condition(
             Some(class) if class.is_transport() => Condition::TransportFailing {
                 since: failing_since,
             },
+            Some(FailureClass::Throttled) => Condition::Throttled,
             _ => Condition::OtherFailing,
         },
         (State::Pending | State::Progressing, false) => Condition::NotAttempted,
@@ -232,7 +239,7 @@ pub fn counts(members: &[Member]) -> Counts {
                     (a, b) => a.or(b),
                 };
             }
-            Condition::Ready | Condition::OtherFailing => {
+            Condition::Ready | Condition::OtherFailing | Condition::Throttled => {
                 counts.considered += 1;
             }
             Condition::NotAttempted

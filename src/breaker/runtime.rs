@@ -3,14 +3,16 @@
 //! [`HostBreaker`], and writes only the GitRepositories it acts on, through the marks' one
 //! writer ([`crate::marks::Writer`]): conditional on the resourceVersion it judged, with an Event.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
 use super::args::TripArgs;
-use super::{Action, BreakerState, HostBreaker, Member, ProbeOutcome, member_of_record};
+use super::machine::{HostCheck, Inputs, ProbeReport};
+use super::probe::Prober;
+use super::{Action, BreakerState, HostBreaker, Member, ProbeOutcome, counts, member_of_record};
 use crate::election::{Duty, Leadership};
 use crate::exporter::Store;
 use crate::exporter::store::HostTally;
@@ -30,12 +32,81 @@ pub struct Breakers {
     trip: TripArgs,
     breakers: BTreeMap<Arc<str>, HostBreaker>,
     metrics: BreakerMetrics,
+    /// fluxgate's own probe of open hosts; without one (tests of the state machine's pacing,
+    /// the offline report) a due canary goes out unprobed.
+    probes: Option<Arc<ProbeBook>>,
 }
 
-/// One pass's decisions: the actions per host, after the state changes were recorded.
+/// One pass's decisions: the actions per host, after the state changes were recorded, and the
+/// hosts to probe now (with a URL of one of their GitRepositories).
 #[derive(Debug, Default)]
 pub struct PassPlan {
     pub actions: Vec<(Arc<str>, Action)>,
+    pub probes: Vec<(Arc<str>, Box<str>)>,
+    /// See [`Inputs::cluster_wide_failure`].
+    pub cluster_wide_failure: bool,
+}
+
+/// When each open host was last probed, and what the probe found: written by the probe tasks,
+/// read by the passes.
+#[derive(Debug, Default)]
+pub struct ProbeBook {
+    hosts: Mutex<HashMap<Arc<str>, ProbeEntry>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ProbeEntry {
+    started: Option<OffsetDateTime>,
+    report: Option<ProbeReport>,
+}
+
+impl ProbeBook {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, ProbeEntry>> {
+        self.hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn report(&self, host: &str) -> Option<ProbeReport> {
+        self.entries().get(host).and_then(|e| e.report)
+    }
+
+    /// Takes note that `host` is probed as of `now`, if its last probe started at least a
+    /// `period` ago (at most one probe per host per period).
+    fn start_if_due(&self, host: &Arc<str>, now: OffsetDateTime, period: Duration) -> bool {
+        let mut entries = self.entries();
+        let entry = entries.entry(host.clone()).or_default();
+        let period = time::Duration::try_from(period).unwrap_or(time::Duration::MAX);
+        let due = entry.started.is_none_or(|t| now - t >= period);
+        if due {
+            entry.started = Some(now);
+        }
+        due
+    }
+
+    pub fn record(&self, host: &Arc<str>, report: ProbeReport) {
+        self.entries().entry(host.clone()).or_default().report = Some(report);
+    }
+
+    /// A host no longer open is probed afresh next time: an old answer is no news.
+    fn forget(&self, host: &str) {
+        self.entries().remove(host);
+    }
+
+    fn clear(&self) {
+        self.entries().clear();
+    }
+}
+
+/// Whether transport failures span several hosts at once: at least two hosts newly meet the
+/// trip condition (closed breakers, not already open for an outage of their own) and they are at
+/// least as many as the hosts still answering (some Ready GitRepository, not tripping). A far
+/// host failing among healthy ones is its own outage; every host failing at once is the
+/// cluster's egress, DNS or proxy. A cluster with one host cannot tell the two apart: its host
+/// trips as before, and the probe, which goes out the same way, keeps it quarantined until the
+/// path answers again.
+pub fn cluster_wide_failure(newly_failing: usize, answering: usize) -> bool {
+    newly_failing >= 2 && newly_failing >= answering
 }
 
 impl Breakers {
@@ -44,7 +115,16 @@ impl Breakers {
             trip,
             breakers: BTreeMap::new(),
             metrics,
+            probes: None,
         }
+    }
+
+    /// Probes open hosts before releasing any of their GitRepositories: their results go into
+    /// `book`.
+    #[must_use]
+    pub fn probed(mut self, book: Arc<ProbeBook>) -> Self {
+        self.probes = Some(book);
+        self
     }
 
     /// Forgets every host's memory and state series: a replica that lost the Lease must not
@@ -52,9 +132,14 @@ impl Breakers {
     pub fn reset(&mut self) {
         self.breakers.clear();
         self.metrics.state.clear();
+        self.metrics.cluster_wide_failure.set(0);
+        if let Some(book) = &self.probes {
+            book.clear();
+        }
     }
 
-    /// Decides one pass as of `now` from the store's records. Pure apart from the metrics.
+    /// Decides one pass as of `now` from the store's records. Pure apart from the metrics and
+    /// the probe book.
     pub fn plan(&mut self, store: &Store, now: OffsetDateTime) -> PassPlan {
         let started = Instant::now();
         let settings = self.trip.settings();
@@ -62,6 +147,8 @@ impl Breakers {
         // Hosts worth a look: enough transport failures to maybe trip, quarantined objects to
         // look after, or a breaker that is not at rest.
         let tallies = store.host_tallies();
+        // A host with no GitRepositories left is forgotten, with its series.
+        self.forget_hosts_without_members(&tallies);
         let mut hosts: BTreeSet<Arc<str>> = tallies
             .iter()
             .filter(|(_, t)| t.transport_failing >= min_failing || t.quarantine_marked > 0)
@@ -74,47 +161,43 @@ impl Breakers {
                 .map(|(host, _)| host.clone()),
         );
         let mut members = members_by_host(store, &hosts, &tallies, &self.trip);
-
-        let mut plan = PassPlan::default();
+        let mut plan = PassPlan {
+            cluster_wide_failure: self.judge_cluster(&members, &tallies, &settings),
+            ..PassPlan::default()
+        };
+        self.metrics
+            .cluster_wide_failure
+            .set(i64::from(plan.cluster_wide_failure));
+        // The release budget, shared by every host: released GitRepositories not tried yet.
+        let budget = settings.release_batch.max(1);
+        let mut in_flight: usize = hosts
+            .iter()
+            .filter_map(|h| Some(self.breakers.get(h)?.in_flight(members.get(h)?)))
+            .sum();
         for host in hosts {
             let members = members.remove(&host).unwrap_or_default();
             let breaker = self.breakers.entry(host.clone()).or_default();
-            let step = breaker.step(&members, now, &settings);
-            if let Some((from, to)) = step.transition {
-                tracing::info!(%host, from = from.as_str(), to = to.as_str(), quarantined = step.snapshot.quarantined, "host breaker changed state");
-                self.metrics
-                    .transitions
-                    .get_or_create(&HostTransitionLabels {
-                        host: host.to_string(),
-                        from: from.as_str(),
-                        to: to.as_str(),
-                    })
-                    .inc();
+            let own = breaker.in_flight(&members);
+            let inputs = Inputs {
+                check: match &self.probes {
+                    Some(book) => HostCheck::Probed(book.report(&host)),
+                    None => HostCheck::Unchecked,
+                },
+                cluster_wide_failure: plan.cluster_wide_failure,
+                release_room: budget.saturating_sub(in_flight),
+            };
+            let step = breaker.step_checked(&members, now, &settings, inputs);
+            in_flight = in_flight - own + breaker.in_flight(&members).max(releases(&step));
+            if let Some(book) = &self.probes {
+                if !step.snapshot.wants_probe {
+                    book.forget(&host);
+                } else if book.start_if_due(&host, now, settings.probe_interval)
+                    && let Some(url) = store.probe_url(&host)
+                {
+                    plan.probes.push((host.clone(), url));
+                }
             }
-            if let Some(outcome) = step.probe {
-                let outcome = match outcome {
-                    ProbeOutcome::Passed => "passed",
-                    ProbeOutcome::Failed => "failed",
-                    ProbeOutcome::ReleaseAborted => "release_aborted",
-                };
-                tracing::info!(%host, outcome, "host probed");
-                self.metrics
-                    .probes
-                    .get_or_create(&HostOutcomeLabels {
-                        host: host.to_string(),
-                        outcome,
-                    })
-                    .inc();
-            }
-            for state in BreakerState::ALL {
-                self.metrics
-                    .state
-                    .get_or_create(&HostStateLabels {
-                        host: host.to_string(),
-                        state: state.as_str(),
-                    })
-                    .set(i64::from(state == step.snapshot.state));
-            }
+            self.record_step(&host, &step);
             plan.actions
                 .extend(step.actions.into_iter().map(|a| (host.clone(), a)));
         }
@@ -123,6 +206,104 @@ impl Breakers {
             .observe(started.elapsed().as_secs_f64());
         plan
     }
+
+    /// See [`cluster_wide_failure`]: counted from the members this pass holds (hosts worth a
+    /// look) and the store's tallies (every host).
+    fn judge_cluster(
+        &self,
+        members: &BTreeMap<Arc<str>, Vec<Member>>,
+        tallies: &BTreeMap<Arc<str>, HostTally>,
+        settings: &super::Settings,
+    ) -> bool {
+        let tripping: BTreeSet<&Arc<str>> = members
+            .iter()
+            .filter(|(_, m)| counts(m).trip(settings))
+            .map(|(host, _)| host)
+            .collect();
+        let newly_failing = tripping
+            .iter()
+            .filter(|host| {
+                self.breakers
+                    .get(**host)
+                    .is_none_or(|b| b.state() == BreakerState::Closed)
+            })
+            .count();
+        let answering = tallies
+            .iter()
+            .filter(|(host, t)| t.ready > 0 && !tripping.contains(host))
+            .count();
+        cluster_wide_failure(newly_failing, answering)
+    }
+
+    fn forget_hosts_without_members(&mut self, tallies: &BTreeMap<Arc<str>, HostTally>) {
+        let gone: Vec<Arc<str>> = self
+            .breakers
+            .keys()
+            .filter(|host| !tallies.contains_key(*host))
+            .cloned()
+            .collect();
+        for host in gone {
+            self.breakers.remove(&host);
+            for state in BreakerState::ALL {
+                self.metrics.state.remove(&HostStateLabels {
+                    host: host.to_string(),
+                    state: state.as_str(),
+                });
+            }
+            if let Some(book) = &self.probes {
+                book.forget(&host);
+            }
+        }
+    }
+
+    /// The step's state, transition and probe verdict, in the logs and metrics.
+    fn record_step(&self, host: &Arc<str>, step: &super::Step) {
+        if let Some((from, to)) = step.transition {
+            tracing::info!(%host, from = from.as_str(), to = to.as_str(), quarantined = step.snapshot.quarantined, "host breaker changed state");
+            self.metrics
+                .transitions
+                .get_or_create(&HostTransitionLabels {
+                    host: host.to_string(),
+                    from: from.as_str(),
+                    to: to.as_str(),
+                })
+                .inc();
+        }
+        if let Some(outcome) = step.probe {
+            let outcome = match outcome {
+                ProbeOutcome::Answered => "answered",
+                ProbeOutcome::Unanswered => "unanswered",
+                ProbeOutcome::Passed => "passed",
+                ProbeOutcome::Failed => "failed",
+                ProbeOutcome::ReleaseAborted => "release_aborted",
+            };
+            tracing::info!(%host, outcome, "host probed");
+            self.metrics
+                .probes
+                .get_or_create(&HostOutcomeLabels {
+                    host: host.to_string(),
+                    outcome,
+                })
+                .inc();
+        }
+        for state in BreakerState::ALL {
+            self.metrics
+                .state
+                .get_or_create(&HostStateLabels {
+                    host: host.to_string(),
+                    state: state.as_str(),
+                })
+                .set(i64::from(state == step.snapshot.state));
+        }
+    }
+}
+
+/// How many GitRepositories a step released.
+fn releases(step: &super::Step) -> usize {
+    step.actions
+        .iter()
+        .filter(|a| matches!(a, Action::Release { .. }))
+        .count()
 }
 
 /// Each of `hosts`' GitRepositories as the breaker judges them, from the store's records: every
@@ -218,12 +399,40 @@ pub struct BreakerDuty {
     pub store: Arc<Store>,
     pub breakers: Breakers,
     pub instance: String,
+    /// fluxgate's own probe of open hosts, with the book the breakers read its results from
+    /// (see [`Breakers::probed`]); `None` releases canaries unprobed.
+    pub prober: Option<(Prober, Arc<ProbeBook>)>,
+    /// Woken when a probe finishes, so its verdict is acted on at once.
+    pub probed: Arc<tokio::sync::Notify>,
+}
+
+impl BreakerDuty {
+    /// Probes each host in the background (the prober bounds how many at once and how long
+    /// each takes); the verdict lands in the book and wakes a pass.
+    fn start_probes(&self, probes: Vec<(Arc<str>, Box<str>)>) {
+        let Some((prober, book)) = &self.prober else {
+            return;
+        };
+        for (host, url) in probes {
+            let (prober, book, probed) = (prober.clone(), book.clone(), self.probed.clone());
+            tokio::spawn(async move {
+                let verdict = prober.probe_url(&url).await;
+                let answered = verdict.answered();
+                tracing::info!(%host, answered, verdict = verdict.reason(), "probed the host");
+                let at = OffsetDateTime::now_utc();
+                book.record(&host, ProbeReport { at, answered });
+                probed.notify_one();
+            });
+        }
+    }
 }
 
 impl Duty for BreakerDuty {
     async fn wake(&self) {
-        self.store.changed().await;
-        tokio::time::sleep(SETTLE).await;
+        tokio::select! {
+            () = self.store.changed() => tokio::time::sleep(SETTLE).await,
+            () = self.probed.notified() => {}
+        }
     }
 
     /// Forgets every host's memory and state series: a replica that lost the Lease must not
@@ -238,6 +447,7 @@ impl Duty for BreakerDuty {
             return;
         }
         let plan = self.breakers.plan(&self.store, OffsetDateTime::now_utc());
+        self.start_probes(plan.probes);
         if plan.actions.is_empty() {
             return;
         }
@@ -326,5 +536,116 @@ mod tests {
             ("proj-1", "app")
         );
         assert!(!change.judged_on_a_version());
+    }
+
+    fn repo(host: &str, i: usize, ready: bool) -> crate::health::Health {
+        let condition = if ready {
+            serde_json::json!({ "type": "Ready", "status": "True", "reason": "Succeeded",
+                "message": "stored artifact", "lastTransitionTime": "2026-12-06T10:00:00Z" })
+        } else {
+            serde_json::json!({ "type": "Ready", "status": "False", "reason": "GitOperationFailed",
+                "message": "dial tcp: connect: connection refused",
+                "lastTransitionTime": "2026-12-06T10:00:00Z" })
+        };
+        crate::health::classify(&serde_json::json!({
+            "metadata": { "name": format!("r{i}"), "namespace": "p", "uid": format!("{host}-{i}"),
+                          "resourceVersion": "5", "generation": 1 },
+            "spec": { "url": format!("http://{host}/org/r{i}") },
+            "status": { "observedGeneration": 1, "conditions": [condition] },
+        }))
+        .unwrap()
+    }
+
+    /// Four hosts, three GitRepositories each; `failing` of the hosts fail.
+    fn cluster(failing: usize) -> Store {
+        let store = Store::default();
+        store.relist_start(0);
+        for (h, host) in ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+            .iter()
+            .enumerate()
+        {
+            for i in 0..3 {
+                store.relist_apply(0, &repo(host, i, h >= failing));
+            }
+        }
+        store.relist_done(0, true, 0);
+        store
+    }
+
+    fn trip() -> TripArgs {
+        TripArgs {
+            breaker_min_failing: 2,
+            breaker_window: Duration::ZERO,
+            ..TripArgs::default()
+        }
+    }
+
+    #[test]
+    fn the_guard_tells_the_clusters_egress_from_one_hosts_outage() {
+        assert!(
+            !cluster_wide_failure(1, 0),
+            "one host alone is its own outage"
+        );
+        assert!(cluster_wide_failure(2, 0));
+        assert!(cluster_wide_failure(3, 3));
+        assert!(
+            !cluster_wide_failure(2, 3),
+            "two of five hosts: their own outages"
+        );
+    }
+
+    #[test]
+    fn every_host_failing_at_once_quarantines_nothing() {
+        let now = OffsetDateTime::now_utc();
+        let metrics = BreakerMetrics::default();
+        let mut breakers = Breakers::new(trip(), metrics.clone());
+        let plan = breakers.plan(&cluster(4), now);
+        assert!(plan.cluster_wide_failure);
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        assert_eq!(metrics.cluster_wide_failure.get(), 1);
+        // One host failing among three that answer trips as before.
+        let plan = breakers.plan(&cluster(1), now + time::Duration::SECOND);
+        assert!(!plan.cluster_wide_failure);
+        assert_eq!(metrics.cluster_wide_failure.get(), 0);
+        let quarantined: Vec<_> = plan.actions.iter().map(|(h, _)| &**h).collect();
+        assert_eq!(quarantined, ["10.0.0.1"; 3]);
+    }
+
+    #[test]
+    fn a_probed_open_host_is_probed_once_a_period_and_forgotten_when_gone() {
+        let now = OffsetDateTime::now_utc();
+        let book = Arc::new(ProbeBook::default());
+        let mut breakers = Breakers::new(trip(), BreakerMetrics::default()).probed(book.clone());
+        let store = cluster(1);
+        let plan = breakers.plan(&store, now);
+        assert_eq!(plan.actions.len(), 3, "quarantined");
+        // Open: probed at once, with a URL of one of its GitRepositories; not again within
+        // the period, and nothing released while no probe has answered.
+        let probes: Vec<_> = plan.probes.iter().map(|(h, u)| (&**h, &**u)).collect();
+        assert_eq!(probes.len(), 1);
+        assert!(
+            probes[0].1.starts_with("http://10.0.0.1/org/r"),
+            "{probes:?}"
+        );
+        let again = breakers.plan(&store, now + time::Duration::seconds(30));
+        assert!(again.probes.is_empty());
+        // (The store does not see the quarantine here, so it is asked for again.)
+        assert!(
+            again
+                .actions
+                .iter()
+                .all(|(_, a)| matches!(a, Action::Quarantine { .. })),
+            "{:?}",
+            again.actions
+        );
+        let later = breakers.plan(&store, now + time::Duration::minutes(1));
+        assert_eq!(later.probes.len(), 1, "one probe per period");
+        // The host's GitRepositories are deleted: the host, its breaker and series go.
+        let empty = Store::default();
+        empty.relist_start(0);
+        empty.relist_done(0, true, 0);
+        breakers.plan(&empty, now + time::Duration::minutes(2));
+        assert!(breakers.breakers.is_empty());
+        assert_eq!(book.report("10.0.0.1"), None);
     }
 }

@@ -159,6 +159,8 @@ struct Inner {
     /// objects deleted while the watch was down disappear.
     relisting: HashMap<u16, HashMap<Box<str>, Record>>,
     interner: Interner,
+    /// One URL per host with records (without userinfo), for fluxgate's own probe of the host.
+    probe_urls: HashMap<Arc<str>, Box<str>>,
 }
 
 impl Inner {
@@ -167,6 +169,7 @@ impl Inner {
         let previous = self.records.insert(uid, record);
         if let Some(previous) = &previous {
             self.counts.change(previous, -1);
+            self.forget_url_of_a_gone_host(&previous.host);
         }
         previous
     }
@@ -174,7 +177,15 @@ impl Inner {
     fn remove(&mut self, uid: &str) -> Option<Record> {
         let record = self.records.remove(uid)?;
         self.counts.change(&record, -1);
+        self.forget_url_of_a_gone_host(&record.host);
         Some(record)
+    }
+
+    /// A host with no records left is forgotten, its probe URL with it.
+    fn forget_url_of_a_gone_host(&mut self, host: &Arc<str>) {
+        if !self.counts.hosts.contains_key(host) {
+            self.probe_urls.remove(host);
+        }
     }
 
     /// After the records were replaced wholesale (a re-list).
@@ -183,6 +194,8 @@ impl Inner {
         for record in self.records.values() {
             counts.change(record, 1);
         }
+        self.probe_urls
+            .retain(|host, _| counts.hosts.contains_key(host));
         self.counts = counts;
     }
 }
@@ -214,6 +227,8 @@ pub struct HostTally {
     pub records: i64,
     pub transport_failing: i64,
     pub quarantine_marked: i64,
+    /// Ready records: the host answered source-controller lately.
+    pub ready: i64,
 }
 
 impl Counts {
@@ -226,6 +241,7 @@ impl Counts {
         tally.records += delta;
         tally.transport_failing += delta * i64::from(transport_failing);
         tally.quarantine_marked += delta * i64::from(quarantine_marked);
+        tally.ready += delta * i64::from(r.state == State::Ready);
         if tally.records <= 0 {
             self.hosts.remove(&r.host);
         }
@@ -313,13 +329,19 @@ impl Store {
     }
 
     fn record(inner: &mut Inner, scope: u16, health: &Health) -> Record {
+        let host = inner.interner.get(&health.host);
+        if !health.probe_url.is_empty() && !inner.probe_urls.contains_key(&host) {
+            inner
+                .probe_urls
+                .insert(host.clone(), health.probe_url.as_str().into());
+        }
         Record {
             scope,
             namespace: inner.interner.get(&health.namespace),
             name: health.name.as_str().into(),
             state: health.state,
             unobserved: health.unobserved,
-            host: inner.interner.get(&health.host),
+            host,
             class: health.failure.as_ref().map(|f| f.class),
             failing_since: health
                 .failure
@@ -516,6 +538,11 @@ impl Store {
     }
 
     /// Each host's tally, for the breaker to pick the hosts worth a closer look.
+    /// A URL of one of `host`'s GitRepositories, for fluxgate's own probe of the host.
+    pub fn probe_url(&self, host: &str) -> Option<Box<str>> {
+        self.lock().probe_urls.get(host).cloned()
+    }
+
     pub fn host_tallies(&self) -> BTreeMap<Arc<str>, HostTally> {
         self.lock().counts.hosts.clone()
     }
@@ -857,11 +884,13 @@ mod tests {
             records: 2,
             transport_failing: 1,
             quarantine_marked: 0,
+            ready: 1,
         };
         assert_eq!(tally(&store), Some(expected));
         store.apply(0, &repo("proj-1", "a", "u1", ready()), NOW);
         let expected = HostTally {
             transport_failing: 0,
+            ready: 2,
             ..expected
         };
         assert_eq!(tally(&store), Some(expected));
