@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use fluxgate::breaker::args::TripArgs;
-use fluxgate::breaker::runtime::{BreakerDuty, Breakers};
+use fluxgate::breaker::probe::{Prober, ProberConfig};
+use fluxgate::breaker::runtime::{BreakerDuty, Breakers, ProbeBook};
 use fluxgate::election::Leadership;
 use fluxgate::exporter::{Exporter, ExporterConfig};
 use fluxgate::flux;
@@ -21,6 +22,7 @@ use kube::ResourceExt as _;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::e2e::{self, eventually};
+use support::githost::{LocalGitHost, Mode};
 use time::OffsetDateTime;
 
 const HOST: &str = "github.com";
@@ -693,6 +695,295 @@ async fn a_persons_restore_wins_over_an_open_breaker() {
         "nothing quarantined twice"
     );
 
+    breaker.abort();
+    exporter.abort();
+}
+
+/// The breaker as `serve` runs it: fluxgate probes each open host itself before any canary.
+fn start_probed_breaker(
+    client: &kube::Client,
+    store: Arc<fluxgate::exporter::Store>,
+    metrics: &Metrics,
+    trip: TripArgs,
+) -> tokio::task::JoinHandle<()> {
+    let prober = Prober::new(ProberConfig {
+        timeout: Duration::from_secs(1),
+        concurrency: 4,
+        ..ProberConfig::default()
+    })
+    .expect("a prober");
+    let book = Arc::new(ProbeBook::default());
+    let duty = BreakerDuty {
+        client: client.clone(),
+        store,
+        breakers: Breakers::new(trip, metrics.breaker.clone()).probed(book.clone()),
+        instance: "e2e-probed".to_owned(),
+        prober: Some((prober, book)),
+        probed: Arc::default(),
+    };
+    let every = Duration::from_millis(500);
+    let run =
+        fluxgate::election::run_while_leading("breaker", Leadership::fixed(true), every, duty);
+    tokio::spawn(async move {
+        let _ = run.await;
+    })
+}
+
+fn probed_trip() -> TripArgs {
+    TripArgs {
+        breaker_probe_interval: Duration::from_secs(1),
+        breaker_probe_interval_max: Duration::from_secs(8),
+        breaker_release_every: Duration::ZERO,
+        ..trip_args(Duration::ZERO)
+    }
+}
+
+async fn create_for(api: &Api<DynamicObject>, name: &str, url: &str, status: Value) {
+    let mut object = e2e::gitrepository(name, json!({ "timeout": "5m" }));
+    object.data["spec"]["url"] = json!(url);
+    api.create(&PostParams::default(), &object).await.unwrap();
+    write_status(api, name, status).await;
+}
+
+fn refused_status(url: &str) -> Value {
+    json!({
+        "observedGeneration": -1,
+        "conditions": [{ "type": "Ready", "status": "False", "reason": "GitOperationFailed",
+            "message": format!("failed to checkout and determine revision: unable to clone '{url}': dial tcp: connect: connection refused"),
+            "lastTransitionTime": now(), "observedGeneration": 1 }]
+    })
+}
+
+async fn released_count(api: &Api<DynamicObject>) -> usize {
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|o| annotation(o, stamps::RELEASED_AT_ANNOTATION).is_some())
+        .count()
+}
+
+#[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
+async fn releases_nothing_until_the_host_answers_fluxgates_own_probe() {
+    let Some(client) = e2e::client().await else {
+        return;
+    };
+    let ns = e2e::namespace(&client, "breaker-probe").await;
+    let api = e2e::gitrepositories(&client, &ns);
+    let git = LocalGitHost::start().await;
+    let host = git.addr.ip().to_string();
+    for i in 0..8 {
+        let url = git.url(&format!("org/app-{i}"));
+        create_for(&api, &format!("far-{i}"), &url, timeout_status()).await;
+    }
+    let mut metrics = Metrics::new();
+    let (store, exporter) = start_exporter(&client, &ns, &mut metrics);
+    let breaker = start_probed_breaker(&client, store, &metrics, probed_trip());
+    let all = eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            list.items.iter().all(is_quarantined).then_some(())
+        }
+    })
+    .await;
+    assert!(all.is_some(), "all eight quarantined");
+
+    // Refused, then a tarpit, then 429: a probe a second, and not one GitRepository released.
+    let unanswered =
+        format!("fluxgate_host_breaker_probes_total{{host=\"{host}\",outcome=\"unanswered\"}}");
+    for mode in [Mode::Refuse, Mode::Hang, Mode::Throttle] {
+        git.set(mode);
+        let seen_before = git.requests().len();
+        let probes_before = metric(&metrics, &unanswered).unwrap_or(0.0);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(released_count(&api).await, 0, "{mode:?}: nothing released");
+        let probes = metric(&metrics, &unanswered).unwrap_or(0.0) - probes_before;
+        assert!(
+            (2.0..=7.0).contains(&probes),
+            "{mode:?}: about one probe a second, saw {probes}"
+        );
+        let seen = git.requests().len() - seen_before;
+        if mode == Mode::Refuse {
+            assert_eq!(seen, 0, "a refused connection carries no request");
+        } else {
+            assert!(
+                (2..=7).contains(&seen),
+                "{mode:?}: at most one probe a period, saw {seen}"
+            );
+        }
+    }
+    let state_of = |state: &str| {
+        let line = format!("fluxgate_host_breaker_state{{host=\"{host}\",state=\"{state}\"}}");
+        metric(&metrics, &line) == Some(1.0)
+    };
+    assert!(state_of("open"), "{}", metrics.encode());
+    let probe = git.requests().pop().unwrap();
+    assert!(
+        probe.starts_with("GET /org/app-") && probe.contains("/info/refs?service=git-upload-pack"),
+        "the smart-HTTP discovery request: {probe}"
+    );
+
+    // The host answers: a canary goes out within a probe period or two.
+    git.set(Mode::Answer);
+    let canary = eventually(Duration::from_secs(10), || {
+        let api = api.clone();
+        async move { (released_count(&api).await == 1).then_some(()) }
+    })
+    .await;
+    assert!(
+        canary.is_some(),
+        "one canary once the host answered\n{}",
+        metrics.encode()
+    );
+    // source-controller (played here) clones it and the rest: all released and Ready.
+    let up = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let player = play_host(api.clone(), up, stop.clone());
+    let done = eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .all(|o| o.data["spec"]["suspend"] != true && is_ready(o))
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "every GitRepository back and Ready\n{}",
+        metrics.encode()
+    );
+    assert!(state_of("closed"), "{}", metrics.encode());
+    stop.store(true, Ordering::Relaxed);
+    let _ = player.await;
+    breaker.abort();
+    exporter.abort();
+}
+
+#[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
+async fn an_egress_failure_across_hosts_quarantines_nothing() {
+    let Some(client) = e2e::client().await else {
+        return;
+    };
+    let ns = e2e::namespace(&client, "breaker-egress").await;
+    let api = e2e::gitrepositories(&client, &ns);
+    // Four hosts, all on loopback (127.0.0.2-5); port 9 is closed, so a probe is refused.
+    let hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+    let url = |h: &str, i: usize| format!("http://{h}:9/org/app-{i}");
+    for host in hosts {
+        for i in 0..3 {
+            create_for(
+                &api,
+                &format!("{}-{i}", host.replace('.', "-")),
+                &url(host, i),
+                ready_status(1),
+            )
+            .await;
+        }
+    }
+    let mut metrics = Metrics::new();
+    let (store, exporter) = start_exporter(&client, &ns, &mut metrics);
+    let trip = TripArgs {
+        breaker_min_failing: 2,
+        ..probed_trip()
+    };
+    let breaker = start_probed_breaker(&client, store, &metrics, trip);
+    let guard = "fluxgate_breaker_cluster_wide_failure ";
+    let set_all = |ready: bool| {
+        let api = api.clone();
+        async move {
+            for host in hosts {
+                for i in 0..3 {
+                    let status = if ready {
+                        ready_status(1)
+                    } else {
+                        refused_status(&url(host, i))
+                    };
+                    write_status(&api, &format!("{}-{i}", host.replace('.', "-")), status).await;
+                }
+            }
+        }
+    };
+
+    // The cluster's egress fails: every host at once.
+    set_all(false).await;
+    let on = eventually(Duration::from_secs(10), || {
+        let metrics = &metrics;
+        async move { (metric(metrics, guard) == Some(1.0)).then_some(()) }
+    })
+    .await;
+    assert!(on.is_some(), "the guard is on\n{}", metrics.encode());
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let list = api.list(&ListParams::default()).await.unwrap();
+        assert!(
+            list.items.iter().all(|o| o.data["spec"]["suspend"] != true),
+            "nothing suspended"
+        );
+    }
+    assert!(
+        !metrics.encode().contains("to=\"open\""),
+        "no breaker opened\n{}",
+        metrics.encode()
+    );
+
+    // It recovers: the guard goes off and there is nothing to undo.
+    set_all(true).await;
+    let off = eventually(Duration::from_secs(10), || {
+        let metrics = &metrics;
+        async move { (metric(metrics, guard) == Some(0.0)).then_some(()) }
+    })
+    .await;
+    assert!(off.is_some(), "the guard is off again");
+    let list = api.list(&ListParams::default()).await.unwrap();
+    for object in &list.items {
+        assert!(
+            !object
+                .labels()
+                .keys()
+                .chain(object.annotations().keys())
+                .any(|k| k.starts_with("fluxgate.io/")),
+            "no fluxgate mark on {}",
+            object.name_any()
+        );
+    }
+
+    // One host failing among healthy ones is its own outage: it trips.
+    for i in 0..3 {
+        write_status(
+            &api,
+            &format!("127-0-0-2-{i}"),
+            refused_status(&url(hosts[0], i)),
+        )
+        .await;
+    }
+    let tripped = eventually(Duration::from_secs(15), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            let quarantined: Vec<_> = list
+                .items
+                .iter()
+                .filter(|o| is_quarantined(o))
+                .map(|o| o.name_any())
+                .collect();
+            (quarantined.len() == 3 && quarantined.iter().all(|n| n.starts_with("127-0-0-2-")))
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        tripped.is_some(),
+        "the one failing host is quarantined\n{}",
+        metrics.encode()
+    );
+    assert_eq!(metric(&metrics, guard), Some(0.0));
     breaker.abort();
     exporter.abort();
 }

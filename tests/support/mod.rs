@@ -4,6 +4,7 @@
 
 pub mod e2e;
 pub mod exposition;
+pub mod githost;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
