@@ -374,7 +374,8 @@ def check_service_pdb(docs):
 
 def check_network_policy(docs):
     """fluxgate's Pods: the webhook port from anywhere (the API server's address is unknowable),
-    the metrics port from namespace monitoring only, egress to the API server's ports only; and
+    the metrics port from namespace monitoring only, egress to the API server's ports, the Git
+    hosts' ports for the breaker's probe and DNS in kube-system; and
     every port the container listens on is one of those two."""
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     assert len(policies) == 1, f"{len(policies)} NetworkPolicies"
@@ -395,10 +396,14 @@ def check_network_policy(docs):
     for probe in ("readinessProbe", "livenessProbe"):
         port = c[probe]["httpGet"]["port"]
         assert ports.get(port, port) == metrics, f"{probe} on {port}"
-    # No `to`: any destination, since the API server's addresses are not knowable; no DNS either
-    # (fluxgate dials KUBERNETES_SERVICE_HOST, an IP address).
-    assert spec["egress"] == [{"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]}], \
-        spec["egress"]
+    # No `to` for the API server (its addresses are not knowable) and the breaker's probes of Git
+    # hosts (anywhere: 443, 22, 80); DNS for the probes' host names, to kube-system only.
+    assert spec["egress"] == [
+        {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]},
+        {"ports": [{"port": 22, "protocol": "TCP"}, {"port": 80, "protocol": "TCP"}]},
+        {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+         "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+    ], spec["egress"]
 
 
 def webhook_common(w):
@@ -714,7 +719,7 @@ def run_checks(workdir):
         }, [("ClusterRole", None, "fluxgate"), ("Role", "fluxgate", "fluxgate"),
             ("Role", "default", "fluxgate-kubernetes-service")])
     check("deploy/: Service ports and PodDisruptionBudget (unhealthy Pods evictable)")(check_service_pdb, base)
-    check("deploy/: NetworkPolicy (webhook from anywhere, metrics from monitoring, egress to the API server)")(
+    check("deploy/: NetworkPolicy (webhook from anywhere, metrics from monitoring, egress to the API server, Git hosts' probes, DNS)")(
         check_network_policy, base)
     check("deploy/: MutatingWebhookConfiguration (both webhooks, selectors, no caBundle)")(check_webhooks, base)
 
