@@ -326,7 +326,12 @@ pub fn git_host(url: &str) -> String {
             None => "",
         }
     } else {
-        host_port.split(':').next().unwrap_or("")
+        // `github.com.` (fully qualified) is the same host as `github.com`.
+        host_port
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('.')
     };
     let plausible = !host.is_empty()
         && host.len() <= 253
@@ -546,6 +551,20 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_host_whatever_the_scheme_port_user_case_or_trailing_dot() {
+        for url in [
+            "https://github.com/o/r",
+            "https://GitHub.com./o/r",
+            "https://user:token@github.com:443/o/r",
+            "http://github.com:80/o/r",
+            "ssh://git@github.com:22/o/r",
+            "git@GITHUB.COM:o/r",
+        ] {
+            assert_eq!(git_host(url), "github.com", "{url}");
+        }
+    }
 
     #[test]
     fn a_probe_url_never_keeps_a_password() {

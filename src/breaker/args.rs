@@ -93,12 +93,18 @@ impl TripArgs {
         let host = host.trim_end_matches('.');
         self.breaker_exclude_hosts.iter().any(|entry| {
             let entry = entry.trim();
-            let name = match entry.rsplit_once(':') {
-                // `host:port`, not a bare IPv6 address (which has more colons).
-                Some((name, port)) if !name.contains(':') && port.parse::<u16>().is_ok() => name,
-                _ => entry,
+            let name = if let Some(bracketed) = entry.strip_prefix('[') {
+                // `[v6]` or `[v6]:port`.
+                bracketed.split(']').next().unwrap_or("")
+            } else {
+                match entry.rsplit_once(':') {
+                    // `host:port`, not a bare IPv6 address (which has more colons).
+                    Some((name, port)) if !name.contains(':') && port.parse::<u16>().is_ok() => {
+                        name
+                    }
+                    _ => entry,
+                }
             };
-            let name = name.trim_start_matches('[').trim_end_matches(']');
             name.trim_end_matches('.').eq_ignore_ascii_case(host)
         })
     }
@@ -162,6 +168,30 @@ fn parse_ratio(text: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excluded_host_may_carry_a_port_case_or_a_trailing_dot() {
+        let trip = TripArgs {
+            breaker_exclude_hosts: vec![
+                " GitHub.com:443 ".into(),
+                "git.corp.example.".into(),
+                "[2001:db8::1]:22".into(),
+                "2001:db8::2".into(),
+            ],
+            ..TripArgs::default()
+        };
+        for host in [
+            "github.com",
+            "git.corp.example",
+            "2001:db8::1",
+            "2001:db8::2",
+        ] {
+            assert!(trip.excludes(host), "{host}");
+        }
+        for host in ["gitlab.com", "corp.example", "github.com.evil"] {
+            assert!(!trip.excludes(host), "{host}");
+        }
+    }
 
     #[test]
     fn the_default_is_what_the_flags_default_to() {
