@@ -289,13 +289,15 @@ fn start_breaker(
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
     let trip = args.breaker.trip.clone();
-    tracing::info!(settings = ?trip.settings(), excluded = ?trip.breaker_exclude_hosts, "host circuit breaker enabled");
+    tracing::info!(settings = ?trip.settings(), excluded = ?trip.breaker_exclude_hosts, lane = ?args.breaker.breaker_lane, "host circuit breaker enabled");
     let prober = host_prober(args)?;
     let book = Arc::new(ProbeBook::default());
     let duty = BreakerDuty {
         client: client.clone(),
         store,
-        breakers: Breakers::new(trip, metrics.breaker.clone()).probed(book.clone()),
+        breakers: Breakers::new(trip, metrics.breaker.clone())
+            .probed(book.clone())
+            .in_lane(args.breaker.breaker_lane.clone()),
         instance: args.identity(),
         prober: Some((prober, book)),
         probed: Arc::default(),

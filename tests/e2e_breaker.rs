@@ -15,7 +15,7 @@ use fluxgate::breaker::runtime::{BreakerDuty, Breakers, ProbeBook};
 use fluxgate::election::Leadership;
 use fluxgate::exporter::{Exporter, ExporterConfig};
 use fluxgate::flux;
-use fluxgate::marks::{quarantine, stamps};
+use fluxgate::marks::{lane, quarantine, stamps};
 use fluxgate::metrics::Metrics;
 use k8s_openapi::api::events::v1::Event;
 use kube::ResourceExt as _;
@@ -706,6 +706,17 @@ fn start_probed_breaker(
     metrics: &Metrics,
     trip: TripArgs,
 ) -> tokio::task::JoinHandle<()> {
+    start_probed_breaker_in(client, store, metrics, trip, None)
+}
+
+/// The probed breaker, moving a tripped host's GitRepositories into `lane` if one is given.
+fn start_probed_breaker_in(
+    client: &kube::Client,
+    store: Arc<fluxgate::exporter::Store>,
+    metrics: &Metrics,
+    trip: TripArgs,
+    lane: Option<&str>,
+) -> tokio::task::JoinHandle<()> {
     let prober = Prober::new(ProberConfig {
         timeout: Duration::from_secs(1),
         concurrency: 4,
@@ -716,7 +727,9 @@ fn start_probed_breaker(
     let duty = BreakerDuty {
         client: client.clone(),
         store,
-        breakers: Breakers::new(trip, metrics.breaker.clone()).probed(book.clone()),
+        breakers: Breakers::new(trip, metrics.breaker.clone())
+            .probed(book.clone())
+            .in_lane(lane.map(str::to_owned)),
         instance: "e2e-probed".to_owned(),
         prober: Some((prober, book)),
         probed: Arc::default(),
@@ -984,6 +997,116 @@ async fn an_egress_failure_across_hosts_quarantines_nothing() {
         metrics.encode()
     );
     assert_eq!(metric(&metrics, guard), Some(0.0));
+    breaker.abort();
+    exporter.abort();
+}
+
+fn in_lane(object: &DynamicObject, shard: &str) -> bool {
+    object.labels().get(flux::SHARD_LABEL).map(String::as_str) == Some(shard)
+        && object.labels().get(lane::MOVED_LABEL).map(String::as_str) == Some("true")
+}
+
+#[tokio::test]
+#[ignore = "end-to-end: needs the control plane, run by tests/e2e/run.sh"]
+async fn a_dead_hosts_gitrepositories_move_to_its_lane_and_back_once_it_answers() {
+    let Some(client) = e2e::client().await else {
+        return;
+    };
+    let ns = e2e::namespace(&client, "breaker-lane").await;
+    let api = e2e::gitrepositories(&client, &ns);
+    let git = LocalGitHost::start().await;
+    git.set(Mode::Hang);
+    for i in 0..6 {
+        let url = git.url(&format!("org/app-{i}"));
+        create_for(&api, &format!("far-{i}"), &url, timeout_status()).await;
+    }
+    let mut metrics = Metrics::new();
+    let (store, exporter) = start_exporter(&client, &ns, &mut metrics);
+    let breaker = start_probed_breaker_in(&client, store, &metrics, probed_trip(), Some("far"));
+
+    // Tripped: every one moved into the lane, none suspended.
+    let moved = eventually(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .all(|o| in_lane(o, "far"))
+                .then_some(list.items)
+        }
+    })
+    .await
+    .expect("all six moved into the lane");
+    for object in &moved {
+        assert_ne!(
+            object.data["spec"]["suspend"],
+            true,
+            "{} suspended",
+            object.name_any()
+        );
+        assert_eq!(
+            annotation(object, lane::HOST_ANNOTATION),
+            Some(&*git.addr.ip().to_string())
+        );
+    }
+    // A new GitRepository of the host goes to the lane at once, before any attempt.
+    let mut object = e2e::gitrepository("far-new", json!({ "timeout": "5m" }));
+    object.data["spec"]["url"] = json!(git.url("org/app-new"));
+    api.create(&PostParams::default(), &object).await.unwrap();
+    let new_moved = eventually(Duration::from_secs(10), || {
+        let api = api.clone();
+        async move { in_lane(&api.get("far-new").await.ok()?, "far").then_some(()) }
+    })
+    .await;
+    assert!(
+        new_moved.is_some(),
+        "a new GitRepository of the host joins the lane"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        released_count(&api).await,
+        0,
+        "nothing moves back while the host hangs"
+    );
+
+    // The host answers; the lane's source-controller (played here) gets them Ready; they move
+    // back to the main one.
+    git.set(Mode::Answer);
+    let up = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let player = play_host(api.clone(), up, stop.clone());
+    let back = eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let list = api.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .all(|o| {
+                    !o.labels().contains_key(flux::SHARD_LABEL)
+                        && !o.labels().contains_key(lane::MOVED_LABEL)
+                        && is_ready(o)
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "every GitRepository back on the main source-controller\n{}",
+        metrics.encode()
+    );
+    let reasons = event_reasons(&client, &ns).await;
+    assert!(
+        reasons.iter().filter(|r| *r == "MovedToLane").count() >= 7,
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().filter(|r| *r == "MovedBack").count() >= 7,
+        "{reasons:?}"
+    );
+    assert!(!reasons.iter().any(|r| r == "Quarantined"), "{reasons:?}");
+    stop.store(true, Ordering::Relaxed);
+    let _ = player.await;
     breaker.abort();
     exporter.abort();
 }

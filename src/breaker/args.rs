@@ -84,6 +84,7 @@ impl TripArgs {
             release_batch: self.breaker_release_batch.max(1),
             release_every: self.breaker_release_every,
             max_actions_per_pass: self.breaker_max_actions.max(1),
+            lane: false,
         }
     }
 
@@ -150,8 +151,20 @@ pub struct BreakerArgs {
     #[arg(long, env = "FLUXGATE_BREAKER_PROBE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub breaker_probe_concurrency: u16,
 
+    /// Move a tripped host's GitRepositories into this host lane (Flux shard: the label
+    /// `sharding.fluxcd.io/key: SHARD`, served by its own source-controller, see deploy/lanes/)
+    /// instead of suspending them; they move back, paced, once the host answers again and they
+    /// are Ready there.
+    #[arg(long, env = "FLUXGATE_BREAKER_LANE", value_name = "SHARD", value_parser = parse_shard)]
+    pub breaker_lane: Option<String>,
+
     #[command(flatten)]
     pub trip: TripArgs,
+}
+
+fn parse_shard(text: &str) -> Result<String, String> {
+    crate::policy::lane::check_label_value(text)?;
+    Ok(text.to_owned())
 }
 
 fn parse_ratio(text: &str) -> Result<f64, String> {

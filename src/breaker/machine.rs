@@ -756,9 +756,14 @@ impl<'a> Pass<'a> {
 
     /// The first `limit` quarantined members the breaker may release, oldest quarantine first,
     /// then by name.
+    /// In a lane (`Settings::lane`) only those Ready there: one the lane's source-controller
+    /// still fails on would only fail on the main one too, and it is served where it is.
     fn releasable(&self, limit: usize) -> Vec<&'a Member> {
+        let lane = self.settings.lane;
         first_by_key(self.members, limit, |m| match m.condition {
-            Condition::Quarantined { at } if !m.opted_out => Some((at, &m.key)),
+            Condition::Quarantined { at } if !m.opted_out && (!lane || m.ready_in_lane) => {
+                Some((at, &m.key))
+            }
             _ => None,
         })
     }
@@ -927,6 +932,7 @@ mod tests {
             released_at: None,
             overridden_at: None,
             attempted_at: None,
+            ready_in_lane: false,
         }
     }
 
@@ -2107,6 +2113,28 @@ mod tests {
     }
 
     #[test]
+    fn a_lane_moves_back_only_what_is_ready_there() {
+        let settings = Settings {
+            lane: true,
+            ..pinned()
+        };
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        // Probe due, but nothing is Ready in the lane yet: nothing moves back.
+        let step = breaker.step(&members, T0 + minutes(15), &settings);
+        assert!(
+            names(&step.actions, is_release).is_empty(),
+            "{:?}",
+            step.actions
+        );
+        // The lane's source-controller got two of them: those two move back, and only those.
+        members[3].ready_in_lane = true;
+        members[5].ready_in_lane = true;
+        let step = breaker.step(&members, T0 + minutes(16), &settings);
+        assert_eq!(names(&step.actions, is_release), ["repo-003", "repo-005"]);
+    }
+
+    #[test]
     fn odd_settings_do_not_panic() {
         let members = host(&[(12, FAILING), (2, Condition::Quarantined { at: None })]);
         for settings in [
@@ -2121,6 +2149,7 @@ mod tests {
                 release_batch: 0,
                 release_every: Duration::ZERO,
                 max_actions_per_pass: 0,
+                lane: false,
             },
             Settings {
                 min_failing: usize::MAX,
@@ -2133,6 +2162,7 @@ mod tests {
                 release_batch: usize::MAX,
                 release_every: Duration::MAX,
                 max_actions_per_pass: usize::MAX,
+                lane: false,
             },
         ] {
             let mut breaker = HostBreaker::default();

@@ -51,6 +51,9 @@ pub struct Settings {
     pub release_every: Duration,
     /// Most changes in one pass over one host.
     pub max_actions_per_pass: usize,
+    /// The breaker moves GitRepositories into a host lane instead of suspending them
+    /// (`--breaker-lane`), and moves back only those Ready there.
+    pub lane: bool,
 }
 
 impl Default for Settings {
@@ -66,6 +69,7 @@ impl Default for Settings {
             release_batch: 20,
             release_every: Duration::ZERO,
             max_actions_per_pass: 100,
+            lane: false,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct Member {
     pub overridden_at: Option<OffsetDateTime>,
     /// When Ready last changed: a failure is news only if this is not older than the release.
     pub attempted_at: Option<OffsetDateTime>,
+    /// Held in the breaker's lane and Ready there: the lane's source-controller reached the host.
+    pub ready_in_lane: bool,
 }
 
 impl Member {
@@ -149,7 +155,7 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
     let marks = record.marks.as_deref().unwrap_or(&unmarked);
     let condition = condition(
         record.state,
-        marks.quarantined,
+        Held::of(marks),
         record.class,
         time(record.failing_since)
             .map(|since| since - time::Duration::seconds(record.attempt_seconds.into())),
@@ -178,18 +184,46 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
         released_at: time(marks.released_at),
         overridden_at: time(marks.overridden_at),
         attempted_at,
+        ready_in_lane: marks.laned && record.state == State::Ready,
+    }
+}
+
+/// How the breaker holds a GitRepository, as its marks say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    No,
+    /// The quarantine label: suspended by the breaker (or unsuspended by someone else since).
+    Quarantined,
+    /// Moved into the breaker's lane: reconciled there, never suspended by the breaker.
+    InLane,
+}
+
+impl Held {
+    fn of(marks: &RecordMarks) -> Self {
+        match (marks.quarantined, marks.laned) {
+            (_, true) => Self::InLane,
+            (true, false) => Self::Quarantined,
+            (false, false) => Self::No,
+        }
     }
 }
 
 /// The one decision of what a GitRepository's state and marks mean to its host's breaker.
 fn condition(
     state: State,
-    quarantine_label: bool,
+    held: Held,
     class: Option<FailureClass>,
     failing_since: Option<OffsetDateTime>,
     quarantined_at: Option<OffsetDateTime>,
 ) -> Condition {
-    match (state, quarantine_label) {
+    if held == Held::InLane {
+        // Held in the lane whatever it shows there, unless someone suspended it.
+        return match state {
+            State::Suspended | State::Quarantined => Condition::SuspendedByOthers,
+            _ => Condition::Quarantined { at: quarantined_at },
+        };
+    }
+    match (state, held == Held::Quarantined) {
         (State::Quarantined | State::Suspended, true) => {
             Condition::Quarantined { at: quarantined_at }
         }
@@ -419,6 +453,7 @@ mod tests {
             released_at: None,
             overridden_at: None,
             attempted_at: None,
+            ready_in_lane: false,
         };
         // A restart: 10 tried and failed, 2 tried and Ready, 118 not tried yet.
         let mut members: Vec<Member> = (0..10)
@@ -454,6 +489,7 @@ mod tests {
             released_at: None,
             overridden_at: None,
             attempted_at: Some(datetime!(2026-11-30 10:00 UTC)),
+            ready_in_lane: false,
         };
         assert_eq!(counts(std::slice::from_ref(&failing)).transport_failing, 1);
         let mut released = failing.clone();
@@ -560,5 +596,26 @@ mod tests {
             json!({}),
         ));
         assert!(!member_from(&plain.unwrap()).opted_out);
+    }
+
+    #[test]
+    fn a_lane_held_member_is_held_whatever_it_shows_there() {
+        let laned =
+            json!({ crate::marks::lane::MOVED_LABEL: "true", crate::flux::SHARD_LABEL: "far" });
+        let failing = condition_of(false, laned.clone(), ready("False", "i/o timeout"));
+        assert!(
+            matches!(failing, Condition::Quarantined { .. }),
+            "{failing:?}"
+        );
+        let ready_there = json!({ "observedGeneration": 2, "conditions": [{ "type": "Ready",
+            "status": "True", "reason": "Succeeded", "message": "stored",
+            "lastTransitionTime": "2026-11-27T11:00:00Z" }] });
+        let health = classify(&object(false, laned.clone(), json!({}), ready_there)).unwrap();
+        let member = member_from(&health);
+        assert!(member.is_quarantined() && member.ready_in_lane);
+        assert_eq!(
+            condition_of(true, laned, ready("False", "i/o timeout")),
+            Condition::SuspendedByOthers
+        );
     }
 }

@@ -35,6 +35,9 @@ pub struct Breakers {
     /// fluxgate's own probe of open hosts; without one (tests of the state machine's pacing,
     /// the offline report) a due canary goes out unprobed.
     probes: Option<Arc<ProbeBook>>,
+    /// `--breaker-lane`: the shard a tripped host's GitRepositories move to, instead of being
+    /// suspended.
+    lane: Option<String>,
 }
 
 /// One pass's decisions: the actions per host, after the state changes were recorded, and the
@@ -116,7 +119,20 @@ impl Breakers {
             breakers: BTreeMap::new(),
             metrics,
             probes: None,
+            lane: None,
         }
+    }
+
+    /// Moves a tripped host's GitRepositories into the host lane `shard` instead of suspending
+    /// them, and back once they are Ready there and the host answers again.
+    #[must_use]
+    pub fn in_lane(mut self, shard: Option<String>) -> Self {
+        self.lane = shard;
+        self
+    }
+
+    pub fn lane(&self) -> Option<&str> {
+        self.lane.as_deref()
     }
 
     /// Probes open hosts before releasing any of their GitRepositories: their results go into
@@ -142,7 +158,10 @@ impl Breakers {
     /// the probe book.
     pub fn plan(&mut self, store: &Store, now: OffsetDateTime) -> PassPlan {
         let started = Instant::now();
-        let settings = self.trip.settings();
+        let settings = super::Settings {
+            lane: self.lane.is_some(),
+            ..self.trip.settings()
+        };
         let min_failing = i64::try_from(settings.min_failing.max(1)).unwrap_or(i64::MAX);
         // Hosts worth a look: enough transport failures to maybe trip, quarantined objects to
         // look after, or a breaker that is not at rest.
@@ -352,7 +371,8 @@ fn action_name(action: &Action) -> &'static str {
 
 /// What `action` on a GitRepository of `host` is, as a change to its marks, and the object and
 /// version it was judged on (version 0, one the store could not keep, leaves it unconditional).
-pub fn change_for(host: &str, action: &Action) -> (Target, Change) {
+/// With a `lane`, a quarantine is a move into it and a release a move back.
+pub fn change_for(host: &str, action: &Action, lane: Option<&str>) -> (Target, Change) {
     let key = action.key();
     let (version, change) = match action {
         Action::Quarantine {
@@ -361,9 +381,16 @@ pub fn change_for(host: &str, action: &Action) -> (Target, Change) {
             ..
         } => (
             *resource_version,
-            Change::Quarantine {
-                host: host.to_owned(),
-                reason: reason.clone(),
+            match lane {
+                Some(shard) => Change::MoveToLane {
+                    host: host.to_owned(),
+                    shard: shard.to_owned(),
+                    reason: reason.clone(),
+                },
+                None => Change::Quarantine {
+                    host: host.to_owned(),
+                    reason: reason.clone(),
+                },
             },
         ),
         Action::Release {
@@ -372,9 +399,15 @@ pub fn change_for(host: &str, action: &Action) -> (Target, Change) {
             ..
         } => (
             *resource_version,
-            Change::Release {
-                host: host.to_owned(),
-                canary: *canary,
+            match lane {
+                Some(_) => Change::MoveBack {
+                    host: host.to_owned(),
+                    canary: *canary,
+                },
+                None => Change::Release {
+                    host: host.to_owned(),
+                    canary: *canary,
+                },
             },
         ),
         Action::AcknowledgeOverride { .. } => (
@@ -461,7 +494,7 @@ impl Duty for BreakerDuty {
             if !leadership.is_leader() {
                 break;
             }
-            let (target, change) = change_for(host, action);
+            let (target, change) = change_for(host, action, self.breakers.lane());
             let outcome = writer
                 .write(&target, &change, OffsetDateTime::now_utc())
                 .await;
@@ -506,6 +539,7 @@ mod tests {
                 resource_version: 41,
                 reason: "timeout".into(),
             },
+            None,
         );
         assert_eq!(target.resource_version.as_deref(), Some("41"));
         assert_eq!(target.uid.as_deref(), Some("u-1"));
@@ -523,14 +557,18 @@ mod tests {
                 resource_version: 0,
                 canary: true,
             },
+            None,
         );
         assert_eq!(
             target.resource_version, None,
             "0: the store could not keep it"
         );
         assert!(matches!(change, Change::Release { canary: true, .. }));
-        let (target, change) =
-            change_for("github.com", &Action::AcknowledgeOverride { key: key() });
+        let (target, change) = change_for(
+            "github.com",
+            &Action::AcknowledgeOverride { key: key() },
+            None,
+        );
         assert_eq!(
             (target.namespace.as_str(), target.name.as_str()),
             ("proj-1", "app")
@@ -578,6 +616,25 @@ mod tests {
             breaker_window: Duration::ZERO,
             ..TripArgs::default()
         }
+    }
+
+    #[test]
+    fn with_a_lane_a_quarantine_is_a_move_and_a_release_a_move_back() {
+        let quarantine = Action::Quarantine {
+            key: key(),
+            resource_version: 7,
+            reason: "down".into(),
+        };
+        let (target, change) = change_for("github.com", &quarantine, Some("far"));
+        assert_eq!(target.resource_version.as_deref(), Some("7"));
+        assert!(matches!(change, Change::MoveToLane { ref shard, .. } if shard == "far"));
+        let release = Action::Release {
+            key: key(),
+            resource_version: 8,
+            canary: true,
+        };
+        let (_, change) = change_for("github.com", &release, Some("far"));
+        assert!(matches!(change, Change::MoveBack { canary: true, .. }));
     }
 
     #[test]

@@ -77,8 +77,11 @@ pub struct Record {
 /// Unix seconds, 0 when absent) for the few objects that carry any.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordMarks {
-    /// The label `fluxgate.io/quarantined=true`.
+    /// Held by the breaker: the label `fluxgate.io/quarantined=true`, or `fluxgate.io/laned=true`
+    /// (moved into its lane instead of suspended).
     pub quarantined: bool,
+    /// Held in the breaker's lane rather than suspended.
+    pub laned: bool,
     /// `fluxgate.io/breaker: "false"`.
     pub opted_out: bool,
     pub quarantined_at: i64,
@@ -99,9 +102,16 @@ impl RecordMarks {
             |at: Option<time::OffsetDateTime>| at.map_or(0, time::OffsetDateTime::unix_timestamp);
         let found = &health.marks;
         let marks = Self {
-            quarantined: found.quarantine.is_some(),
+            quarantined: found.quarantine.is_some() || found.lane_move.is_some(),
+            laned: found.lane_move.is_some(),
             opted_out: found.opt_out.breaker,
-            quarantined_at: time(found.quarantine.as_ref().and_then(|q| q.at)),
+            quarantined_at: time(
+                found
+                    .quarantine
+                    .as_ref()
+                    .and_then(|q| q.at)
+                    .or_else(|| found.lane_move.as_ref().and_then(|m| m.at)),
+            ),
             released_at: time(found.released_at),
             overridden_at: time(found.overridden_at),
             ready_changed_at: health

@@ -76,6 +76,14 @@ pub mod mirror {
 pub mod lane {
     /// `"false"` (or `"disabled"`) on a GitRepository being created keeps it out of any lane.
     pub const OPT_OUT_ANNOTATION: &str = "fluxgate.io/lane";
+    /// On every GitRepository the breaker moved into its lane (`serve --breaker-lane SHARD`),
+    /// besides Flux's `sharding.fluxcd.io/key`: only what fluxgate moved is moved back.
+    pub const MOVED_LABEL: &str = "fluxgate.io/laned";
+    /// The host whose breaker moved the object.
+    pub const HOST_ANNOTATION: &str = "fluxgate.io/laned-host";
+    /// When it was moved (RFC 3339).
+    pub const AT_ANNOTATION: &str = "fluxgate.io/laned-at";
+    pub const REASON_ANNOTATION: &str = "fluxgate.io/laned-reason";
 }
 
 /// The one rule for every opt-out annotation (`fluxgate.io/janitor`, `fluxgate.io/breaker`,
@@ -103,6 +111,15 @@ pub struct Quarantine {
     pub reason: Option<String>,
 }
 
+/// The breaker's move of an object into its lane, as found on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaneMove {
+    pub host: Option<String>,
+    pub at: Option<OffsetDateTime>,
+    /// The shard it carries now (`sharding.fluxcd.io/key`).
+    pub shard: Option<String>,
+}
+
 /// Which parts an object opted out of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OptOuts {
@@ -120,6 +137,8 @@ pub struct Marks {
     pub archive: Option<Archive>,
     /// The label `fluxgate.io/quarantined: "true"`, with the quarantine's annotations.
     pub quarantine: Option<Quarantine>,
+    /// The label `fluxgate.io/laned: "true"`, with the move's annotations.
+    pub lane_move: Option<LaneMove>,
     pub released_at: Option<OffsetDateTime>,
     pub overridden_at: Option<OffsetDateTime>,
     pub restored_at: Option<OffsetDateTime>,
@@ -147,6 +166,11 @@ impl Marks {
                 host: text(quarantine::HOST_ANNOTATION),
                 at: time(quarantine::AT_ANNOTATION),
                 reason: text(quarantine::REASON_ANNOTATION),
+            }),
+            lane_move: (label(lane::MOVED_LABEL) == Some("true")).then(|| LaneMove {
+                host: text(lane::HOST_ANNOTATION),
+                at: time(lane::AT_ANNOTATION),
+                shard: label(crate::flux::SHARD_LABEL).map(str::to_owned),
             }),
             released_at: time(stamps::RELEASED_AT_ANNOTATION),
             overridden_at: time(stamps::OVERRIDDEN_AT_ANNOTATION),
@@ -200,6 +224,8 @@ pub struct Lifted {
     pub archive: Option<String>,
     /// The quarantine's host, when it was quarantined.
     pub quarantine: Option<String>,
+    /// The lane the breaker moved it into, when it did.
+    pub lane: Option<String>,
 }
 
 impl Lifted {
@@ -213,18 +239,29 @@ impl Lifted {
                 .quarantine
                 .as_ref()
                 .map(|q| q.host.clone().unwrap_or_else(|| "its host".to_owned())),
+            lane: marks
+                .lane_move
+                .as_ref()
+                .map(|m| m.shard.clone().unwrap_or_else(|| "its lane".to_owned())),
         }
     }
 
     /// In words, for the Event and the command's output.
     pub fn describe(&self) -> String {
-        match (&self.archive, &self.quarantine) {
-            (None, None) => "no fluxgate marks".to_owned(),
-            (Some(rule), None) => format!("the janitor's archive (rule {rule})"),
-            (None, Some(host)) => format!("the circuit breaker's quarantine for {host}"),
-            (Some(rule), Some(host)) => format!(
-                "the janitor's archive (rule {rule}) and the circuit breaker's quarantine for {host}"
-            ),
+        let mut parts = Vec::new();
+        if let Some(rule) = &self.archive {
+            parts.push(format!("the janitor's archive (rule {rule})"));
+        }
+        if let Some(host) = &self.quarantine {
+            parts.push(format!("the circuit breaker's quarantine for {host}"));
+        }
+        if let Some(shard) = &self.lane {
+            parts.push(format!("the circuit breaker's move to lane {shard}"));
+        }
+        if parts.is_empty() {
+            "no fluxgate marks".to_owned()
+        } else {
+            parts.join(" and ")
         }
     }
 }
@@ -242,6 +279,16 @@ pub enum Change {
     Release { host: String, canary: bool },
     /// Someone else lifted a quarantine: the breaker takes note and leaves it alone.
     AcknowledgeOverride { host: String },
+    /// The breaker moves a GitRepository of a host that does not answer into its lane
+    /// (`serve --breaker-lane SHARD`): the lane's own source-controller keeps trying it, and
+    /// nothing is suspended.
+    MoveToLane {
+        host: String,
+        shard: String,
+        reason: String,
+    },
+    /// The breaker moves one back to the main source-controller (`canary`: to probe the host).
+    MoveBack { host: String, canary: bool },
     /// A person's `fluxgate restore`: lifts whatever fluxgate put on the object.
     Restore { lifted: Lifted },
 }
@@ -264,6 +311,10 @@ impl Change {
             Self::Quarantine { .. } => "quarantine",
             Self::Release { .. } => "release",
             Self::AcknowledgeOverride { .. } => "acknowledge_override",
+            // A lane move is the breaker's quarantine, a move back its release: the same
+            // `action` label values, so dashboards and alerts read both modes alike.
+            Self::MoveToLane { .. } => "quarantine",
+            Self::MoveBack { .. } => "release",
             Self::Restore { .. } => "restore",
         }
     }
@@ -317,11 +368,40 @@ impl Change {
                 patch["metadata"]["annotations"][stamps::OVERRIDDEN_AT_ANNOTATION] = json!(stamp);
                 patch
             }
+            Self::MoveToLane {
+                host,
+                shard,
+                reason,
+            } => json!({
+                "metadata": {
+                    "labels": { crate::flux::SHARD_LABEL: shard, lane::MOVED_LABEL: "true" },
+                    "annotations": {
+                        lane::HOST_ANNOTATION: host,
+                        lane::AT_ANNOTATION: stamp,
+                        lane::REASON_ANNOTATION: reason,
+                    },
+                },
+            }),
+            Self::MoveBack { .. } => {
+                let mut patch = lift(&[Family::Lane], Some(&stamp));
+                patch["metadata"]["annotations"][stamps::RELEASED_AT_ANNOTATION] = json!(stamp);
+                // Never suspended: only the labels change.
+                if let Some(patch) = patch.as_object_mut() {
+                    patch.remove("spec");
+                }
+                patch
+            }
             // Both families, whatever was found: a half-written mark must not survive a restore.
             // The override stamp makes the breaker leave the object alone for the rest of its
-            // host's episode, like any other writer's unsuspend.
-            Self::Restore { .. } => {
-                let mut patch = lift(&[Family::Archive, Family::Quarantine], Some(&stamp));
+            // host's episode, like any other writer's unsuspend. A lane is left only when the
+            // breaker put the object there: a creator's own shard label stays.
+            Self::Restore { lifted } => {
+                let families: &[Family] = if lifted.lane.is_some() {
+                    &[Family::Archive, Family::Quarantine, Family::Lane]
+                } else {
+                    &[Family::Archive, Family::Quarantine]
+                };
+                let mut patch = lift(families, Some(&stamp));
                 let annotations = &mut patch["metadata"]["annotations"];
                 annotations[stamps::RESTORED_AT_ANNOTATION] = json!(stamp);
                 annotations[stamps::OVERRIDDEN_AT_ANNOTATION] = json!(stamp);
@@ -389,6 +469,35 @@ impl Change {
                      \"false\" to opt out for good)"
                 ),
             ),
+            Self::MoveToLane {
+                host,
+                shard,
+                reason,
+            } => (
+                true,
+                "MovedToLane",
+                "MoveToLane",
+                format!(
+                    "fluxgate's circuit breaker for {host} moved this GitRepository to host lane \
+                     {shard}: {reason}. The lane's own source-controller keeps fetching it, so new \
+                     revisions still arrive, and the other hosts' GitRepositories no longer wait \
+                     behind it; it moves back once {host} answers again"
+                ),
+            ),
+            Self::MoveBack { host, canary } => (
+                false,
+                "MovedBack",
+                "MoveBack",
+                if *canary {
+                    format!(
+                        "fluxgate moved this GitRepository back from its host lane to probe whether {host} answers again"
+                    )
+                } else {
+                    format!(
+                        "fluxgate's circuit breaker moved this GitRepository back from its host lane: {host} answers again"
+                    )
+                },
+            ),
             Self::Restore { lifted } => (
                 false,
                 "Restored",
@@ -419,6 +528,7 @@ impl Change {
 enum Family {
     Archive,
     Quarantine,
+    Lane,
 }
 
 /// A merge patch that removes the families' marks and, with `run_now` (the time to stamp),
@@ -444,8 +554,19 @@ fn lift(families: &[Family], run_now: Option<&str>) -> Value {
                     quarantine::REASON_ANNOTATION,
                 ],
             ),
+            Family::Lane => (
+                lane::MOVED_LABEL,
+                &[
+                    lane::HOST_ANNOTATION,
+                    lane::AT_ANNOTATION,
+                    lane::REASON_ANNOTATION,
+                ],
+            ),
         };
         labels.insert(label.to_owned(), Value::Null);
+        if let Family::Lane = family {
+            labels.insert(crate::flux::SHARD_LABEL.to_owned(), Value::Null);
+        }
         for key in keys {
             annotations.insert((*key).to_owned(), Value::Null);
         }

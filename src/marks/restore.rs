@@ -13,7 +13,7 @@ use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Change, Lifted, Marks, Target, Writer, Written, archive, quarantine};
+use super::{Change, Lifted, Marks, Target, Writer, Written, archive, lane, quarantine};
 use crate::flux::{self, parse_object_ref};
 use crate::text::rfc3339_seconds;
 
@@ -28,7 +28,8 @@ pub struct RestoreArgs {
     )]
     pub target: Option<(String, String)>,
 
-    /// Restore every GitRepository the host circuit breaker holds (`fluxgate.io/quarantined`).
+    /// Restore every GitRepository the host circuit breaker holds: quarantined
+    /// (`fluxgate.io/quarantined`) or moved into its lane (`fluxgate.io/laned`).
     #[arg(long)]
     pub quarantined: bool,
 
@@ -64,6 +65,7 @@ fn selector(args: &RestoreArgs) -> Vec<&'static str> {
     let mut families = Vec::new();
     if args.quarantined {
         families.push(quarantine::LABEL);
+        families.push(lane::MOVED_LABEL);
     }
     if args.archived {
         families.push(archive::LABEL);
@@ -74,12 +76,20 @@ fn selector(args: &RestoreArgs) -> Vec<&'static str> {
 /// Whether an object listed for a bulk restore is one of those asked for: `--host` compares the
 /// quarantine's host without letter case or a trailing dot.
 fn wanted(marks: &Marks, args: &RestoreArgs) -> bool {
+    let of_host = |held_for: Option<&str>| {
+        args.host
+            .as_deref()
+            .is_none_or(|host| held_for.is_some_and(|h| same_host(h, host)))
+    };
     let quarantined = args.quarantined
-        && marks.quarantine.as_ref().is_some_and(|q| {
-            args.host
-                .as_deref()
-                .is_none_or(|host| q.host.as_deref().is_some_and(|h| same_host(h, host)))
-        });
+        && (marks
+            .quarantine
+            .as_ref()
+            .is_some_and(|q| of_host(q.host.as_deref()))
+            || marks
+                .lane_move
+                .as_ref()
+                .is_some_and(|m| of_host(m.host.as_deref())));
     quarantined || (args.archived && marks.archive.is_some())
 }
 
@@ -344,7 +354,10 @@ mod tests {
         assert!(!wanted(&held, &other_host));
         let both = parse(&["--quarantined", "--archived"]).unwrap();
         assert!(wanted(&held, &both) && wanted(&archived, &both));
-        assert_eq!(selector(&both), [quarantine::LABEL, archive::LABEL]);
+        assert_eq!(
+            selector(&both),
+            [quarantine::LABEL, lane::MOVED_LABEL, archive::LABEL]
+        );
     }
 
     #[test]

@@ -309,6 +309,7 @@ fn events_name_what_happened_and_fit_the_api_limit() {
         lifted: Lifted {
             archive: Some("stale_test".into()),
             quarantine: None,
+            lane: None,
         },
     }
     .event();
@@ -316,5 +317,79 @@ fn events_name_what_happened_and_fit_the_api_limit() {
         archive.note.contains("archive (rule stale_test)"),
         "{}",
         archive.note
+    );
+}
+
+#[test]
+fn a_lane_move_and_its_way_back_touch_only_labels_and_fluxgates_marks() {
+    let object = json!({ "metadata": { "labels": { "team": "a" } }, "spec": { "suspend": false } });
+    let to_lane = Change::MoveToLane {
+        host: "github.com".into(),
+        shard: "far".into(),
+        reason: "down".into(),
+    };
+    assert!(to_lane.judged_on_a_version());
+    let patch = to_lane.patch(NOW).unwrap();
+    assert!(patch.get("spec").is_none(), "never suspended");
+    let moved = merged(&object, &patch);
+    assert_eq!(moved["metadata"]["labels"][crate::flux::SHARD_LABEL], "far");
+    let m = marks_after(&moved);
+    let lane_move = m.lane_move.clone().unwrap();
+    assert_eq!(lane_move.shard.as_deref(), Some("far"));
+    assert_eq!(lane_move.host.as_deref(), Some("github.com"));
+    assert_eq!(lane_move.at, Some(datetime!(2026-12-06 10:00 UTC)));
+    assert_eq!(m.quarantine, None);
+
+    let back = Change::MoveBack {
+        host: "github.com".into(),
+        canary: false,
+    };
+    let patch = back.patch(NOW).unwrap();
+    assert!(patch.get("spec").is_none());
+    let returned = merged(&moved, &patch);
+    assert_eq!(returned["metadata"]["labels"], json!({ "team": "a" }));
+    let m = marks_after(&returned);
+    assert_eq!(m.lane_move, None);
+    assert_eq!(m.released_at, Some(datetime!(2026-12-06 10:00 UTC)));
+    assert_eq!(
+        returned["metadata"]["annotations"][crate::flux::REQUESTED_AT_ANNOTATION],
+        STAMP
+    );
+    assert_eq!(to_lane.event().reason, "MovedToLane");
+    assert_eq!(back.event().reason, "MovedBack");
+    assert_eq!((to_lane.name(), back.name()), ("quarantine", "release"));
+}
+
+#[test]
+fn a_restore_leaves_a_lane_only_when_fluxgate_put_it_there() {
+    // The breaker moved it: restored to the main source-controller.
+    let moved = json!({ "metadata": { "labels": { crate::flux::SHARD_LABEL: "far", lane::MOVED_LABEL: "true" },
+        "annotations": { lane::HOST_ANNOTATION: "github.com" } }, "spec": {} });
+    let lifted = Lifted::of(&marks_after(&moved));
+    assert_eq!(lifted.lane.as_deref(), Some("far"));
+    let restored = merged(
+        &moved,
+        &Change::Restore {
+            lifted: lifted.clone(),
+        }
+        .patch(NOW)
+        .unwrap(),
+    );
+    assert_eq!(restored["metadata"]["labels"], json!({}));
+    assert!(
+        Change::Restore { lifted }
+            .event()
+            .note
+            .contains("move to lane far")
+    );
+    // A creator's own shard (or a static --lane rule's) stays.
+    let own = json!({ "metadata": { "labels": { crate::flux::SHARD_LABEL: "far", archive::LABEL: "true" } },
+        "spec": { "suspend": true } });
+    let lifted = Lifted::of(&marks_after(&own));
+    assert_eq!(lifted.lane, None);
+    let restored = merged(&own, &Change::Restore { lifted }.patch(NOW).unwrap());
+    assert_eq!(
+        restored["metadata"]["labels"],
+        json!({ crate::flux::SHARD_LABEL: "far" })
     );
 }

@@ -122,7 +122,7 @@ fn rule_host(text: &str) -> Result<String, String> {
 }
 
 /// Refuses what Kubernetes would refuse as a label value.
-fn check_label_value(shard: &str) -> Result<(), String> {
+pub fn check_label_value(shard: &str) -> Result<(), String> {
     let edges_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     let valid = shard.len() <= MAX_LABEL_VALUE
         && edges_ok(shard.chars().next())
