@@ -413,6 +413,8 @@ pub struct Health {
     pub gitops_managed: bool,
     /// fluxgate's own marks (archive, quarantine, stamps, opt-outs), parsed once.
     pub marks: Marks,
+    /// Its host lane: Flux's `sharding.fluxcd.io/key` label.
+    pub lane: Option<String>,
 }
 
 impl Health {
@@ -545,6 +547,10 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         ready_changed_at: ready.and_then(|r| timestamp(r.get("lastTransitionTime"))),
         gitops_managed,
         marks,
+        lane: labels
+            .get(crate::flux::SHARD_LABEL)
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 

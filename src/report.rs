@@ -97,6 +97,16 @@ pub struct FailedGroup {
 
 /// GitRepositories a mirror rule sent from one host to another (they carry
 /// `fluxgate.io/original-url`): whether the mirror serves them.
+/// GitRepositories of one host lane (`sharding.fluxcd.io/key`), as the exporter counts them
+/// (`fluxgate_lane_gitrepositories`).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct LaneGroup {
+    pub lane: String,
+    pub total: usize,
+    /// By state, in the exporter's state names.
+    pub by_state: BTreeMap<&'static str, usize>,
+}
+
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct MirrorGroup {
     /// The host of `fluxgate.io/original-url`.
@@ -163,6 +173,8 @@ pub struct Report {
     pub failed_by_namespace_host_reason: Vec<FailedGroup>,
     /// Rewritten by a mirror rule, by original host and mirror host, most failed first.
     pub mirrored: Vec<MirrorGroup>,
+    /// In a host lane, by lane (sorted by name).
+    pub lanes: Vec<LaneGroup>,
     /// The ones failing longest (unknown start times last), at most [`LONGEST_FAILING`].
     pub longest_failing: Vec<Failing>,
     /// Never picked up by source-controller, longest waiting first.
@@ -366,6 +378,7 @@ fn from_store(store: &Store, healths: &[Health], now: OffsetDateTime, rules: &Ru
         failed_by_namespace: failed_by_namespace(&aggregate),
         failed_by_namespace_host_reason: failed_by_namespace_host_reason(&aggregate),
         mirrored: mirrored(healths),
+        lanes: lanes(&aggregate),
         longest_failing: longest_failing(healths, now),
         pending_repositories: pending_repositories(healths, now),
         janitor_rules: rules.janitor.describe(),
@@ -373,6 +386,21 @@ fn from_store(store: &Store, healths: &[Health], now: OffsetDateTime, rules: &Ru
         breaker_rules: describe_breaker(&rules.breaker.settings()),
         breaker_hosts: breaker_hosts(store, now, &rules.breaker),
     }
+}
+
+/// The exporter's lane counts, per lane.
+fn lanes(aggregate: &Aggregate) -> Vec<LaneGroup> {
+    let mut lanes: BTreeMap<String, LaneGroup> = BTreeMap::new();
+    for ((lane, state), n) in &aggregate.by_lane {
+        let group = lanes.entry(lane.to_string()).or_insert_with(|| LaneGroup {
+            lane: lane.to_string(),
+            total: 0,
+            by_state: BTreeMap::new(),
+        });
+        group.total += count(*n);
+        *group.by_state.entry(state.as_str()).or_default() += count(*n);
+    }
+    lanes.into_values().collect()
 }
 
 /// A store count as a number of objects (never negative).
@@ -636,6 +664,7 @@ fn table(r: &Report) -> String {
         longest_failing_section(&mut out, r);
     }
     mirrored_section(&mut out, r);
+    lanes_section(&mut out, r);
     pending_section(&mut out, r);
     breaker_section(&mut out, r);
     janitor_section(&mut out, r);
@@ -738,6 +767,25 @@ fn longest_failing_section(out: &mut String, r: &Report) {
             age(f.age_seconds),
             f.since.clone().unwrap_or_else(|| "unknown".to_owned()),
         ]
+    }));
+    columns(out, &rows);
+}
+
+fn lanes_section(out: &mut String, r: &Report) {
+    if r.lanes.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\nHost lanes (sharding.fluxcd.io/key), each served by a source-controller of its own:\n",
+    );
+    let mut rows = vec![header(&["LANE", "TOTAL", "STATES"])];
+    rows.extend(r.lanes.iter().map(|g| {
+        let states: Vec<String> = g
+            .by_state
+            .iter()
+            .map(|(state, n)| format!("{n} {state}"))
+            .collect();
+        vec![g.lane.clone(), g.total.to_string(), states.join(", ")]
     }));
     columns(out, &rows);
 }
@@ -968,6 +1016,29 @@ mod tests {
             json!([{ "namespace": "a", "host": "github.com", "reason": "timeout", "count": 2 }])
         );
         assert!(report["namespaces"]["a"].get("oldest_pending").is_none());
+    }
+
+    #[test]
+    fn lanes_are_shown_as_the_exporter_counts_them() {
+        let mut objects = objects();
+        for i in [0, 1, 3] {
+            objects[i]["metadata"]["labels"] = json!({ crate::flux::SHARD_LABEL: "far" });
+        }
+        let report = build(&objects, NOW, &Rulebook::default()).unwrap();
+        assert_eq!(report.lanes.len(), 1);
+        let far = &report.lanes[0];
+        assert_eq!((far.lane.as_str(), far.total), ("far", 3));
+        assert_eq!(far.by_state.get("failed"), Some(&2));
+        assert_eq!(far.by_state.get("ready"), Some(&1));
+        let text = table(&report);
+        assert!(text.contains("Host lanes"), "{text}");
+        assert!(text.contains("2 failed, 1 ready"), "{text}");
+        assert!(
+            build(&self::objects(), NOW, &Rulebook::default())
+                .unwrap()
+                .lanes
+                .is_empty()
+        );
     }
 
     #[test]

@@ -32,11 +32,14 @@ fn exported_series() -> BTreeMap<String, String> {
         ),
         ("waiting", json!({ "observedGeneration": -1 })),
         ("quarantined", json!({ "observedGeneration": -1 })),
+        ("laned", json!({ "observedGeneration": -1 })),
     ] {
         let quarantined = name == "quarantined";
+        let lane = if name == "laned" { "far" } else { "" };
         let object = json!({
             "metadata": { "name": name, "namespace": "proj", "uid": name, "creationTimestamp": "2026-11-28T09:00:00Z",
-                          "labels": { "fluxgate.io/quarantined": if quarantined { "true" } else { "false" } } },
+                          "labels": { "fluxgate.io/quarantined": if quarantined { "true" } else { "false" },
+                                      "sharding.fluxcd.io/key": lane } },
             "spec": { "url": "https://github.com/o/r", "suspend": quarantined },
             "status": status,
         });

@@ -38,6 +38,8 @@ pub struct Breakers {
     /// `--breaker-lane`: the shard a tripped host's GitRepositories move to, instead of being
     /// suspended.
     lane: Option<String>,
+    /// The cluster-wide failure guard is engaged ([`cluster_wide_failure`]).
+    cluster_wide: bool,
 }
 
 /// One pass's decisions: the actions per host, after the state changes were recorded, and the
@@ -120,6 +122,7 @@ impl Breakers {
             metrics,
             probes: None,
             lane: None,
+            cluster_wide: false,
         }
     }
 
@@ -147,6 +150,7 @@ impl Breakers {
     /// publish stale states, and one that gains it rebuilds them from the marks.
     pub fn reset(&mut self) {
         self.breakers.clear();
+        self.cluster_wide = false;
         self.metrics.state.clear();
         self.metrics.cluster_wide_failure.set(0);
         if let Some(book) = &self.probes {
@@ -181,7 +185,7 @@ impl Breakers {
         );
         let mut members = members_by_host(store, &hosts, &tallies, &self.trip);
         let mut plan = PassPlan {
-            cluster_wide_failure: self.judge_cluster(&members, &tallies, &settings),
+            cluster_wide_failure: self.judge_cluster(&members, &tallies, &settings, now),
             ..PassPlan::default()
         };
         self.metrics
@@ -227,31 +231,60 @@ impl Breakers {
     }
 
     /// See [`cluster_wide_failure`]: counted from the members this pass holds (hosts worth a
-    /// look) and the store's tallies (every host).
+    /// look) and the store's tallies (every host). The guard engages only on hosts whose
+    /// failures all began lately (within two windows and a probe period: they answered just
+    /// before), so hosts failing for long — the incident's far host — never make an egress
+    /// failure of themselves; once engaged it holds while the hosts keep failing together.
     fn judge_cluster(
-        &self,
+        &mut self,
         members: &BTreeMap<Arc<str>, Vec<Member>>,
         tallies: &BTreeMap<Arc<str>, HostTally>,
         settings: &super::Settings,
+        now: OffsetDateTime,
     ) -> bool {
-        let tripping: BTreeSet<&Arc<str>> = members
-            .iter()
-            .filter(|(_, m)| counts(m).trip(settings))
-            .map(|(host, _)| host)
-            .collect();
-        let newly_failing = tripping
-            .iter()
-            .filter(|host| {
-                self.breakers
-                    .get(**host)
-                    .is_none_or(|b| b.state() == BreakerState::Closed)
-            })
-            .count();
+        let lately = settings
+            .window
+            .saturating_mul(2)
+            .saturating_add(settings.probe_interval);
+        let lately = time::Duration::try_from(lately).unwrap_or(time::Duration::MAX);
+        let mut tripping: BTreeSet<&Arc<str>> = BTreeSet::new();
+        let (mut newly_failing, mut newly_failing_lately) = (0, 0);
+        for (host, members) in members {
+            let counts = counts(members);
+            if !counts.trip(settings) {
+                continue;
+            }
+            tripping.insert(host);
+            let closed = self
+                .breakers
+                .get(host)
+                .is_none_or(|b| b.state() == BreakerState::Closed);
+            if closed {
+                newly_failing += 1;
+                if counts.first_failure_at.is_some_and(|t| now - t <= lately) {
+                    newly_failing_lately += 1;
+                }
+            }
+        }
         let answering = tallies
             .iter()
             .filter(|(host, t)| t.ready > 0 && !tripping.contains(host))
             .count();
-        cluster_wide_failure(newly_failing, answering)
+        let engaged = if self.cluster_wide {
+            cluster_wide_failure(newly_failing, answering)
+        } else {
+            cluster_wide_failure(newly_failing_lately, answering)
+        };
+        if engaged != self.cluster_wide {
+            tracing::warn!(
+                engaged,
+                failing_hosts = newly_failing,
+                answering_hosts = answering,
+                "transport failures across hosts: the cluster's egress, DNS or proxy"
+            );
+        }
+        self.cluster_wide = engaged;
+        engaged
     }
 
     fn forget_hosts_without_members(&mut self, tallies: &BTreeMap<Arc<str>, HostTally>) {
@@ -653,19 +686,34 @@ mod tests {
 
     #[test]
     fn every_host_failing_at_once_quarantines_nothing() {
-        let now = OffsetDateTime::now_utc();
+        // Their failures began half a minute ago: the hosts answered just before.
+        let now = time::macros::datetime!(2026-12-06 10:00:30 UTC);
         let metrics = BreakerMetrics::default();
         let mut breakers = Breakers::new(trip(), metrics.clone());
         let plan = breakers.plan(&cluster(4), now);
         assert!(plan.cluster_wide_failure);
         assert!(plan.actions.is_empty(), "{:?}", plan.actions);
         assert_eq!(metrics.cluster_wide_failure.get(), 1);
+        // Still failing together an hour later: the guard holds.
+        let plan = breakers.plan(&cluster(4), now + time::Duration::HOUR);
+        assert!(plan.cluster_wide_failure);
+        assert!(plan.actions.is_empty());
         // One host failing among three that answer trips as before.
-        let plan = breakers.plan(&cluster(1), now + time::Duration::SECOND);
+        let plan = breakers.plan(&cluster(1), now + time::Duration::HOUR);
         assert!(!plan.cluster_wide_failure);
         assert_eq!(metrics.cluster_wide_failure.get(), 0);
         let quarantined: Vec<_> = plan.actions.iter().map(|(h, _)| &**h).collect();
         assert_eq!(quarantined, ["10.0.0.1"; 3]);
+    }
+
+    #[test]
+    fn hosts_failing_for_long_are_no_egress_failure() {
+        // The incident: hosts that have failed for hours, one that answers.
+        let now = time::macros::datetime!(2026-12-06 14:00 UTC);
+        let mut breakers = Breakers::new(trip(), BreakerMetrics::default());
+        let plan = breakers.plan(&cluster(3), now);
+        assert!(!plan.cluster_wide_failure);
+        assert_eq!(plan.actions.len(), 9, "each failing host trips on its own");
     }
 
     #[test]

@@ -122,6 +122,14 @@ impl Collector for StoreCollector {
         )?;
         gauge_family(
             &mut encoder,
+            "lane_gitrepositories",
+            "GitRepositories in a host lane (Flux's sharding.fluxcd.io/key label, served by that lane's source-controller), by lane and state.",
+            agg.by_lane
+                .iter()
+                .map(|((lane, state), n)| ([("lane", &**lane), ("state", state.as_str())], *n)),
+        )?;
+        gauge_family(
+            &mut encoder,
             "gitrepositories_unobserved",
             "GitRepositories whose observedGeneration is missing, -1 or behind their generation.",
             agg.unobserved

@@ -436,6 +436,8 @@ fluxgate_gitrepositories_failed{namespace="proj-a",host="github.com",reason="tim
 fluxgate_gitrepositories_failed{namespace="proj-b",host="github.com",reason="auth"} 1
 # HELP fluxgate_gitrepositories_quarantined GitRepositories the host circuit breaker suspended until their host answers again, by namespace and Git host.
 # TYPE fluxgate_gitrepositories_quarantined gauge
+# HELP fluxgate_lane_gitrepositories GitRepositories in a host lane (Flux's sharding.fluxcd.io/key label, served by that lane's source-controller), by lane and state.
+# TYPE fluxgate_lane_gitrepositories gauge
 # HELP fluxgate_gitrepositories_unobserved GitRepositories whose observedGeneration is missing, -1 or behind their generation.
 # TYPE fluxgate_gitrepositories_unobserved gauge
 fluxgate_gitrepositories_unobserved{namespace="proj-a"} 1

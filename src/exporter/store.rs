@@ -66,6 +66,9 @@ pub struct Record {
     /// Which watch (namespace, or the whole cluster) it came from, so one scope can re-list
     /// without touching the others.
     pub scope: u16,
+    /// Its host lane (`sharding.fluxcd.io/key`): 0 for none, else a number the store's lane
+    /// table names (one byte, which the record had spare).
+    pub lane: u8,
     /// `metadata.resourceVersion` when it is a decimal number (as etcd's are), else 0: the
     /// breaker's writes are conditional on it.
     pub resource_version: u64,
@@ -200,7 +203,11 @@ impl Inner {
 
     /// After the records were replaced wholesale (a re-list).
     fn recount(&mut self) {
-        let mut counts = Counts::default();
+        // The lane numbers records carry stay valid.
+        let mut counts = Counts {
+            lanes: std::mem::take(&mut self.counts.lanes),
+            ..Counts::default()
+        };
         for record in self.records.values() {
             counts.change(record, 1);
         }
@@ -221,6 +228,11 @@ struct Counts {
     unobserved: BTreeMap<Arc<str>, i64>,
     /// Quarantined records (suspended by the breaker) by namespace and host.
     quarantined: BTreeMap<(Arc<str>, Arc<str>), i64>,
+    /// Records in a host lane, by lane and state.
+    by_lane: BTreeMap<(Arc<str>, State), i64>,
+    /// The lanes seen, numbered from 1 in the order they came ([`Record::lane`]); at most
+    /// [`MAX_LANES`], the rest counted under the last one, `other`.
+    lanes: Vec<Arc<str>>,
     /// Per host: its records, those failing with a transport error, and those carrying the
     /// quarantine label. The breaker looks closer only at hosts where these say it might act.
     hosts: BTreeMap<Arc<str>, HostTally>,
@@ -241,9 +253,35 @@ pub struct HostTally {
     pub ready: i64,
 }
 
+/// Lanes a store tells apart; a cluster has a few.
+pub const MAX_LANES: usize = 255;
+
 impl Counts {
+    /// The number of `lane` in [`Record::lane`], naming it on first sight.
+    fn lane_number(&mut self, lane: Option<&str>) -> u8 {
+        let Some(lane) = lane.filter(|l| !l.is_empty()) else {
+            return 0;
+        };
+        let found = self.lanes.iter().position(|l| &**l == lane);
+        let index = found.unwrap_or_else(|| {
+            if self.lanes.len() + 1 < MAX_LANES {
+                self.lanes.push(Arc::from(lane));
+            } else if self.lanes.len() + 1 == MAX_LANES {
+                self.lanes.push(Arc::from("other"));
+            }
+            self.lanes.len() - 1
+        });
+        u8::try_from(index + 1).unwrap_or(u8::MAX)
+    }
+
     /// Adds (`delta` 1) or takes away (-1) one record's part in every count.
     fn change(&mut self, r: &Record, delta: i64) {
+        if let Some(lane) = usize::from(r.lane)
+            .checked_sub(1)
+            .and_then(|i| self.lanes.get(i))
+        {
+            bump(&mut self.by_lane, (lane.clone(), r.state), delta);
+        }
         let transport_failing =
             r.state == State::Failed && r.class.is_some_and(FailureClass::is_transport);
         let quarantine_marked = r.marks.as_ref().is_some_and(|m| m.quarantined);
@@ -347,6 +385,7 @@ impl Store {
         }
         Record {
             scope,
+            lane: inner.counts.lane_number(health.lane.as_deref()),
             namespace: inner.interner.get(&health.namespace),
             name: health.name.as_str().into(),
             state: health.state,
@@ -514,6 +553,7 @@ pub struct Aggregate {
     pub unobserved: BTreeMap<Arc<str>, i64>,
     pub oldest_pending: BTreeMap<Arc<str>, i64>,
     pub quarantined: BTreeMap<(Arc<str>, Arc<str>), i64>,
+    pub by_lane: BTreeMap<(Arc<str>, State), i64>,
     pub objects: i64,
 }
 
@@ -543,16 +583,17 @@ impl Store {
             unobserved: counts.unobserved.clone(),
             oldest_pending: oldest_per_namespace(&counts.pending_created),
             quarantined: counts.quarantined.clone(),
+            by_lane: counts.by_lane.clone(),
             objects: i64::try_from(inner.records.len()).unwrap_or(i64::MAX),
         }
     }
 
-    /// Each host's tally, for the breaker to pick the hosts worth a closer look.
     /// A URL of one of `host`'s GitRepositories, for fluxgate's own probe of the host.
     pub fn probe_url(&self, host: &str) -> Option<Box<str>> {
         self.lock().probe_urls.get(host).cloned()
     }
 
+    /// Each host's tally, for the breaker to pick the hosts worth a closer look.
     pub fn host_tallies(&self) -> BTreeMap<Arc<str>, HostTally> {
         self.lock().counts.hosts.clone()
     }
@@ -989,6 +1030,7 @@ mod tests {
                 attempt_seconds: 0,
                 created: NOW - 60,
                 scope: 0,
+                lane: 0,
                 resource_version: 1,
                 marks: None,
             },
@@ -1211,6 +1253,45 @@ mod tests {
         assert!(encode(&store).ends_with(
             "# TYPE fluxgate_gitrepository_failing_since_timestamp_seconds gauge\n# EOF\n"
         ));
+    }
+
+    #[test]
+    fn lanes_are_counted_by_state_and_follow_their_records() {
+        let in_lane = |name: &str, uid: &str, status: Option<Value>, lane: &str| {
+            let mut health = repo("proj-1", name, uid, status);
+            health.lane = Some(lane.to_owned());
+            health
+        };
+        let store = Store::default();
+        store.relist_start(0);
+        store.relist_apply(0, &in_lane("a", "u1", failing("i/o timeout"), "far"));
+        store.relist_apply(0, &in_lane("b", "u2", ready(), "far"));
+        store.relist_apply(0, &repo("proj-1", "c", "u3", ready()));
+        store.relist_done(0, true, NOW);
+        let lanes = |store: &Store| -> Vec<(String, &'static str, i64)> {
+            store
+                .aggregate()
+                .by_lane
+                .iter()
+                .map(|((lane, state), n)| (lane.to_string(), state.as_str(), *n))
+                .collect()
+        };
+        assert_eq!(
+            lanes(&store),
+            [("far".into(), "ready", 1), ("far".into(), "failed", 1)]
+        );
+        // Moved back to the main source-controller: gone from the lane's series.
+        store.apply(0, &repo("proj-1", "a", "u1", ready()), NOW);
+        store.apply(0, &in_lane("c", "u3", ready(), "near"), NOW);
+        assert_eq!(
+            lanes(&store),
+            [("far".into(), "ready", 1), ("near".into(), "ready", 1)]
+        );
+        // A re-list keeps the lanes' names.
+        store.relist_start(0);
+        store.relist_apply(0, &in_lane("b", "u2", ready(), "far"));
+        store.relist_done(0, true, NOW);
+        assert_eq!(lanes(&store), [("far".into(), "ready", 1)]);
     }
 
     #[test]

@@ -66,7 +66,8 @@ struct SlimMetadata {
     annotations: Option<BTreeMap<String, String>>,
 }
 
-/// A label or annotation map, keeping only fluxgate's own keys; the rest is skipped unread.
+/// A label or annotation map, keeping only fluxgate's own keys and Flux's shard label (a host
+/// lane); the rest is skipped unread.
 fn fluxgate_keys<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<BTreeMap<String, String>>, D::Error> {
@@ -82,7 +83,7 @@ fn fluxgate_keys<'de, D: Deserializer<'de>>(
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut kept = BTreeMap::new();
             while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                if key.starts_with(FLUXGATE_PREFIX) {
+                if key.starts_with(FLUXGATE_PREFIX) || key == crate::flux::SHARD_LABEL {
                     // A value of another type is not a mark: left out, as classify would.
                     if let Value::String(value) = map.next_value::<Value>()? {
                         kept.insert(key.into_owned(), value);

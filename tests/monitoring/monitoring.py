@@ -74,6 +74,7 @@ FLUXGATE_METRICS = {
     "fluxgate_host_breaker_pass_duration_seconds",
     "fluxgate_quarantined_without_breaker",
     "fluxgate_breaker_cluster_wide_failure",
+    "fluxgate_lane_gitrepositories",
 }
 FLUXGATE_HISTOGRAMS = {
     "fluxgate_admission_duration_seconds",
