@@ -272,6 +272,8 @@ pub struct HostBreaker {
     probe_judged_at: Option<OffsetDateTime>,
     /// Since when every probe of the host has answered, without a break.
     answered_since: Option<OffsetDateTime>,
+    /// When the last canary went out.
+    last_canary_at: Option<OffsetDateTime>,
 }
 
 impl HostBreaker {
@@ -327,7 +329,7 @@ impl HostBreaker {
                 episode,
                 next_probe_at,
             } => {
-                if self.may_send_canary(inputs.check, next_probe_at, &mut pass) {
+                if self.may_send_canary(inputs.check, episode, next_probe_at, &mut pass) {
                     self.probe(episode, &mut pass);
                 }
             }
@@ -454,9 +456,16 @@ impl HostBreaker {
     /// after the host answered, and once its delay has passed or the host has answered every
     /// probe for `probe_interval_max` (a host that flapped and then came back for good is not
     /// held for the rest of a long delay: the latch lasts only as long as its reason).
+    ///
+    /// One exception bounds what a wrong probe can cost: fluxgate's probe leaves from fluxgate's
+    /// Pod, not source-controller's, and a path only the probe lacks (a NetworkPolicy, a port
+    /// not allowed) would otherwise hold the host's GitRepositories for good. So once
+    /// `flapping_probe_interval_max` (1h) has passed without a canary, one goes out anyway: at
+    /// most one worker held for one timeout an hour.
     fn may_send_canary(
         &mut self,
         check: HostCheck,
+        episode: OffsetDateTime,
         next_probe_at: OffsetDateTime,
         pass: &mut Pass,
     ) -> bool {
@@ -484,7 +493,9 @@ impl HostBreaker {
         let steady = self
             .answered_since
             .is_some_and(|t| elapsed(t, now) >= settings.probe_interval_max);
-        answering && (now >= next_probe_at || steady)
+        let unseen = elapsed(self.last_canary_at.unwrap_or(episode), now);
+        let blind = now >= next_probe_at && unseen >= settings.flapping_probe_interval_max;
+        (answering && (now >= next_probe_at || steady)) || blind
     }
 
     /// The probe delay in force, within the settings' bounds whatever they are.
@@ -672,6 +683,7 @@ impl HostBreaker {
                     canary: true,
                 }) {
                     pass.release_room -= 1;
+                    self.last_canary_at = Some(pass.now);
                     self.phase = Phase::HalfOpen {
                         episode,
                         canary: canary.key.uid.clone(),
@@ -1981,6 +1993,31 @@ mod tests {
         breaker.step_checked(&members, now, &settings, probed(now, false));
         let again = breaker.step_checked(&members, now, &settings, probed(now, false));
         assert_eq!(again.probe, None);
+    }
+
+    #[test]
+    fn a_probe_that_never_answers_still_lets_one_canary_out_an_hour() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let mut canaries = Vec::new();
+        for minute in 11..=190 {
+            let now = T0 + minutes(minute);
+            let step = breaker.step_checked(&members, now, &settings, probed(now, false));
+            apply(&mut members, &step.actions, now);
+            if let Some(canary) = step.actions.iter().find(|a| is_canary(a)) {
+                canaries.push(minute);
+                // It fails half a minute later, as the host is down.
+                let canary = canary.key().clone();
+                find(&mut members, &canary).attempted_at = Some(now + time::Duration::seconds(30));
+            }
+        }
+        // Opened at T0 + 10m: the first blind canary an hour later, then at most one an hour.
+        assert!(!canaries.is_empty(), "never released a blind canary");
+        assert_eq!(canaries[0], 70, "{canaries:?}");
+        for pair in canaries.windows(2) {
+            assert!(pair[1] - pair[0] >= 60, "{canaries:?}");
+        }
     }
 
     #[test]
