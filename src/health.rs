@@ -308,6 +308,31 @@ pub fn url_without_userinfo(url: &str) -> String {
     }
 }
 
+/// The Git host a GitRepository is judged and counted by, with its transport: [`git_host`], and
+/// `ssh://` before it for SSH (`ssh://` URLs and scp-like `user@host:path`). One host's SSH and
+/// HTTPS are two ways in that fail apart (port 22 blocked while 443 answers), so each has its own
+/// breaker, and an SSH outage is not diluted by the same host's HTTPS successes.
+pub fn host_key(url: &str) -> String {
+    let host = git_host(url);
+    let url = url.trim();
+    let ssh = match url.split_once("://") {
+        Some((scheme, _)) => {
+            scheme.eq_ignore_ascii_case("ssh") || scheme.eq_ignore_ascii_case("git+ssh")
+        }
+        None => true,
+    };
+    if ssh && host != "unknown" {
+        format!("ssh://{host}")
+    } else {
+        host
+    }
+}
+
+/// The host name of a breaker's host ([`host_key`]), without its transport.
+pub fn host_name(key: &str) -> &str {
+    key.strip_prefix("ssh://").unwrap_or(key)
+}
+
 pub fn git_host(url: &str) -> String {
     let url = url.trim();
     let authority = if let Some((_, rest)) = url.split_once("://") {
@@ -393,7 +418,7 @@ pub struct Health {
     pub generation: Option<i64>,
     /// `status.observedGeneration` as written (the CRD default is `-1`).
     pub observed_generation: Option<i64>,
-    /// From `spec.url`, whatever the state (see [`git_host`]).
+    /// From `spec.url`, whatever the state: the Git host and its transport ([`host_key`]).
     pub host: String,
     /// `spec.url` without its userinfo ([`url_without_userinfo`]): what fluxgate's own probe of
     /// the host contacts.
@@ -535,7 +560,7 @@ pub fn classify(object_json: &Value) -> Result<Health, HealthError> {
         unobserved,
         generation,
         observed_generation,
-        host: git_host(spec.get("url").and_then(Value::as_str).unwrap_or("")),
+        host: host_key(spec.get("url").and_then(Value::as_str).unwrap_or("")),
         probe_url: url_without_userinfo(spec.get("url").and_then(Value::as_str).unwrap_or("")),
         failure,
         created: timestamp(metadata.get("creationTimestamp")),
@@ -570,6 +595,17 @@ mod tests {
         ] {
             assert_eq!(git_host(url), "github.com", "{url}");
         }
+    }
+
+    #[test]
+    fn ssh_and_https_to_one_host_are_two_breakers_hosts() {
+        assert_eq!(host_key("https://GitHub.com./o/r"), "github.com");
+        assert_eq!(host_key("http://github.com:80/o/r"), "github.com");
+        assert_eq!(host_key("ssh://git@github.com:22/o/r"), "ssh://github.com");
+        assert_eq!(host_key("git@github.com:o/r"), "ssh://github.com");
+        assert_eq!(host_key("not a url"), "unknown");
+        assert_eq!(host_name("ssh://github.com"), "github.com");
+        assert_eq!(host_name("github.com"), "github.com");
     }
 
     #[test]

@@ -88,10 +88,11 @@ impl TripArgs {
         }
     }
 
-    /// Whether `host` is left out: entries are `host` or `host:port` (the port is not part of a
-    /// breaker's host), compared without letter case or a trailing dot.
+    /// Whether `host` (a breaker's host, [`crate::health::host_key`]) is left out: entries are
+    /// `host` or `host:port` (the port is not part of a breaker's host), compared without letter
+    /// case or a trailing dot, and whatever the transport (HTTPS and SSH alike).
     pub fn excludes(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.');
+        let host = crate::health::host_name(host).trim_end_matches('.');
         self.breaker_exclude_hosts.iter().any(|entry| {
             let entry = entry.trim();
             let name = if let Some(bracketed) = entry.strip_prefix('[') {

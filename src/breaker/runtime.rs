@@ -707,6 +707,37 @@ mod tests {
     }
 
     #[test]
+    fn an_ssh_outage_is_not_diluted_by_the_same_hosts_https_successes() {
+        let object = |i: usize, url: &str, ready: bool| {
+            let mut health = repo("github.com", i, ready);
+            health.host = crate::health::host_key(url);
+            health.uid = format!("{url}-{i}");
+            health
+        };
+        let store = Store::default();
+        store.relist_start(0);
+        for i in 0..6 {
+            store.relist_apply(0, &object(i, "git@github.com:o/r", false));
+            store.relist_apply(0, &object(i, "https://github.com/o/r", true));
+            store.relist_apply(0, &object(i, "https://github.com/o/s", true));
+        }
+        store.relist_done(0, true, 0);
+        let now = time::macros::datetime!(2026-12-06 14:00 UTC);
+        let mut breakers = Breakers::new(trip(), BreakerMetrics::default());
+        let plan = breakers.plan(&store, now);
+        let hosts: BTreeSet<&str> = plan.actions.iter().map(|(h, _)| &**h).collect();
+        assert_eq!(hosts, BTreeSet::from(["ssh://github.com"]));
+        assert_eq!(plan.actions.len(), 6);
+        // Excluding the host name leaves both transports alone.
+        let excluded = TripArgs {
+            breaker_exclude_hosts: vec!["github.com:22".into()],
+            ..trip()
+        };
+        let plan = Breakers::new(excluded, BreakerMetrics::default()).plan(&store, now);
+        assert!(plan.actions.is_empty());
+    }
+
+    #[test]
     fn hosts_failing_for_long_are_no_egress_failure() {
         // The incident: hosts that have failed for hours, one that answers.
         let now = time::macros::datetime!(2026-12-06 14:00 UTC);

@@ -93,9 +93,14 @@ fn wanted(marks: &Marks, args: &RestoreArgs) -> bool {
     quarantined || (args.archived && marks.archive.is_some())
 }
 
-fn same_host(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.')
-        .eq_ignore_ascii_case(b.trim_end_matches('.'))
+/// `--host github.com` takes both transports of the host; `--host ssh://github.com` only SSH.
+fn same_host(held_for: &str, asked: &str) -> bool {
+    let same = |a: &str, b: &str| {
+        a.trim_end_matches('.')
+            .eq_ignore_ascii_case(b.trim_end_matches('.'))
+    };
+    same(held_for, asked)
+        || (!asked.contains("://") && same(crate::health::host_name(held_for), asked))
 }
 
 /// `fluxgate restore`, with the caller's kubeconfig.
