@@ -7,9 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::flux::{Removal, parse_object_ref};
 use crate::janitor::RuleArgs;
-pub use crate::marks::restore::RestoreArgs;
 use crate::policy::PolicyArgs;
 use crate::report::ReportFormat;
+pub use crate::restore::RestoreArgs;
 use crate::serve::ServeArgs;
 
 #[derive(Debug, Parser)]

@@ -272,5 +272,5 @@ pub async fn cleanup(args: CleanupArgs, out: &mut (dyn Write + Send)) -> anyhow:
 
 /// `fluxgate restore`.
 pub async fn restore(args: RestoreArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
-    crate::marks::restore::run(args, out).await
+    crate::restore::run(args, out).await
 }

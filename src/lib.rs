@@ -25,6 +25,7 @@ pub mod marks;
 pub mod metrics;
 pub mod policy;
 pub mod report;
+pub mod restore;
 pub mod serve;
 pub mod server;
 pub mod text;

@@ -103,6 +103,24 @@ fn annotation<'a>(object: &'a DynamicObject, key: &str) -> Option<&'a str> {
     object.annotations().get(key).map(String::as_str)
 }
 
+/// Waits, `limit` at most, until the namespace has GitRepositories and every one satisfies
+/// `each`; returns them.
+async fn until_all(
+    api: &Api<DynamicObject>,
+    limit: Duration,
+    each: impl Fn(&DynamicObject) -> bool,
+) -> Option<Vec<DynamicObject>> {
+    eventually(limit, || async {
+        let list = api.list(&ListParams::default()).await.ok()?;
+        (!list.items.is_empty() && list.items.iter().all(&each)).then_some(list.items)
+    })
+    .await
+}
+
+fn back_and_ready(object: &DynamicObject) -> bool {
+    object.data["spec"]["suspend"] != true && is_ready(object)
+}
+
 /// Thresholds for a test: the platform's minutes become seconds.
 fn trip_args(release_every: Duration) -> TripArgs {
     TripArgs {
@@ -437,15 +455,12 @@ async fn leaves_another_writers_unsuspend_and_a_new_leader_finishes_the_release(
     let trip = trip_args(Duration::from_secs(4));
     let replica_a = start_breaker(&client, store_a, &metrics_a, trip.clone(), "e2e-a");
 
-    let all_quarantined = eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            let list = api.list(&ListParams::default()).await.ok()?;
-            (list.items.len() == 9 && list.items.iter().all(is_quarantined)).then_some(())
-        }
-    })
-    .await;
-    assert!(all_quarantined.is_some(), "all nine quarantined");
+    let all_quarantined = until_all(&api, Duration::from_secs(30), is_quarantined).await;
+    assert_eq!(
+        all_quarantined.map(|q| q.len()),
+        Some(9),
+        "all nine quarantined"
+    );
 
     // Someone else (a user, or kustomize-controller correcting drift) unsuspends one.
     api.patch(
@@ -525,17 +540,7 @@ async fn leaves_another_writers_unsuspend_and_a_new_leader_finishes_the_release(
     let mut metrics_b = Metrics::new();
     let (store_b, exporter_b) = start_exporter(&client, &ns, &mut metrics_b);
     let replica_b = start_breaker(&client, store_b, &metrics_b, trip, "e2e-b");
-    let done = eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let list = api.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .all(|o| o.data["spec"]["suspend"] != true && is_ready(o))
-                .then_some(())
-        }
-    })
-    .await;
+    let done = until_all(&api, Duration::from_secs(60), back_and_ready).await;
     assert!(
         done.is_some(),
         "replica B released the rest and every GitRepository is Ready"
@@ -590,12 +595,8 @@ async fn a_persons_restore_wins_over_an_open_breaker() {
                 .collect::<Vec<_>>(),
         )
     };
-    let all = eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        async move { quarantined(api).await.filter(|q| q.len() == 8) }
-    })
-    .await;
-    assert!(all.is_some(), "all eight quarantined");
+    let all = until_all(&api, Duration::from_secs(30), is_quarantined).await;
+    assert_eq!(all.map(|q| q.len()), Some(8), "all eight quarantined");
 
     // One by name, as the Quarantined Event suggests.
     let one = e2e::fluxgate_cli(&["restore", &format!("{ns}/far-0")]).await;
@@ -796,14 +797,7 @@ async fn releases_nothing_until_the_host_answers_fluxgates_own_probe() {
     let mut metrics = Metrics::new();
     let (store, exporter) = start_exporter(&client, &ns, &mut metrics);
     let breaker = start_probed_breaker(&client, store, &metrics, probed_trip());
-    let all = eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            let list = api.list(&ListParams::default()).await.ok()?;
-            list.items.iter().all(is_quarantined).then_some(())
-        }
-    })
-    .await;
+    let all = until_all(&api, Duration::from_secs(30), is_quarantined).await;
     assert!(all.is_some(), "all eight quarantined");
 
     // Refused, then a tarpit, then 429: a probe a second, and not one GitRepository released.
@@ -857,17 +851,7 @@ async fn releases_nothing_until_the_host_answers_fluxgates_own_probe() {
     let up = Arc::new(AtomicBool::new(true));
     let stop = Arc::new(AtomicBool::new(false));
     let player = play_host(api.clone(), up, stop.clone());
-    let done = eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let list = api.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .all(|o| o.data["spec"]["suspend"] != true && is_ready(o))
-                .then_some(())
-        }
-    })
-    .await;
+    let done = until_all(&api, Duration::from_secs(60), back_and_ready).await;
     assert!(
         done.is_some(),
         "every GitRepository back and Ready\n{}",
@@ -1027,18 +1011,9 @@ async fn a_dead_hosts_gitrepositories_move_to_its_lane_and_back_once_it_answers(
     let breaker = start_probed_breaker_in(&client, store, &metrics, probed_trip(), Some("far"));
 
     // Tripped: every one moved into the lane, none suspended.
-    let moved = eventually(Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            let list = api.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .all(|o| in_lane(o, "far"))
-                .then_some(list.items)
-        }
-    })
-    .await
-    .expect("all six moved into the lane");
+    let moved = until_all(&api, Duration::from_secs(30), |o| in_lane(o, "far"))
+        .await
+        .expect("all six moved into the lane");
     for object in &moved {
         assert_ne!(
             object.data["spec"]["suspend"],
@@ -1077,19 +1052,10 @@ async fn a_dead_hosts_gitrepositories_move_to_its_lane_and_back_once_it_answers(
     let up = Arc::new(AtomicBool::new(true));
     let stop = Arc::new(AtomicBool::new(false));
     let player = play_host(api.clone(), up, stop.clone());
-    let back = eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let list = api.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .all(|o| {
-                    !o.labels().contains_key(flux::SHARD_LABEL)
-                        && !o.labels().contains_key(lane::MOVED_LABEL)
-                        && is_ready(o)
-                })
-                .then_some(())
-        }
+    let back = until_all(&api, Duration::from_secs(60), |o| {
+        !o.labels().contains_key(flux::SHARD_LABEL)
+            && !o.labels().contains_key(lane::MOVED_LABEL)
+            && is_ready(o)
     })
     .await;
     assert!(

@@ -99,8 +99,8 @@ fn the_incident_snapshot_in_json() {
         report["failed_by_host_reason"],
         json!([
             { "host": "github.com", "reason": "timeout", "count": 96 },
-            { "host": "github.com", "reason": "auth", "count": 5 },
-            { "host": "github.com", "reason": "not_found", "count": 5 },
+            { "host": "ssh://github.com", "reason": "auth", "count": 5 },
+            { "host": "ssh://github.com", "reason": "not_found", "count": 5 },
             { "host": "git.corp.example", "reason": "dns", "count": 4 },
             { "host": "gitlab.internal.example", "reason": "tls", "count": 3 },
         ])

@@ -10,12 +10,12 @@
 //! - [`opts_out`]: the one rule for every opt-out annotation;
 //! - [`Change`]: what a part decided to do to one object, and the patch and Event that carry it
 //!   out ([`Change::patch`], [`Change::event`]), built from plain values;
-//! - [`writer::Writer`]: the one place that applies a change conditionally and records its Event;
-//! - [`restore`]: `fluxgate restore`, for one object or in bulk.
+//! - [`writer::Writer`]: the one place that applies a change conditionally and records its Event.
+//!
+//! `fluxgate restore` ([`crate::restore`]) lifts them through the same writer.
 //!
 //! The janitor and the breaker only decide; what their decisions look like on an object is here.
 
-pub mod restore;
 pub mod writer;
 
 use serde_json::{Map, Value, json};
@@ -600,4 +600,4 @@ pub async fn count_quarantined(client: &kube::Client) -> Result<usize, kube::Err
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

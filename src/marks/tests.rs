@@ -5,7 +5,7 @@ use time::macros::datetime;
 const NOW: OffsetDateTime = datetime!(2026-12-06 10:00:00.750 UTC);
 const STAMP: &str = "2026-12-06T10:00:00Z";
 
-pub(super) fn marks(labels: Value, annotations: Value) -> Marks {
+pub(crate) fn marks(labels: Value, annotations: Value) -> Marks {
     Marks::of_metadata(
         json!({ "labels": labels, "annotations": annotations })
             .as_object()

@@ -13,8 +13,8 @@ use kube::api::{DynamicObject, ListParams};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{Change, Lifted, Marks, Target, Writer, Written, archive, lane, quarantine};
 use crate::flux::{self, parse_object_ref};
+use crate::marks::{Change, Lifted, Marks, Target, Writer, Written, archive, lane, quarantine};
 use crate::text::rfc3339_seconds;
 
 #[derive(Debug, Clone, Args)]
