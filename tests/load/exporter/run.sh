@@ -422,8 +422,11 @@ measure_breaker() {
   load_line="$(machine_load)"
   audit0="$(stat -c %s "$AUDIT" 2>/dev/null || echo 0)"
   t0="$(now_ms)"
+  # fluxgate probes an open host itself; here its probe goes through a "proxy" on a closed
+  # loopback port, which refuses: the benchmark reaches no Git host, and github.com stays open.
   "$FLUXGATE" serve --no-webhook --metrics-addr "127.0.0.1:$port" --shutdown-delay 0s \
     --drain-timeout 1s --breaker=true --namespace fluxgate-bench --identity bench \
+    --https-proxy http://127.0.0.1:9 \
     --breaker-exclude-hosts gitlab.com,git.corp.example.com >"$OUT/breaker.log" 2>&1 &
   EXPORTER_PID=$!
   sample "$EXPORTER_PID" "$OUT/breaker.samples.tsv" &
