@@ -6,7 +6,7 @@
   netlab.py proxy  --port P --log FILE --map HOST:PORT=HOST:PORT ... [--host ADDR] [--only-mapped]
                                                        HTTP proxy (absolute-form and CONNECT)
   netlab.py farhost --port P --log FILE --upstream HOST:PORT
-                   (--outage-end-file FILE | --success-fraction F --seed S)
+                   (--outage-end-file FILE | --success-fraction F --seed S | --down-file FILE)
                                                        the far Git host when it is not simply
                                                        down: tarpits some connections and relays
                                                        the others to the Git server (see farhost)
@@ -267,6 +267,7 @@ async def farhost(args):
 
     - with --outage-end-file: tarpitted (as `tarpit`) until the unix time written in that file,
       relayed to the Git server (--upstream) from then on; no file yet means still down;
+    - with --down-file: tarpitted while that file exists, relayed while it does not;
     - with --success-fraction: an attempt is one clone, a GET .../info/refs followed by a POST
       .../git-upload-pack on a new connection (HTTP/1.0 upstream); the GET decides, by
       attempt_served, and the POSTs of that repository follow the decision of its last GET.
@@ -292,6 +293,8 @@ async def farhost(args):
     def decide(method, path):
         if args.outage_end_file:
             return not down_now()
+        if args.down_file:
+            return not os.path.exists(args.down_file)
         repo = path.split("?", 1)[0]
         for suffix in ("/info/refs", "/git-upload-pack", "/git-receive-pack"):
             if repo.endswith(suffix):
@@ -454,6 +457,7 @@ def main():
             mode = s.add_mutually_exclusive_group(required=True)
             mode.add_argument("--outage-end-file", help="holds the unix time the host comes back")
             mode.add_argument("--success-fraction", type=float, help="share of attempts answered")
+            mode.add_argument("--down-file", help="down while this file exists")
             s.add_argument("--seed", default="fluxgate-lab", help="for --success-fraction")
         if name == "committer":
             s.add_argument("--root", required=True)
