@@ -770,8 +770,10 @@ def lane_summary(label, d, meta, final, prom, summary):
     lc = os.path.join(d, "lane-check.json")
     if os.path.exists(lc) and os.path.getsize(lc):
         lane_check = json.load(open(lc))
+    timeouts = sorted({(o.get("spec") or {}).get("timeout", "60s") for o in far_objs.values()})
     return {
         "setup": label,
+        "far_timeouts": timeouts,
         "lane": bool(meta.get("lane")),
         "commit_every": meta.get("commit_every", 0),
         "far_total": len(far_objs),
@@ -819,6 +821,7 @@ def lane_table(lsums):
     d_medians = [c["existing_wait"]["median"] for c in refs.values() if c["existing_wait"]]
     row("run length (lab s)", lambda m: str(m["run_seconds"]))
     row("host lane (far host's GitRepositories labelled / of)", lambda m: f"yes ({m['far_labelled']} / {m['far_total']})" if m["lane"] else "no")
+    row("spec.timeout of the far-host GitRepositories (lab)", lambda m: ", ".join(m["far_timeouts"]))
     row("webhook's label on a new far-host GitRepository (dryRun create)",
         lambda m: (m["lane_check"] or {}).get("labels", {}).get("sharding.fluxcd.io/key", "-") if m["lane_check"] else "-")
     row("healthy GitRepository present at the start → Ready: median / max (lab s)",

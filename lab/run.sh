@@ -57,6 +57,8 @@
 #                         (default 60; 0: none)
 #   The lane's source-controller (l, lg): --concurrent=4, --min-retry-delay 30s and
 #   --max-retry-delay 30m scaled like the timeouts (1.5s and 90s at the default scale).
+#   LAB_LANE_FLOOR        l, lg: fluxgate's --gitrepository-timeout in platform seconds (default
+#                         300, the 5m floor; 60 leaves Flux's default timeout in place)
 #   LAB_BREAKER_PASS      f, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
 #   LAB_BREAKER_PROBE_MAX f, g: --breaker-probe-interval-max in platform seconds (default 600)
 #   The breaker's durations are platform values scaled like the timeouts: window 10m, probe 5m
@@ -82,6 +84,7 @@ OUTAGE_END="${LAB_OUTAGE_END:-0.7}"
 FLAKY_SUCCESS="${LAB_FLAKY_SUCCESS:-0.3}"
 FLAKY_SEED="${LAB_FLAKY_SEED:-fluxgate-lab}"
 COMMIT_EVERY="${LAB_COMMIT_EVERY:-60}"
+LANE_FLOOR="${LAB_LANE_FLOOR:-300}"
 BREAKER_PASS="${LAB_BREAKER_PASS:-1s}"
 BREAKER_PROBE_MAX="${LAB_BREAKER_PROBE_MAX:-600}"
 TOTAL="${LAB_TOTAL:-130}"
@@ -269,10 +272,12 @@ run_setup() {
 
   # fluxgate: the exporter in every setup (its gauges are among the figures); the webhook and
   # the janitor only where the setup says so.
+  local fg_timeout="$TIMEOUT_WEBHOOK"
+  [[ $lane == true ]] && fg_timeout="$(scaled "$LANE_FLOOR")"
   local -a fg=("$FLUXGATE" serve --webhook-addr "127.0.0.1:$fg_webhook"
     --metrics-addr "127.0.0.1:$fg_metrics" --tls-cert-file "$LAB_DIR/certs/tls.crt"
     --tls-key-file "$LAB_DIR/certs/tls.key" --namespace fluxgate --identity lab-fluxgate
-    --gitrepository-timeout "$TIMEOUT_WEBHOOK" --shutdown-delay 0s --drain-timeout 2s)
+    --gitrepository-timeout "$fg_timeout" --shutdown-delay 0s --drain-timeout 2s)
   case "$setup" in
     c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
     c2) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR_SHORT") ;;
@@ -435,7 +440,7 @@ EOF
  "outage_end": $outage_end, "flaky_success": $( [[ $setup == g || $setup == lg || $setup == ag ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
  "breaker": "$( [[ $setup == [fgmn] ]] && echo "${BREAKER_FLAGS[*]}")",
  "lane": $lane, "lane_args": "${sc_lane[*]:1}", "lane_storage_port": "$lane_storage", "storage_port": "$sc_storage",
- "commit_every": $commits,
+ "commit_every": $commits, "lane_floor": "$( [[ $lane == true ]] && scaled "$LANE_FLOOR")",
  "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
 EOF
   stop_all
