@@ -607,7 +607,8 @@ def breaker_table(summaries, bsums):
     ws = lambda c, st, key: by[c][st][key] if by[c][st] else None  # noqa: E731
     row("run length (lab s)", lambda c: by[c]["run_seconds"])
     row("far host", lambda c: {"f": f"down until t = {bs(c, 'outage_end')} s, then serving",
-                                "g": f"answers {bs(c, 'flaky_success')} of the attempts"}.get(base(c), "down for good"))
+                                "g": f"answers {bs(c, 'flaky_success')} of the attempts"}.get(
+        base(c), "flaky (as g)" if base(c) in ("lg", "ag") else "down for good"))
     def bound(c, st, key, flag):
         """A number, or a string "≥ n" when it is only a lower bound (spreads skip those)."""
         v = ws(c, st, key)
