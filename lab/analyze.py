@@ -37,12 +37,17 @@ TITLES = {
     "g": "g: webhook 5m + breaker, flaky host",
     "m": "m: webhook 5m + breaker + mirror rule",
     "n": "n: webhook 5m + breaker, no mirror rule",
+    "l": "l: webhook 5m + host lane, far host down",
+    "lg": "lg: webhook 5m + host lane, flaky host",
+    "ag": "ag: Flux defaults, flaky host",
 }
 SHORT = {"a": "a\ndefaults", "b": "b\ntimeout 5m", "c": "c\njanitor 3m", "c2": "c2\njanitor 1m",
          "d": "d\nproxy", "e": "e\n5m + janitor", "f": "f\n5m + breaker\noutage ends",
-         "g": "g\n5m + breaker\nflaky", "m": "m\n5m + breaker\n+ mirror", "n": "n\n5m + breaker\nno mirror"}
+         "g": "g\n5m + breaker\nflaky", "m": "m\n5m + breaker\n+ mirror", "n": "n\n5m + breaker\nno mirror",
+         "l": "l\n5m + lane\nhost down", "lg": "lg\n5m + lane\nflaky", "ag": "ag\ndefaults\nflaky"}
 COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#8c564b", "c2": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e",
-          "f": "#17becf", "g": "#bcbd22", "m": "#e377c2", "n": "#7f7f7f"}
+          "f": "#17becf", "g": "#bcbd22", "m": "#e377c2", "n": "#7f7f7f",
+          "l": "#393b79", "lg": "#637939", "ag": "#843c39"}
 FAR_SERVERS = ("tarpit", "farhost")
 
 
@@ -220,7 +225,7 @@ def summarise(setup, meta, samples, final, prom, conns):
         "title": title(setup),
         "run_seconds": run,
         "scale": meta["scale"],
-        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g", "m", "n") else meta["timeout_webhook"],
+        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g", "m", "n", "l", "lg") else meta["timeout_webhook"],
         "probes": waits,
         "new_wait": wait_stats(waits),
         "existing": existing,
@@ -602,7 +607,8 @@ def breaker_table(summaries, bsums):
     ws = lambda c, st, key: by[c][st][key] if by[c][st] else None  # noqa: E731
     row("run length (lab s)", lambda c: by[c]["run_seconds"])
     row("far host", lambda c: {"f": f"down until t = {bs(c, 'outage_end')} s, then serving",
-                                "g": f"answers {bs(c, 'flaky_success')} of the attempts"}.get(base(c), "down for good"))
+                                "g": f"answers {bs(c, 'flaky_success')} of the attempts"}.get(
+        base(c), "flaky (as g)" if base(c) in ("lg", "ag") else "down for good"))
     def bound(c, st, key, flag):
         """A number, or a string "≥ n" when it is only a lower bound (spreads skip those)."""
         v = ws(c, st, key)
@@ -693,6 +699,159 @@ def mirror_summary(label, meta, final, prom, report, summary):
         "far_conns_per_min": summary["tarpit_conns_per_min"],
         "mirror_rule": meta.get("mirror_rule") or None,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# host lanes (l, lg) beside the proxy (d), Flux defaults (a, ag) and the breaker (g)
+
+
+def lane_summary(label, d, meta, final, prom, summary):
+    """Where the far host's GitRepositories got to: the revisions that reached them while the
+    Git server added commits (g, lg, ag), and each source-controller's queue."""
+    run = meta["run_seconds"]
+    far = meta["far_host"]
+    commit_n = defaultdict(dict)   # repo path -> sha -> n (the root commit: 0)
+    commits = []                   # (t, repo, n)
+    p = os.path.join(d, "commits.csv")
+    if os.path.exists(p):
+        for line in open(p):
+            t, ev, detail = line.rstrip("\n").split(",", 2)
+            parts = detail.split()
+            if ev == "reset":
+                commit_n[parts[0]][parts[1]] = 0
+            elif ev == "commit":
+                commit_n[parts[0]][parts[2]] = int(parts[1])
+                commits.append((float(t) - meta["t0"], parts[0], int(parts[1])))
+
+    def repo_of(o):
+        return "example-org/" + o["spec"]["url"].rstrip("/").rsplit("/", 1)[-1]
+
+    def n_of(o_repo, revision):
+        sha = (revision or "").rsplit(":", 1)[-1]
+        return commit_n[o_repo].get(sha)
+
+    far_objs = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in final
+                if far in o["spec"]["url"] and int(o["metadata"]["namespace"].split("-")[1]) <= meta["total"]}
+    seen = defaultdict(set)
+    first_new = {}
+    urls = defaultdict(set)
+    for line in open(os.path.join(d, "samples.jsonl")):
+        e = json.loads(line)
+        if e.get("event") != "artifact" or e["name"] not in far_objs or not 0 <= e["t"] <= run:
+            continue
+        n = n_of(repo_of(far_objs[e["name"]]), e["revision"])
+        urls[e["name"]].add(e["url"].split("/", 3)[2] if e.get("url") else None)
+        if n:
+            seen[e["name"]].add(n)
+            first_new.setdefault(e["name"], e["t"])
+    made = [c for c in commits if c[0] <= run]
+    latest = defaultdict(int)
+    for t, r, n in made:
+        latest[r] = max(latest[r], n)
+    lags = []
+    with_artifact = 0
+    for key, o in far_objs.items():
+        art = (o.get("status") or {}).get("artifact")
+        if not art:
+            continue
+        with_artifact += 1
+        n = n_of(repo_of(o), art.get("revision"))
+        if n is not None and made:
+            lags.append(latest[repo_of(o)] - n)
+    lane_storage = f"127.0.0.1:{meta.get('lane_storage_port')}"
+    on_lane = sum(1 for o in far_objs.values()
+                  if ((o.get("status") or {}).get("artifact") or {}).get("url", "").split("/", 3)[2:3] == [lane_storage])
+    labelled = sum(1 for o in far_objs.values()
+                   if ((o["metadata"].get("labels") or {}).get("sharding.fluxcd.io/key") == "far"))
+    lane_recon = {json.loads(lab).get("result", "?"): int(series[-1][1])
+                  for lab, series in prom.get("lane_reconcile_total", {}).items() if series}
+    main_depth = [v for _, v in one(prom, "sc_workqueue_depth")]
+    lane_depth = [v for _, v in one(prom, "lane_workqueue_depth")]
+    lane_check = None
+    lc = os.path.join(d, "lane-check.json")
+    if os.path.exists(lc) and os.path.getsize(lc):
+        lane_check = json.load(open(lc))
+    timeouts = sorted({(o.get("spec") or {}).get("timeout", "60s") for o in far_objs.values()})
+    return {
+        "setup": label,
+        "far_timeouts": timeouts,
+        "lane": bool(meta.get("lane")),
+        "commit_every": meta.get("commit_every", 0),
+        "far_total": len(far_objs),
+        "far_labelled": labelled,
+        "commits_made": len(made),
+        "far_with_new_revision": len(seen),
+        "far_revisions_delivered": sum(len(v) for v in seen.values()),
+        "far_first_new_revision_median_t": round(statistics.median(first_new.values()), 1) if first_new else None,
+        "far_with_artifact_end": with_artifact,
+        "far_artifact_on_lane_storage_end": on_lane,
+        "far_commits_behind_end_mean": round(statistics.mean(lags), 2) if lags else None,
+        "far_commits_behind_end_max": max(lags) if lags else None,
+        "far_conns_per_min": summary["tarpit_conns_per_min"],
+        "far_hold_median_s": summary["tarpit_hold_median_s"],
+        "existing_wait": summary["existing_wait"],
+        "new_wait": summary["new_wait"],
+        "suspended_end": summary["suspended_end"],
+        "ready_end": summary["ready_end"],
+        "main_depth_mean": round(statistics.mean(main_depth), 1) if main_depth else None,
+        "main_depth_max": max(main_depth) if main_depth else None,
+        "lane_depth_mean": round(statistics.mean(lane_depth), 1) if lane_depth else None,
+        "lane_depth_max": max(lane_depth) if lane_depth else None,
+        "main_reconciles": summary["reconciles"],
+        "lane_reconciles": lane_recon,
+        "lane_check": lane_check,
+        "load1_median": summary["load1_median"],
+        "load1_max": summary["load1_max"],
+        "run_seconds": run,
+    }
+
+
+def lane_table(lsums):
+    cols = list(lsums)
+    refs = {base(c): lsums[c] for c in cols if base(c) == "d"}
+    rows = []
+
+    def row(name, f):
+        rows.append([name] + [f(lsums[c]) for c in cols])
+
+    def wait(st, key):
+        if not st:
+            return "-"
+        return f"{'≥ ' if st[key + '_lower_bound'] else ''}{st[key]:.1f}"
+
+    d_medians = [c["existing_wait"]["median"] for c in refs.values() if c["existing_wait"]]
+    row("run length (lab s)", lambda m: str(m["run_seconds"]))
+    row("host lane (far host's GitRepositories labelled / of)", lambda m: f"yes ({m['far_labelled']} / {m['far_total']})" if m["lane"] else "no")
+    row("spec.timeout of the far-host GitRepositories (lab)", lambda m: ", ".join(m["far_timeouts"]))
+    row("webhook's label on a new far-host GitRepository (dryRun create)",
+        lambda m: (m["lane_check"] or {}).get("labels", {}).get("sharding.fluxcd.io/key", "-") if m["lane_check"] else "-")
+    row("healthy GitRepository present at the start → Ready: median / max (lab s)",
+        lambda m: f"{wait(m['existing_wait'], 'median')} / {wait(m['existing_wait'], 'max')}")
+    if d_medians:
+        row("… median as a multiple of d's (d's runs in this table)",
+            lambda m: f"{m['existing_wait']['median'] / statistics.mean(d_medians):.2f}×" if m["existing_wait"] else "-")
+    row("new healthy GitRepository → Ready: median / max (lab s)",
+        lambda m: f"{wait(m['new_wait'], 'median')} / {wait(m['new_wait'], 'max')}")
+    row("suspended at the end", lambda m: str(m["suspended_end"]))
+    row("commits added to the far-host repositories in the run", lambda m: str(m["commits_made"]) if m["commit_every"] else "none")
+    row("far-host GitRepositories that got a new revision", lambda m: f"{m['far_with_new_revision']} of {m['far_total']}" if m["commit_every"] else "-")
+    row("… new revisions delivered, all far-host GitRepositories", lambda m: str(m["far_revisions_delivered"]) if m["commit_every"] else "-")
+    row("… commits behind at the end: mean / max (those with an artifact)",
+        lambda m: f"{m['far_commits_behind_end_mean']} / {m['far_commits_behind_end_max']}" if m["far_commits_behind_end_mean"] is not None else "-")
+    row("far-host GitRepositories with an artifact at the end (on the lane's storage)",
+        lambda m: f"{m['far_with_artifact_end']} ({m['far_artifact_on_lane_storage_end']})" if m["lane"] else str(m["far_with_artifact_end"]))
+    row("far-host connections/min (lab)", lambda m: str(m["far_conns_per_min"]))
+    row("… held (median s)", lambda m: str(m["far_hold_median_s"]) if m["far_hold_median_s"] is not None else "-")
+    row("main source-controller: workqueue depth mean / max",
+        lambda m: f"{m['main_depth_mean']} / {m['main_depth_max']:.0f}" if m["main_depth_max"] is not None else "-")
+    row("lane's source-controller: workqueue depth mean / max",
+        lambda m: f"{m['lane_depth_mean']} / {m['lane_depth_max']:.0f}" if m["lane_depth_max"] is not None else "-")
+    row("reconciles, main (lane)", lambda m: ", ".join(f"{k} {v}" for k, v in m["main_reconciles"].items())
+        + (" (" + ", ".join(f"{k} {v}" for k, v in m["lane_reconciles"].items()) + ")" if m["lane"] else ""))
+    row("machine load (1-min, median / max)", lambda m: f"{m['load1_median']:.1f} / {m['load1_max']:.1f}")
+    out = ["| figure | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
 
 
 def mirror_table(msums):
@@ -796,10 +955,11 @@ def main():
     if a.name is None:
         plain = all(x in ("a", "b", "c", "c2", "d", "e") for x in a.setups)
         mirror = all(base(x) in ("m", "n") for x in a.setups)
-        a.name = "" if plain else ("mirror" if mirror else "breaker")
+        lanes = any(base(x) in ("l", "lg", "ag") for x in a.setups)
+        a.name = "" if plain else ("mirror" if mirror else ("lanes" if lanes else "breaker"))
     sfx = f"-{a.name}" if a.name else ""
     os.makedirs(a.results, exist_ok=True)
-    runs, summaries, bsums, msums = {}, [], {}, {}
+    runs, summaries, bsums, msums, lsums = {}, [], {}, {}, {}
     for setup in a.setups:
         d = os.path.join(a.lab_dir, f"run-{setup}")
         runs[setup] = load_run(d)
@@ -823,6 +983,13 @@ def main():
             report = json.load(open(report_path)) if os.path.getsize(report_path) else None
             msums[setup] = mirror_summary(setup, meta, final, prom, report, s)
             json.dump(msums[setup], open(os.path.join(a.results, setup, "mirror.json"), "w"), indent=1)
+        if any(base(x) in ("l", "lg", "ag") for x in a.setups) and base(setup) in ("a", "d", "g", "l", "lg", "ag"):
+            meta, samples, final, prom, conns = runs[setup]
+            lsums[setup] = lane_summary(setup, d, meta, final, prom, s)
+            json.dump(lsums[setup], open(os.path.join(a.results, setup, "lane.json"), "w"), indent=1)
+            for name in ("commits.csv", "lane-check.json"):
+                if os.path.exists(os.path.join(d, name)):
+                    shutil.copy(os.path.join(d, name), os.path.join(a.results, setup, name))
     md = table(summaries)
     print(md)
     if msums:
@@ -831,6 +998,12 @@ def main():
         print(mmd)
         with open(os.path.join(a.results, "summary-mirror-table.md"), "w") as f:
             f.write(mmd + "\n")
+    if lsums:
+        lmd = lane_table(lsums)
+        print()
+        print(lmd)
+        with open(os.path.join(a.results, f"summary{sfx}-lanes.md"), "w") as f:
+            f.write(lmd + "\n")
     if bsums:
         bmd = breaker_table(summaries, bsums)
         print()

@@ -5,6 +5,8 @@
   driver.py webhook   register fluxgate's mutating webhook by URL
   driver.py sample    create the probe GitRepositories on schedule and sample the cluster and
                       source-controller's process until the run ends
+  driver.py lane-check  create a far-host GitRepository with dryRun=All (through the webhook)
+                      and check the label the webhook gave it
 
 Connection: --api URL and --pki DIR (ca.crt, admin.crt, admin.key of the lab control plane).
 """
@@ -52,11 +54,12 @@ def namespace(api, name):
     api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
 
-def gitrepository(name, ns, url, interval, timeout, project, annotations=None):
+def gitrepository(name, ns, url, interval, timeout, project, annotations=None, labels=None):
     spec = {"interval": interval, "url": url, "ref": {"branch": "main"}}
     if timeout:
         spec["timeout"] = timeout
-    metadata = {"name": name, "namespace": ns, "labels": {"platform.example.com/project": project}}
+    metadata = {"name": name, "namespace": ns,
+                "labels": {"platform.example.com/project": project, **(labels or {})}}
     if annotations:
         metadata["annotations"] = dict(annotations)
     return {"apiVersion": f"{GROUP}/v1", "kind": "GitRepository", "metadata": metadata, "spec": spec}
@@ -67,10 +70,11 @@ def healthy_indices(total, healthy):
     return {int(j * total / healthy) + 1 for j in range(healthy)}
 
 
-def create_project(api, i, url, args, annotations=None):
+def create_project(api, i, url, args, annotations=None, labels=None):
     ns = f"proj-{i:03d}"
     namespace(api, ns)
-    obj = gitrepository(f"project-{i:03d}", ns, url, args.repo_interval, args.timeout, f"{i:03d}", annotations)
+    obj = gitrepository(f"project-{i:03d}", ns, url, args.repo_interval, args.timeout, f"{i:03d}",
+                        annotations, labels)
     api.create(f"/apis/{GROUP}/v1/namespaces/{ns}/gitrepositories", obj)
     return ns
 
@@ -78,15 +82,19 @@ def create_project(api, i, url, args, annotations=None):
 def cmd_populate(api, args):
     good = healthy_indices(args.total, args.healthy)
     failing_annotations = dict(kv.split("=", 1) for kv in args.failing_annotation)
+    failing_labels = dict(kv.split("=", 1) for kv in args.failing_label)
     t0 = time.time()
+    failing = []
     for i in range(1, args.total + 1):
         if i in good:
             create_project(api, i, f"{args.healthy_url}/platform/proj-{i:03d}.git", args)
         else:
             url = f"{args.failing_url}/example-org/proj-{i:03d}.git"
-            create_project(api, i, url, args, failing_annotations)
+            create_project(api, i, url, args, failing_annotations, failing_labels)
+            failing.append(f"example-org/proj-{i:03d}.git")
+    # failing_repos: the far-host repositories' paths on the Git server (for the committer).
     print(json.dumps({"created": args.total, "failing": args.total - len(good),
-                      "seconds": round(time.time() - t0, 2)}))
+                      "seconds": round(time.time() - t0, 2), "failing_repos": failing}))
 
 
 def cmd_webhook(api, args):
@@ -117,6 +125,19 @@ def cmd_webhook(api, args):
         }],
     }
     api.create("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations", body)
+
+
+def cmd_lane_check(api, args):
+    """A GitRepository the platform creates after the lane rule, created with dryRun=All: the
+    API server runs the mutating webhook and returns the object as it would store it."""
+    obj = gitrepository("lane-check", args.namespace, args.url, "1m", "", "lane-check")
+    got = api.request("POST", f"/apis/{GROUP}/v1/namespaces/{args.namespace}/gitrepositories?dryRun=All", obj)
+    labels = got["metadata"].get("labels") or {}
+    print(json.dumps({"url": args.url, "labels": labels, "timeout": got["spec"].get("timeout")}))
+    if labels.get(args.key) != args.expect:
+        print(f"lane-check: {args.key}={labels.get(args.key)!r}, expected {args.expect!r}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def proc_sample(pid):
@@ -178,11 +199,22 @@ def summarise(items):
     return s
 
 
+def artifact_revisions(items):
+    """Each GitRepository's artifact: name -> (revision, url), or None without one."""
+    out = {}
+    for o in items:
+        a = (o.get("status") or {}).get("artifact")
+        key = f"{o['metadata']['namespace']}/{o['metadata']['name']}"
+        out[key] = (a.get("revision"), a.get("url")) if a else None
+    return out
+
+
 def cmd_sample(api, args):
     start = args.start or time.time()
     end = start + args.duration
     schedule = [float(x) for x in args.probes.split(",")] if args.probes else []
     created = {}
+    seen = {}
     out = open(args.out, "a", buffering=1)
     n = 0
     # Bounded: one iteration per --sample-interval until the run's end, plus the final dump.
@@ -201,6 +233,14 @@ def cmd_sample(api, args):
         try:
             items = api.request("GET", f"/apis/{GROUP}/v1/gitrepositories")["items"]
             summary = summarise(items)
+            # Every change of an artifact (a new revision, or a new URL: another controller's
+            # storage) as an event; with a sample every 5 s and a commit per repository at most
+            # every --commit-every seconds, none is missed.
+            for key, art in artifact_revisions(items).items():
+                if art is not None and seen.get(key) != art:
+                    out.write(json.dumps({"t": round(time.time() - start, 3), "event": "artifact",
+                                          "name": key, "revision": art[0], "url": art[1]}) + "\n")
+                seen[key] = art
             probes = {}
             for o in items:
                 ns = o["metadata"]["namespace"]
@@ -209,7 +249,12 @@ def cmd_sample(api, args):
                     probes[ns] = r.get("status") if r else None
         except (OSError, RuntimeError, urllib.error.URLError) as e:
             summary, probes = {"error": str(e)}, {}
-        cpu, rss = proc_sample(args.pid)
+        # One or more source-controller processes (a lane's too): CPU and RSS summed.
+        cpu, rss = None, None
+        for pid in args.pid:
+            c, r = proc_sample(pid)
+            if c is not None:
+                cpu, rss = (cpu or 0) + c, (rss or 0) + r
         with open("/proc/loadavg") as f:
             load1 = float(f.read().split()[0])
         out.write(json.dumps({"t": round(now - start, 3), "cluster": summary, "probes": probes,
@@ -236,10 +281,13 @@ def main():
             s.add_argument("--failing-url", required=True)
             s.add_argument("--failing-annotation", action="append", default=[], metavar="KEY=VALUE",
                            help="an annotation on every failing GitRepository (repeatable)")
+            s.add_argument("--failing-label", action="append", default=[], metavar="KEY=VALUE",
+                           help="a label on every failing GitRepository (repeatable)")
             s.add_argument("--total", type=int, default=130)
             s.add_argument("--healthy", type=int, default=17)
         else:
-            s.add_argument("--pid", type=int, required=True, help="source-controller's pid")
+            s.add_argument("--pid", type=int, action="append", required=True,
+                           help="source-controller's pid (repeatable: a lane's instance too)")
             s.add_argument("--start", type=float, default=0, help="unix time of t=0")
             s.add_argument("--duration", type=float, required=True)
             s.add_argument("--sample-interval", type=float, default=5)
@@ -253,9 +301,15 @@ def main():
     w = sub.add_parser("webhook")
     w.add_argument("--url", required=True)
     w.add_argument("--ca", required=True)
+    c = sub.add_parser("lane-check")
+    c.add_argument("--url", required=True, help="a far-host repository URL")
+    c.add_argument("--namespace", required=True)
+    c.add_argument("--key", default="sharding.fluxcd.io/key")
+    c.add_argument("--expect", required=True, help="the label value the webhook must set")
     args = p.parse_args()
     api = Api(args.api, args.pki)
-    {"populate": cmd_populate, "webhook": cmd_webhook, "sample": cmd_sample}[args.cmd](api, args)
+    cmds = {"populate": cmd_populate, "webhook": cmd_webhook, "sample": cmd_sample, "lane-check": cmd_lane_check}
+    return cmds[args.cmd](api, args)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,13 @@
   netlab.py proxy  --port P --log FILE --map HOST:PORT=HOST:PORT ... [--host ADDR] [--only-mapped]
                                                        HTTP proxy (absolute-form and CONNECT)
   netlab.py farhost --port P --log FILE --upstream HOST:PORT
-                   (--outage-end-file FILE | --success-fraction F --seed S)
+                   (--outage-end-file FILE | --success-fraction F --seed S | --down-file FILE)
                                                        the far Git host when it is not simply
                                                        down: tarpits some connections and relays
                                                        the others to the Git server (see farhost)
+  netlab.py committer --root DIR --repo PATH ... --every S --log FILE [--max-commits N]
+                                                       adds a commit to each of those repositories
+                                                       every S seconds (see committer)
 
 --host: the proxy's listen address (default 127.0.0.1; the node tests use their Pod bridge's
 address). --only-mapped: refuse (403) any target that no --map names, so the proxy can only ever
@@ -264,6 +267,7 @@ async def farhost(args):
 
     - with --outage-end-file: tarpitted (as `tarpit`) until the unix time written in that file,
       relayed to the Git server (--upstream) from then on; no file yet means still down;
+    - with --down-file: tarpitted while that file exists, relayed while it does not;
     - with --success-fraction: an attempt is one clone, a GET .../info/refs followed by a POST
       .../git-upload-pack on a new connection (HTTP/1.0 upstream); the GET decides, by
       attempt_served, and the POSTs of that repository follow the decision of its last GET.
@@ -289,6 +293,8 @@ async def farhost(args):
     def decide(method, path):
         if args.outage_end_file:
             return not down_now()
+        if args.down_file:
+            return not os.path.exists(args.down_file)
         repo = path.split("?", 1)[0]
         for suffix in ("/info/refs", "/git-upload-pack", "/git-receive-pack"):
             if repo.endswith(suffix):
@@ -373,12 +379,67 @@ async def farhost(args):
         await srv.serve_forever()
 
 
+# --------------------------------------------------------------------------------------------
+# new commits on the Git server during a run
+
+
+def git(repo, *argv, stdin=None):
+    out = subprocess.run(["git", "--git-dir", repo, *argv], input=stdin, capture_output=True,
+                         timeout=30, check=True)
+    return out.stdout.decode().strip()
+
+
+def committer(args):
+    """Adds one commit to each --repo (a bare repository under --root) every --every seconds,
+    spread evenly over that period so the Git server sees a steady trickle, until --max-seconds
+    or --max-commits. Each repository's branch is first reset to its root commit, so every run
+    starts from the same one-commit history however many runs came before.
+
+    A commit changes the ConfigMap in app.yaml (data.revision: N); the log line is
+    `commit,<repo> <N> <sha>`."""
+    log = EventLog(args.log)
+    repos = [os.path.join(os.path.abspath(args.root), r) for r in args.repo]
+    ref = f"refs/heads/{args.branch}"
+    for r in repos:
+        root = git(r, "rev-list", "--max-parents=0", ref).split()[-1]
+        git(r, "update-ref", ref, root)
+        log.write("reset", f"{os.path.relpath(r, args.root)} {root}")
+    start = time.time()
+    counts = {r: 0 for r in repos}
+    made = 0
+    step = args.every / max(len(repos), 1)
+    # Bounded: at most --max-commits commits, and the process ends at --max-seconds anyway.
+    k = 0
+    while made < args.max_commits:
+        r = repos[k % len(repos)]
+        due = start + args.every + k * step
+        k += 1
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        counts[r] += 1
+        n = counts[r]
+        blob = git(r, "hash-object", "-w", "--stdin", stdin=(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n"
+            f"  greeting: hello\n  revision: \"{n}\"\n").encode())
+        tree = git(r, "mktree", stdin=f"100644 blob {blob}\tapp.yaml\n".encode())
+        parent = git(r, "rev-parse", ref)
+        env_args = ["-c", "user.name=platform", "-c", "user.email=platform@lab.test"]
+        sha = subprocess.run(["git", *env_args, "--git-dir", r, "commit-tree", tree, "-p", parent,
+                              "-m", f"revision {n}"], capture_output=True, timeout=30,
+                             check=True).stdout.decode().strip()
+        git(r, "update-ref", ref, sha, parent)
+        made += 1
+        log.write("commit", f"{os.path.relpath(r, args.root)} {n} {sha}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("git", "tarpit", "proxy", "farhost"):
+    for name in ("git", "tarpit", "proxy", "farhost", "committer"):
         s = sub.add_parser(name)
-        s.add_argument("--port", type=int, required=True)
+        if name != "committer":
+            s.add_argument("--port", type=int, required=True)
         s.add_argument("--log", required=True)
         s.add_argument("--max-seconds", type=float, default=4 * 3600)
         if name == "git":
@@ -396,7 +457,15 @@ def main():
             mode = s.add_mutually_exclusive_group(required=True)
             mode.add_argument("--outage-end-file", help="holds the unix time the host comes back")
             mode.add_argument("--success-fraction", type=float, help="share of attempts answered")
+            mode.add_argument("--down-file", help="down while this file exists")
             s.add_argument("--seed", default="fluxgate-lab", help="for --success-fraction")
+        if name == "committer":
+            s.add_argument("--root", required=True)
+            s.add_argument("--repo", action="append", required=True,
+                           help="a bare repository, relative to --root (repeatable)")
+            s.add_argument("--branch", default="main")
+            s.add_argument("--every", type=float, required=True, help="seconds between two commits of one repository")
+            s.add_argument("--max-commits", type=int, default=20000)
     args = p.parse_args()
     stop_after(args.max_seconds)
     if args.cmd == "git":
@@ -405,6 +474,8 @@ def main():
         asyncio.run(tarpit(args))
     elif args.cmd == "farhost":
         asyncio.run(farhost(args))
+    elif args.cmd == "committer":
+        committer(args)
     else:
         asyncio.run(proxy(args))
 

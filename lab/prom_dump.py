@@ -17,6 +17,12 @@ QUERIES = {
     "sc_active_workers": 'controller_runtime_active_workers{job="source-controller",controller="gitrepository"}',
     "sc_retries_total": 'workqueue_retries_total{job="source-controller",name="gitrepository"}',
     "sc_longest_running_seconds": 'workqueue_longest_running_processor_seconds{job="source-controller",name="gitrepository"}',
+    # the lane's source-controller (setups l, lg)
+    "lane_workqueue_depth": 'workqueue_depth{job="source-controller-far",name="gitrepository"}',
+    "lane_reconcile_total": 'sum by (result) (controller_runtime_reconcile_total{job="source-controller-far",controller="gitrepository"})',
+    "lane_active_workers": 'controller_runtime_active_workers{job="source-controller-far",controller="gitrepository"}',
+    "lane_up": 'up{job="source-controller-far"}',
+    "fg_lane_assignments": "sum by (shard) (fluxgate_lane_assignments_total)",
     # fluxgate's gauges (one replica here, so no deduplication is needed)
     # `or vector(0)`: the exporter drops a namespace's series when its count falls to zero.
     "fg_ready": 'sum(fluxgate_gitrepositories{state="ready"}) or vector(0)',

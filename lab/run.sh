@@ -25,6 +25,18 @@
 #      are for the far host; the 113 from before carry fluxgate.io/mirror: "false" (they stand
 #      for objects created before the rule, which is applied on CREATE only)
 #   n  (not run by default) m without the mirror rule: quarantine alone
+#   l  (not run by default) a host lane, far host down for good: a second source-controller
+#      (--watch-label-selector=sharding.fluxcd.io/key=far, the lane's settings of
+#      deploy/lanes/component scaled) serves the far host; the main one runs with
+#      --watch-label-selector=!sharding.fluxcd.io/key; fluxgate's webhook (5m) with
+#      --lane FAR_HOST=far. The 113 from before carry the label from their creation (they stand
+#      for objects the platform labelled, or created after the rule); a dryRun create checks that
+#      the webhook labels a new far-host GitRepository
+#   lg (not run by default) l with g's flaky far host
+#   ag (not run by default) a (Flux defaults, no remedy) with g's flaky far host
+#   In g, lg and ag the Git server gets a new commit on every far-host repository every
+#   LAB_COMMIT_EVERY seconds, so the runs count the revisions that reach the far-host
+#   GitRepositories.
 #
 # Knobs (environment):
 #   LAB_RUN_SECONDS       length of each setup's run, wall-clock seconds (default 450)
@@ -41,6 +53,12 @@
 #   LAB_OUTAGE_END        f: when the far host comes back, as a fraction of the run (default 0.7)
 #   LAB_FLAKY_SUCCESS     g: share of clone attempts the far host answers (default 0.3)
 #   LAB_FLAKY_SEED        g: seed of those answers (default fluxgate-lab)
+#   LAB_COMMIT_EVERY      g, lg, ag: lab seconds between two commits of one far-host repository
+#                         (default 60; 0: none)
+#   The lane's source-controller (l, lg): --concurrent=4, --min-retry-delay 30s and
+#   --max-retry-delay 30m scaled like the timeouts (1.5s and 90s at the default scale).
+#   LAB_LANE_FLOOR        l, lg: fluxgate's --gitrepository-timeout in platform seconds (default
+#                         300, the 5m floor; 60 leaves Flux's default timeout in place)
 #   LAB_BREAKER_PASS      f, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
 #   LAB_BREAKER_PROBE_MAX f, g: --breaker-probe-interval-max in platform seconds (default 600)
 #   The breaker's durations are platform values scaled like the timeouts: window 10m, probe 5m
@@ -65,6 +83,8 @@ BREAKER_RUN_SECONDS="${LAB_BREAKER_RUN_SECONDS:-900}"
 OUTAGE_END="${LAB_OUTAGE_END:-0.7}"
 FLAKY_SUCCESS="${LAB_FLAKY_SUCCESS:-0.3}"
 FLAKY_SEED="${LAB_FLAKY_SEED:-fluxgate-lab}"
+COMMIT_EVERY="${LAB_COMMIT_EVERY:-60}"
+LANE_FLOOR="${LAB_LANE_FLOOR:-300}"
 BREAKER_PASS="${LAB_BREAKER_PASS:-1s}"
 BREAKER_PROBE_MAX="${LAB_BREAKER_PROBE_MAX:-600}"
 TOTAL="${LAB_TOTAL:-130}"
@@ -210,7 +230,10 @@ run_setup() {
   # "f-2": setup f, run label 2 (its own state and results directories).
   local setup="${1%%-*}" dir="$LAB_DIR/run-$1"
   local run_seconds="$RUN_SECONDS"
-  case "$setup" in f | g) run_seconds="$BREAKER_RUN_SECONDS" ;; esac
+  case "$setup" in f | g | lg | ag) run_seconds="$BREAKER_RUN_SECONDS" ;; esac
+  local lane=false commits=0
+  case "$setup" in l | lg) lane=true ;; esac
+  case "$setup" in g | lg | ag) commits="$COMMIT_EVERY" ;; esac
   rm -rf "$dir"
   mkdir -p "$dir"
   log "setup $setup: control plane"
@@ -223,8 +246,10 @@ run_setup() {
   "${kubectl[@]}" create namespace fluxgate >/dev/null
 
   local git_port tarpit_port proxy_port sc_metrics sc_health sc_storage fg_webhook fg_metrics prom_port
+  local lane_metrics lane_health lane_storage
   git_port="$(free_port)"; tarpit_port="$(free_port)"; proxy_port="$(free_port)"
   sc_metrics="$(free_port)"; sc_health="$(free_port)"; sc_storage="$(free_port)"
+  lane_metrics="$(free_port)"; lane_health="$(free_port)"; lane_storage="$(free_port)"
   fg_webhook="$(free_port)"; fg_metrics="$(free_port)"; prom_port="$(free_port)"
   local bound=$((run_seconds + 600))
 
@@ -238,7 +263,7 @@ run_setup() {
     f) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
          --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
          --outage-end-file "$dir/outage-end" ;;
-    g) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
+    g | lg | ag) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
          --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
          --success-fraction "$FLAKY_SUCCESS" --seed "$FLAKY_SEED" ;;
     *) start_bg tarpit "$dir/tarpit.out" "$PY" "$here/netlab.py" tarpit --port "$tarpit_port" \
@@ -247,21 +272,24 @@ run_setup() {
 
   # fluxgate: the exporter in every setup (its gauges are among the figures); the webhook and
   # the janitor only where the setup says so.
+  local fg_timeout="$TIMEOUT_WEBHOOK"
+  [[ $lane == true ]] && fg_timeout="$(scaled "$LANE_FLOOR")"
   local -a fg=("$FLUXGATE" serve --webhook-addr "127.0.0.1:$fg_webhook"
     --metrics-addr "127.0.0.1:$fg_metrics" --tls-cert-file "$LAB_DIR/certs/tls.crt"
     --tls-key-file "$LAB_DIR/certs/tls.key" --namespace fluxgate --identity lab-fluxgate
-    --gitrepository-timeout "$TIMEOUT_WEBHOOK" --shutdown-delay 0s --drain-timeout 2s)
+    --gitrepository-timeout "$fg_timeout" --shutdown-delay 0s --drain-timeout 2s)
   case "$setup" in
     c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
     c2) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR_SHORT") ;;
     f | g | n) fg+=("${BREAKER_FLAGS[@]}") ;;
     m) fg+=("${BREAKER_FLAGS[@]}" --mirror "http://$FAR_HOST:$tarpit_port/=http://$MIRROR_HOST:$git_port/") ;;
+    l | lg) fg+=(--lane "$FAR_HOST=far") ;;
   esac
   # JSON logs: analyze.py reads the breaker's state changes from them.
   start_bg fluxgate "$dir/fluxgate.log" env KUBECONFIG="$KUBECONFIG" FLUXGATE_LOG_FORMAT=json "${fg[@]}"
   wait_http "http://127.0.0.1:$fg_metrics/healthz" fluxgate
   case "$setup" in
-    b | e | f | g | m | n)
+    b | e | f | g | m | n | l | lg)
       "$PY" "$here/driver.py" --api "$api" --pki "$pki" webhook \
         --url "https://127.0.0.1:$fg_webhook/mutate" --ca "$LAB_DIR/certs/ca.crt"
       ;;
@@ -306,6 +334,12 @@ scrape_configs:
   - job_name: source-controller
     static_configs: [{targets: ['127.0.0.1:$sc_metrics']}]
 EOF
+  if [[ $lane == true ]]; then
+    cat >>"$dir/prometheus.yml" <<EOF
+  - job_name: source-controller-far
+    static_configs: [{targets: ['127.0.0.1:$lane_metrics']}]
+EOF
+  fi
   start_bg prometheus "$dir/prometheus.log" prometheus --config.file="$dir/prometheus.yml" \
     --storage.tsdb.path="$dir/tsdb" --web.listen-address="127.0.0.1:$prom_port" --log.level=warn
   wait_http "http://127.0.0.1:$prom_port/-/ready" prometheus
@@ -322,9 +356,19 @@ EOF
       probe_extra=(--probe-url "http://$FAR_HOST:$tarpit_port" --probe-path example-org)
       ;;
   esac
+  # The lane: the GitRepositories that exist before the rule carry the label from their creation,
+  # as if the platform had labelled them (kubectl label; the webhook acts on CREATE only). The lab
+  # registers the webhook before populating, so it would label them too; the explicit label keeps
+  # the setup from depending on that, and lane-check below shows the webhook's own labelling.
+  [[ $lane == true ]] && populate_extra+=(--failing-label sharding.fluxcd.io/key=far)
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" populate \
     --healthy-url "http://$NEAR_HOST:$git_port" --failing-url "http://$FAR_HOST:$tarpit_port" \
     --total "$TOTAL" --healthy "$HEALTHY" --timeout "$repo_timeout" "${populate_extra[@]}" >"$dir/populate.json"
+  if [[ $lane == true ]]; then
+    "$PY" "$here/driver.py" --api "$api" --pki "$pki" lane-check --namespace proj-001 \
+      --url "http://$FAR_HOST:$tarpit_port/example-org/proj-001.git" --expect far >"$dir/lane-check.json" \
+      || die "the webhook did not put a new far-host GitRepository into the lane ($(cat "$dir/lane-check.json"))"
+  fi
 
   printf '127.0.0.1 localhost\n127.0.0.1 %s %s %s\n' "$FAR_HOST" "$NEAR_HOST" "$MIRROR_HOST" >"$dir/hosts"
   mkdir -p "$dir/storage"
@@ -332,6 +376,17 @@ EOF
     --storage-addr="127.0.0.1:$sc_storage" --storage-adv-addr="127.0.0.1:$sc_storage"
     --metrics-addr="127.0.0.1:$sc_metrics" --health-addr="127.0.0.1:$sc_health"
     --enable-leader-election=false --watch-all-namespaces=true --log-level=info --log-encoding=json)
+  # The lane's instance: deploy/lanes/component's arguments, its durations scaled.
+  local -a sc_lane=()
+  if [[ $lane == true ]]; then
+    sc+=(--watch-label-selector='!sharding.fluxcd.io/key')
+    mkdir -p "$dir/storage-far"
+    sc_lane=("$SC_BIN" --concurrent=4 --min-retry-delay="$(scaled 30)" --max-retry-delay="$(scaled 1800)"
+      --watch-label-selector=sharding.fluxcd.io/key=far --storage-path="$dir/storage-far"
+      --storage-addr="127.0.0.1:$lane_storage" --storage-adv-addr="127.0.0.1:$lane_storage"
+      --metrics-addr="127.0.0.1:$lane_metrics" --health-addr="127.0.0.1:$lane_health"
+      --enable-leader-election=false --watch-all-namespaces=true --log-level=info --log-encoding=json)
+  fi
   log "setup $1: source-controller $SC_VERSION starts (t=0); run ${run_seconds}s"
   local t0 outage_end=null
   t0="$(date +%s.%N)"
@@ -344,14 +399,30 @@ EOF
   start_bg source-controller "$dir/source-controller.log" unshare -m sh -c \
     'mount --bind "$1" /etc/hosts && shift && exec env -i "$@"' sh "$dir/hosts" "${sc_env[@]}" "${sc[@]}"
   local sc_pid="$LAST_PID"
+  local -a pids=(--pid "$sc_pid")
+  if [[ $lane == true ]]; then
+    start_bg source-controller-far "$dir/source-controller-far.log" unshare -m sh -c \
+      'mount --bind "$1" /etc/hosts && shift && exec env -i "$@"' sh "$dir/hosts" "${sc_env[@]}" "${sc_lane[@]}"
+    pids+=(--pid "$LAST_PID")
+  fi
+  if ((commits > 0)); then
+    local -a far_repos repo_args=()
+    mapfile -t far_repos < <("$PY" -c 'import json, sys; print("\n".join(json.load(open(sys.argv[1]))["failing_repos"]))' "$dir/populate.json")
+    for r in "${far_repos[@]}"; do repo_args+=(--repo "$r"); done
+    start_bg committer "$dir/committer.out" "$PY" "$here/netlab.py" committer --root "$LAB_DIR/git" \
+      --every "$commits" --log "$dir/commits.csv" --max-seconds "$run_seconds" "${repo_args[@]}"
+  fi
   sleep 1
   kill -0 "$sc_pid" 2>/dev/null || { tail -20 "$dir/source-controller.log" >&2; die "source-controller exited"; }
+  if [[ $lane == true ]]; then
+    kill -0 "${pids[3]}" 2>/dev/null || { tail -20 "$dir/source-controller-far.log" >&2; die "the lane's source-controller exited"; }
+  fi
 
   local probes_abs
   probes_abs="$(awk -v p="$PROBES" -v r="$run_seconds" 'BEGIN { n = split(p, a, ","); for (i = 1; i <= n; i++) printf "%s%.1f", (i > 1 ? "," : ""), a[i] * r }')"
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" sample \
     --healthy-url "http://$NEAR_HOST:$git_port" --timeout "$repo_timeout" "${probe_extra[@]}" \
-    --pid "$sc_pid" --start "$t0" --duration "$run_seconds" --probes "$probes_abs" \
+    "${pids[@]}" --start "$t0" --duration "$run_seconds" --probes "$probes_abs" \
     --first-probe $((TOTAL + 1)) --out "$dir/samples.jsonl" --final "$dir/final.json" >"$dir/sample.out"
 
   log "setup $1: collecting"
@@ -366,8 +437,10 @@ EOF
  "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST", "mirror_host": "$MIRROR_HOST",
  "mirror_rule": "$( [[ $setup == m ]] && echo "http://$FAR_HOST:$tarpit_port/=http://$MIRROR_HOST:$git_port/")",
  "fluxgate": "$("$FLUXGATE" --version)", "commit": "$(git -C "$repo" rev-parse --short HEAD)", "apiserver_port": "${APISERVER_URL##*:}",
- "outage_end": $outage_end, "flaky_success": $( [[ $setup == g ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
+ "outage_end": $outage_end, "flaky_success": $( [[ $setup == g || $setup == lg || $setup == ag ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
  "breaker": "$( [[ $setup == [fgmn] ]] && echo "${BREAKER_FLAGS[*]}")",
+ "lane": $lane, "lane_args": "${sc_lane[*]:1}", "lane_storage_port": "$lane_storage", "storage_port": "$sc_storage",
+ "commit_every": $commits, "lane_floor": "$( [[ $lane == true ]] && scaled "$LANE_FLOOR")",
  "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
 EOF
   stop_all
@@ -376,9 +449,9 @@ EOF
 
 prepare
 for s in "${SETUPS[@]}"; do
-  case "${s%%-*}" in a | b | c | c2 | d | e | f | g | m | n) ;; *) die "unknown setup '$s' (a b c c2 d e f g m n)" ;; esac
+  case "${s%%-*}" in a | b | c | c2 | d | e | f | g | m | n | l | lg | ag) ;; *) die "unknown setup '$s' (a b c c2 d e f g m n l lg ag)" ;; esac
 done
-log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, g: ${BREAKER_RUN_SECONDS}s), scale 1/$SCALE"
+log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, g, lg, ag: ${BREAKER_RUN_SECONDS}s), scale 1/$SCALE"
 for s in "${SETUPS[@]}"; do
   run_setup "$s"
 done
