@@ -62,6 +62,8 @@ pub struct ProbeBook {
 #[derive(Debug, Default, Clone, Copy)]
 struct ProbeEntry {
     started: Option<OffsetDateTime>,
+    /// A probe of the host is under way: never two at once, whatever the timeout and period.
+    running: bool,
     report: Option<ProbeReport>,
 }
 
@@ -77,20 +79,25 @@ impl ProbeBook {
     }
 
     /// Takes note that `host` is probed as of `now`, if its last probe started at least a
-    /// `period` ago (at most one probe per host per period).
+    /// `period` ago and has finished (at most one probe per host per period, one at a time).
     fn start_if_due(&self, host: &Arc<str>, now: OffsetDateTime, period: Duration) -> bool {
         let mut entries = self.entries();
         let entry = entries.entry(host.clone()).or_default();
         let period = time::Duration::try_from(period).unwrap_or(time::Duration::MAX);
-        let due = entry.started.is_none_or(|t| now - t >= period);
+        let due = !entry.running && entry.started.is_none_or(|t| now - t >= period);
         if due {
             entry.started = Some(now);
+            entry.running = true;
         }
         due
     }
 
+    /// A probe of `host` finished (every probe does, within its timeout).
     pub fn record(&self, host: &Arc<str>, report: ProbeReport) {
-        self.entries().entry(host.clone()).or_default().report = Some(report);
+        let mut entries = self.entries();
+        let entry = entries.entry(host.clone()).or_default();
+        entry.report = Some(report);
+        entry.running = false;
     }
 
     /// A host no longer open is probed afresh next time: an old answer is no news.
@@ -775,12 +782,19 @@ mod tests {
             again.actions
         );
         let later = breakers.plan(&store, now + time::Duration::minutes(1));
-        assert_eq!(later.probes.len(), 1, "one probe per period");
+        assert!(later.probes.is_empty(), "the first probe has not finished");
+        let report = ProbeReport {
+            at: now + time::Duration::seconds(70),
+            answered: false,
+        };
+        book.record(&Arc::from("10.0.0.1"), report);
+        let later = breakers.plan(&store, now + time::Duration::minutes(2));
+        assert_eq!(later.probes.len(), 1, "one probe per period, one at a time");
         // The host's GitRepositories are deleted: the host, its breaker and series go.
         let empty = Store::default();
         empty.relist_start(0);
         empty.relist_done(0, true, 0);
-        breakers.plan(&empty, now + time::Duration::minutes(2));
+        breakers.plan(&empty, now + time::Duration::minutes(3));
         assert!(breakers.breakers.is_empty());
         assert_eq!(book.report("10.0.0.1"), None);
     }
