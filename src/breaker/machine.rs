@@ -274,6 +274,9 @@ pub struct HostBreaker {
     answered_since: Option<OffsetDateTime>,
     /// When the last canary went out.
     last_canary_at: Option<OffsetDateTime>,
+    /// The last pass held by a cluster-wide failure: failures from before it are the egress's,
+    /// not this host's, so the trip window counts from here.
+    held_at: Option<OffsetDateTime>,
 }
 
 impl HostBreaker {
@@ -644,14 +647,19 @@ impl HostBreaker {
         }
         // Judged again once the cluster's egress answers: the window keeps running meanwhile.
         if pass.hold {
-            let first_failure = counts.first_failure_at.map_or(now, |t| t.min(now));
-            self.tripping_since.get_or_insert(first_failure);
+            self.held_at = Some(now);
+            self.tripping_since = None;
             return false;
         }
         // The window runs from the host's first failure still standing, not from the pass that
         // first saw enough of them: with a 5m timeout and two workers, the fourth failure comes
         // ten minutes into an outage, and waiting a window after that doubles the damage.
-        let first_failure = counts.first_failure_at.map_or(now, |t| t.min(now));
+        // After a cluster-wide failure, a host is judged on what it does once the egress is back:
+        // the statuses it left behind are still failures until each GitRepository is retried.
+        let first_failure = counts
+            .first_failure_at
+            .map_or(now, |t| t.min(now))
+            .max(self.held_at.unwrap_or(OffsetDateTime::UNIX_EPOCH).min(now));
         let since = *self.tripping_since.get_or_insert(first_failure);
         if elapsed(since, now) < settings.window {
             return false;
@@ -2115,10 +2123,22 @@ mod tests {
         members.push(member(99, FAILING));
         let step = open.step_checked(&members, T0 + minutes(11), &settings, hold);
         assert!(names(&step.actions, is_quarantine).is_empty());
-        // The failure clears elsewhere but this host still fails: judged as usual, and its
-        // window already ran.
+        // The guard clears, and the statuses the egress failure left are still failures: the
+        // host is judged on what it does from now on, a full window of it.
         let step = breaker.step_checked(&unjudged, T0 + minutes(61), &settings, Inputs::default());
-        assert_eq!(step.transition, Some((Closed, Open)));
+        assert_eq!(step.snapshot.state, Closed);
+        assert!(step.actions.is_empty());
+        let step = breaker.step_checked(&unjudged, T0 + minutes(70), &settings, Inputs::default());
+        assert_eq!(
+            step.snapshot.state, Closed,
+            "within the window after the guard cleared"
+        );
+        let step = breaker.step_checked(&unjudged, T0 + minutes(71), &settings, Inputs::default());
+        assert_eq!(
+            step.transition,
+            Some((Closed, Open)),
+            "still failing a window later"
+        );
     }
 
     #[test]
