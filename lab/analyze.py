@@ -35,14 +35,15 @@ TITLES = {
     "e": "e: webhook 5m + janitor",
     "f": "f: webhook 5m + breaker, outage that ends",
     "g": "g: webhook 5m + breaker, flaky host",
+    "h": "h: webhook 5m + breaker, egress fails for every host",
     "m": "m: webhook 5m + breaker + mirror rule",
     "n": "n: webhook 5m + breaker, no mirror rule",
 }
 SHORT = {"a": "a\ndefaults", "b": "b\ntimeout 5m", "c": "c\njanitor 3m", "c2": "c2\njanitor 1m",
          "d": "d\nproxy", "e": "e\n5m + janitor", "f": "f\n5m + breaker\noutage ends",
-         "g": "g\n5m + breaker\nflaky", "m": "m\n5m + breaker\n+ mirror", "n": "n\n5m + breaker\nno mirror"}
+         "g": "g\n5m + breaker\nflaky", "h": "h\n5m + breaker\negress down", "m": "m\n5m + breaker\n+ mirror", "n": "n\n5m + breaker\nno mirror"}
 COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#8c564b", "c2": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e",
-          "f": "#17becf", "g": "#bcbd22", "m": "#e377c2", "n": "#7f7f7f"}
+          "f": "#17becf", "g": "#bcbd22", "h": "#aec7e8", "m": "#e377c2", "n": "#7f7f7f"}
 FAR_SERVERS = ("tarpit", "farhost")
 
 
@@ -73,7 +74,7 @@ def load_run(d):
         for row in csv.DictReader(f):
             prom[row["query"]][row["labels"]].append((float(row["t"]), float(row["value"])))
     conns = {}
-    for name in ("git", "tarpit", "proxy", "farhost"):
+    for name in ("git", "tarpit", "proxy", "farhost", "neargate"):
         p = os.path.join(d, f"{name}.csv")
         if os.path.exists(p):
             rows = [line.rstrip("\n").split(",", 2) for line in open(p)]
@@ -98,7 +99,7 @@ def breaker_log(path, t0):
             continue
         f = rec.get("fields", {})
         msg = f.get("message")
-        if msg not in ("host breaker changed state", "host probed", "breaker acted"):
+        if msg not in ("host breaker changed state", "host probed", "breaker acted", "probed the host"):
             continue
         out.append((ts(rec["timestamp"]) - t0, msg, f))
     return out
@@ -220,7 +221,7 @@ def summarise(setup, meta, samples, final, prom, conns):
         "title": title(setup),
         "run_seconds": run,
         "scale": meta["scale"],
-        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g", "m", "n") else meta["timeout_webhook"],
+        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g", "h", "m", "n") else meta["timeout_webhook"],
         "probes": waits,
         "new_wait": wait_stats(waits),
         "existing": existing,
@@ -462,6 +463,139 @@ def far_events(conns, run):
     return accepts, served, tarpitted, clones("serve"), clones("tarpit")
 
 
+def lab_seconds(text):
+    """A Flux/fluxgate duration string of the lab ("3s", "500ms", "1m") in seconds."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)] if m else None
+
+
+def breaker_flag(meta, flag):
+    words = (meta.get("breaker") or "").split()
+    return words[words.index(flag) + 1] if flag in words else None
+
+
+def fluxgate_probes(meta, conns, blog, far, first_open, down_end):
+    """While the far host's breaker was open and the host down: source-controller's connections
+    to it and fluxgate's own probes (the far host marks a probe's request), apart; and, once
+    the host was back, when a probe first found it answering."""
+    period = lab_seconds(breaker_flag(meta, "--breaker-probe-interval") or "")
+    decided = [(t, ev, d) for t, ev, d in conns.get("far", []) if ev in ("serve", "tarpit")]
+    probes = sorted(t for t, _, d in decided if d.endswith(" probe"))
+    sc = sorted(t for t, _, d in decided if not d.endswith(" probe"))
+    out = {"probe_interval_lab_s": period, "fluxgate_probe_conns_total": len(probes)}
+    if first_open is None or first_open >= down_end:
+        return out
+    # Clones source-controller had started before the breaker opened still end at their timeout;
+    # a connection opened after the opening is one the breaker let through (a canary).
+    open_s = down_end - first_open
+    sc_open = [t for t in sc if first_open < t < down_end]
+    pr_open = [t for t in probes if first_open < t < down_end]
+    gaps = [b - a for a, b in zip(pr_open, pr_open[1:])]
+    worst = max((count_in(pr_open, t, t + period) for t in pr_open), default=0) if period else None
+    logged = [(t, f) for t, m, f in blog if m == "probed the host" and f.get("host") == far]
+    verdicts = defaultdict(int)
+    for t, f in logged:
+        if first_open < t < down_end:
+            verdicts[f.get("verdict")] += 1
+    last_before = max((t for t in probes if t < down_end), default=None)
+    first_answer = next((t for t, f in logged if t >= down_end and f.get("answered")), None)
+    released = next((t for t, m, f in blog if m == "breaker acted" and t >= down_end
+                     and f.get("action") == "release"), None)
+    out.update({
+        "sc_conns_while_open": len(sc_open),
+        "sc_conns_while_open_times": [round(t, 1) for t in sc_open],
+        "fluxgate_probe_conns_while_open": len(pr_open),
+        "fluxgate_probe_conns_per_period_while_open": round(len(pr_open) / (open_s / period), 2) if period else None,
+        "fluxgate_probe_conns_max_in_one_period": worst,
+        "fluxgate_probe_gap_min_median_max": [round(min(gaps), 2), round(statistics.median(gaps), 2), round(max(gaps), 2)] if gaps else None,
+        "fluxgate_probe_verdicts_while_open": dict(verdicts),
+        "return_after_last_probe_s": round(down_end - last_before, 2) if last_before is not None else None,
+        "first_answered_probe_after_return_s": round(first_answer - down_end, 2) if first_answer is not None else None,
+        "first_release_after_return_s": round(released - down_end, 2) if released is not None else None,
+    })
+    return out
+
+
+def egress_summary(label, meta, samples, final, prom, conns, summary):
+    """h: every host down between two times. Whether anything was quarantined, the guard's gauge
+    and the alert's expression over the scraped series, and what is left marked at the end."""
+    k = meta["scale"]
+    start, end = meta["egress_window"]
+    blog = meta.get("breaker_log", [])
+    trans = [(round(t, 1), f.get("host"), f.get("from"), f.get("to")) for t, m, f in blog
+             if m == "host breaker changed state"]
+    actions = defaultdict(int)
+    for t, m, f in blog:
+        if m == "breaker acted":
+            actions[f.get("action")] += 1
+    good = [x for x in samples if "error" not in x["cluster"]]
+    gauge = one(prom, "fg_cluster_wide_failure")
+    on = [t for t, v in gauge if v == 1]
+    # The alert: the expression true at every evaluation for `for` (5m at the platform's clock).
+    hold = 300 / k
+    expr = sorted(t for t, v in one(prom, "fg_egress_alert_expr"))
+    step = 5
+    fires = None
+    run_start = None
+    for i, t in enumerate(expr):
+        if run_start is None or t - expr[i - 1] > step + 0.5:
+            run_start = t
+        if t - run_start >= hold:
+            fires = t
+            break
+    expr_runs = []
+    for t in expr:
+        if expr_runs and t - expr_runs[-1][1] <= step + 0.5:
+            expr_runs[-1][1] = t
+        else:
+            expr_runs.append([t, t])
+    marks = []
+    for o in final:
+        md = o["metadata"]
+        keys = [x for x in list((md.get("labels") or {})) + list((md.get("annotations") or {}))
+                if x.startswith("fluxgate.io/")]
+        if keys or (o.get("spec") or {}).get("suspend"):
+            marks.append({"name": f"{md['namespace']}/{md['name']}", "marks": sorted(keys),
+                          "suspend": bool((o.get("spec") or {}).get("suspend"))})
+    mark_keys = defaultdict(int)
+    for m in marks:
+        for x in m["marks"]:
+            mark_keys[x] += 1
+    existed = [o for o in final if ts(o["metadata"]["creationTimestamp"]) - meta["t0"] <= end]
+    all_ready_at = None
+    if all(any(c["type"] == "Ready" and c["status"] == "True" for c in (o.get("status") or {}).get("conditions") or [])
+           for o in final):
+        all_ready_at = max(ts(c["lastTransitionTime"]) for o in existed
+                           for c in o["status"]["conditions"] if c["type"] == "Ready") - meta["t0"]
+    failing_in = [x["cluster"]["failing"] for x in good if start <= x["t"] <= end]
+    return {
+        "label": label, "setup": "h", "run_seconds": meta["run_seconds"], "scale": k,
+        "egress_window": [start, end], "egress_mode": meta.get("egress_mode"),
+        "failing_max_in_window": max(failing_in, default=None),
+        "suspended_max": max((x["cluster"].get("suspended", 0) for x in good), default=None),
+        "quarantined_max": max((x["cluster"].get("quarantined", 0) for x in good), default=None),
+        "suspended_end": good[-1]["cluster"].get("suspended") if good else None,
+        "breaker_transitions": trans,
+        "breaker_actions": dict(actions),
+        "cluster_wide_gauge_first_1": min(on) if on else None,
+        "cluster_wide_gauge_last_1": max(on) if on else None,
+        "cluster_wide_gauge_1_samples": len(on),
+        "cluster_wide_gauge_samples_in_window": sum(1 for t, _ in gauge if start <= t <= end),
+        "cluster_wide_gauge_1_outside_window": [t for t in on if not (start <= t <= end + 30)],
+        "alert_expr_true_runs": expr_runs,
+        "alert_for_lab_s": hold,
+        "alert_would_fire_at": fires,
+        "marked_at_end": len(marks),
+        "marks_at_end_by_key": dict(mark_keys),
+        "all_ready_at": round(all_ready_at, 1) if all_ready_at is not None else None,
+        "all_ready_after_recovery_s": round(all_ready_at - end, 1) if all_ready_at is not None else None,
+        "not_ready_end": sum(1 for o in final if not any(c["type"] == "Ready" and c["status"] == "True"
+                                                          for c in (o.get("status") or {}).get("conditions") or [])),
+        "total_end": len(final),
+        "healthy_existing_median": summary["existing_wait"]["median"] if summary["existing_wait"] else None,
+    }
+
+
 def count_in(times, a, b):
     return sum(1 for t in times if a <= t < b)
 
@@ -484,6 +618,13 @@ def breaker_summary(label, meta, samples, final, prom, conns, summary):
             actions[f.get("action")] += 1
     prom_trans = sum(series[-1][1] for series in prom.get("fg_breaker_transitions", {}).values())
     first_open = next((t for t, _, to in trans if to == "open"), None)
+    # The far host's own record of its return (it may come back at a probe, not at the file's
+    # time); the figures count from it.
+    returns = [float(d.split()[0]) - meta["t0"] for _, ev, d in conns.get("farhost", []) if ev == "return"]
+    planned_end = outage_end
+    if outage_end is not None and returns:
+        outage_end = round(returns[0], 3)
+    own = fluxgate_probes(meta, conns, blog, far, first_open, outage_end if outage_end is not None else run)
 
     accepts, served, tarpitted, clones_served, clones_tarpitted = far_events(conns, run)
     # The outage: all of the run, or until the host came back (f).
@@ -525,6 +666,7 @@ def breaker_summary(label, meta, samples, final, prom, conns, summary):
     platform_hours = run * k / 3600
     return {
         "label": label, "setup": setup, "run_seconds": run, "scale": k, "outage_end": outage_end,
+        "outage_end_planned": planned_end, **own,
         "flaky_success": meta.get("flaky_success"),
         "far_conns_per_min_total": round(len(accepts) / (run / 60), 1),
         "far_conns_per_min_before_open": round(baseline, 1) if baseline is not None else None,
@@ -624,6 +766,13 @@ def breaker_table(summaries, bsums):
     row("… during the outage, once it had opened", lambda c: bs(c, "far_conns_per_min_while_open"))
     row("… drop", lambda c: bs(c, "far_conns_drop_pct"), " %")
     row("breaker first opened at t (lab s)", lambda c: bs(c, "breaker_first_open_t"))
+    row("source-controller's connections to the far host while open and down (after the opening)",
+        lambda c: bs(c, "sc_conns_while_open"))
+    row("fluxgate's probe connections while open and down: count / per probe period / most in one period",
+        lambda c: f"{bs(c, 'fluxgate_probe_conns_while_open')} / {fmt(bs(c, 'fluxgate_probe_conns_per_period_while_open'))} / {bs(c, 'fluxgate_probe_conns_max_in_one_period')}"
+        if bs(c, "fluxgate_probe_conns_while_open") is not None else "-")
+    row("… gap between probes: min / median / max (lab s)",
+        lambda c: " / ".join(str(x) for x in bs(c, "fluxgate_probe_gap_min_median_max")) if bs(c, "fluxgate_probe_gap_min_median_max") else "-")
     row("first t (lab s) at which the preceding lab minute had ≤ 10 % of that rate (target: by W + one pass, 31 s)",
         lambda c: bs(c, "far_conns_drop_to_10pct_at") if c in bsums else None)
     row("quarantined: max / at the end", lambda c: f"{bs(c, 'quarantined_max')} / {bs(c, 'quarantined_end')}" if c in bsums else "-")
@@ -634,10 +783,14 @@ def breaker_table(summaries, bsums):
         lambda c: f"{bs(c, 'breaker_transitions')} ({bs(c, 'breaker_transitions_prometheus')})" if c in bsums else "-")
     row("… per platform hour, whole run", lambda c: bs(c, "breaker_transitions_per_platform_hour"))
     row("… per platform hour, from the first opening", lambda c: bs(c, "breaker_transitions_per_platform_hour_after_open"))
+    row("host back at t (lab s) / after the last probe before it (lab s)",
+        lambda c: f"{bs(c, 'outage_end')} / {fmt(bs(c, 'return_after_last_probe_s'))}" if base(c) == "f" else "-")
+    row("host back → first probe answered / first release (lab s)",
+        lambda c: f"{fmt(bs(c, 'first_answered_probe_after_return_s'))} / {fmt(bs(c, 'first_release_after_return_s'))}" if base(c) == "f" else "-")
     row("host back → every GitRepository Ready (lab s)", lambda c: bs(c, "all_ready_after_return_s")
         if base(c) == "f" and bs(c, "all_ready_after_return_s") is not None
         else (f"not by the end ({bs(c, 'not_ready_end')} not Ready)" if base(c) == "f" else "-"))
-    row("… in platform minutes (target ≤ 15)", lambda c: round(bs(c, "all_ready_after_return_s") * by[c]["scale"] / 60, 1)
+    row("… in platform minutes (target ≤ 10)", lambda c: round(bs(c, "all_ready_after_return_s") * by[c]["scale"] / 60, 1)
         if base(c) == "f" and bs(c, "all_ready_after_return_s") is not None else "-")
     row("far-host clone attempts answered / tarpitted", lambda c: f"{bs(c, 'far_clones_answered')} / {bs(c, 'far_clones_tarpitted')}"
         if c in bsums else "-")
@@ -817,6 +970,12 @@ def main():
                 for m, n in enumerate(bsums[setup]["far_conns_per_minute"]):
                     w.writerow([m, n])
             json.dump(bsums[setup], open(os.path.join(a.results, setup, "breaker.json"), "w"), indent=1)
+        if base(setup) == "h":
+            meta, samples, final, prom, conns = runs[setup]
+            esum = egress_summary(setup, meta, samples, final, prom, conns, s)
+            s["egress"] = esum
+            json.dump(esum, open(os.path.join(a.results, setup, "egress.json"), "w"), indent=1)
+            print(json.dumps({k: v for k, v in esum.items() if k != "breaker_transitions"}, indent=1))
         if base(setup) in ("m", "n"):
             meta, samples, final, prom, conns = runs[setup]
             report_path = os.path.join(d, "report.json")
