@@ -99,8 +99,12 @@ def breaker_log(path, t0):
             continue
         f = rec.get("fields", {})
         msg = f.get("message")
-        if msg not in ("host breaker changed state", "host probed", "breaker acted", "probed the host"):
+        if msg not in ("host breaker changed state", "host probed", "breaker acted", "probed the host",
+                       "changed a GitRepository"):
             continue
+        # Builds since the probed breaker log each write as "changed a GitRepository" (change=...).
+        if msg == "changed a GitRepository":
+            msg, f = "breaker acted", {**f, "action": f.get("change")}
         out.append((ts(rec["timestamp"]) - t0, msg, f))
     return out
 
@@ -458,7 +462,9 @@ def far_events(conns, run):
     tarpitted = sorted(t for t, ev, _ in evs if ev == "tarpit") if decided else accepts
 
     def clones(kind):
-        return sum(1 for _, ev, d in evs if ev == kind and " GET " in d and "/info/refs" in d)
+        # fluxgate's own probes (marked " probe") are no clone attempt.
+        return sum(1 for _, ev, d in evs if ev == kind and " GET " in d and "/info/refs" in d
+                   and not d.endswith(" probe"))
 
     return accepts, served, tarpitted, clones("serve"), clones("tarpit")
 
@@ -491,7 +497,9 @@ def fluxgate_probes(meta, conns, blog, far, first_open, down_end):
     sc_open = [t for t in sc if first_open < t < down_end]
     pr_open = [t for t in probes if first_open < t < down_end]
     gaps = [b - a for a, b in zip(pr_open, pr_open[1:])]
-    worst = max((count_in(pr_open, t, t + period) for t in pr_open), default=0) if period else None
+    # Arrival times at the far host jitter by a few ms around fluxgate's schedule (a probe starts
+    # once the period has passed since the last one started): count within the period less 50 ms.
+    worst = max((count_in(pr_open, t, t + period - 0.05) for t in pr_open), default=0) if period else None
     logged = [(t, f) for t, m, f in blog if m == "probed the host" and f.get("host") == far]
     verdicts = defaultdict(int)
     for t, f in logged:
@@ -507,7 +515,7 @@ def fluxgate_probes(meta, conns, blog, far, first_open, down_end):
         "fluxgate_probe_conns_while_open": len(pr_open),
         "fluxgate_probe_conns_per_period_while_open": round(len(pr_open) / (open_s / period), 2) if period else None,
         "fluxgate_probe_conns_max_in_one_period": worst,
-        "fluxgate_probe_gap_min_median_max": [round(min(gaps), 2), round(statistics.median(gaps), 2), round(max(gaps), 2)] if gaps else None,
+        "fluxgate_probe_gap_min_median_max": [round(min(gaps), 3), round(statistics.median(gaps), 3), round(max(gaps), 3)] if gaps else None,
         "fluxgate_probe_verdicts_while_open": dict(verdicts),
         "return_after_last_probe_s": round(down_end - last_before, 2) if last_before is not None else None,
         "first_answered_probe_after_return_s": round(first_answer - down_end, 2) if first_answer is not None else None,
@@ -525,9 +533,11 @@ def egress_summary(label, meta, samples, final, prom, conns, summary):
     trans = [(round(t, 1), f.get("host"), f.get("from"), f.get("to")) for t, m, f in blog
              if m == "host breaker changed state"]
     actions = defaultdict(int)
+    action_times = defaultdict(list)
     for t, m, f in blog:
         if m == "breaker acted":
             actions[f.get("action")] += 1
+            action_times[f.get("action")].append(t)
     good = [x for x in samples if "error" not in x["cluster"]]
     gauge = one(prom, "fg_cluster_wide_failure")
     on = [t for t, v in gauge if v == 1]
@@ -577,6 +587,12 @@ def egress_summary(label, meta, samples, final, prom, conns, summary):
         "suspended_end": good[-1]["cluster"].get("suspended") if good else None,
         "breaker_transitions": trans,
         "breaker_actions": dict(actions),
+        "quarantine_first_last_t": [round(min(action_times["quarantine"]), 2), round(max(action_times["quarantine"]), 2)]
+        if action_times["quarantine"] else None,
+        "release_first_last_t": [round(min(action_times["release"]), 2), round(max(action_times["release"]), 2)]
+        if action_times["release"] else None,
+        "probes_logged": [(round(t, 2), f.get("answered"), f.get("verdict")) for t, m, f in blog
+                          if m == "probed the host"][:20],
         "cluster_wide_gauge_first_1": min(on) if on else None,
         "cluster_wide_gauge_last_1": max(on) if on else None,
         "cluster_wide_gauge_1_samples": len(on),
@@ -592,7 +608,6 @@ def egress_summary(label, meta, samples, final, prom, conns, summary):
         "not_ready_end": sum(1 for o in final if not any(c["type"] == "Ready" and c["status"] == "True"
                                                           for c in (o.get("status") or {}).get("conditions") or [])),
         "total_end": len(final),
-        "healthy_existing_median": summary["existing_wait"]["median"] if summary["existing_wait"] else None,
     }
 
 
