@@ -223,7 +223,14 @@ def cmd_sample(api, args):
                               "sc_cpu_seconds": cpu, "sc_rss_kib": rss, "load1": load1}) + "\n")
         n += 1
         time.sleep(max(0.0, min(args.sample_interval - (time.time() - now), end - time.time())))
-    items = api.request("GET", f"/apis/{GROUP}/v1/gitrepositories")
+    for attempt in range(3):
+        try:
+            items = api.request("GET", f"/apis/{GROUP}/v1/gitrepositories")
+            break
+        except (TimeoutError, urllib.error.URLError):
+            if attempt == 2:
+                raise
+            time.sleep(1)
     with open(args.final, "w") as f:
         json.dump(items, f)
     print(json.dumps({"samples": n, "probes_created": len(created)}))
