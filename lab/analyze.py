@@ -782,7 +782,7 @@ def breaker_table(summaries, bsums):
         lambda c: f"{fmt(ws(c, 'new_wait', 'median'))} / {fmt(ws(c, 'new_wait', 'max'))}")
     row("far-host connections/min (lab), whole run", lambda c: bs(c, "far_conns_per_min_total") if c in bsums else by[c]["tarpit_conns_per_min"])
     row("… during the outage, before the breaker opened", lambda c: bs(c, "far_conns_per_min_before_open"))
-    row("… during the outage, once it had opened", lambda c: bs(c, "far_conns_per_min_while_open"))
+    row("… during the outage, once it had opened (every connection, fluxgate's probes included)", lambda c: bs(c, "far_conns_per_min_while_open"))
     row("… drop", lambda c: bs(c, "far_conns_drop_pct"), " %")
     row("breaker first opened at t (lab s)", lambda c: bs(c, "breaker_first_open_t"))
     row("source-controller's connections to the far host while open and down (after the opening)",
