@@ -432,13 +432,13 @@ def export_data(setup, d, results, meta, samples, summary):
     with open(os.path.join(out, "connections.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["server", "t", "event", "detail"])
-        for name in ("git", "tarpit", "proxy", "farhost"):
+        for name in ("git", "tarpit", "proxy", "farhost", "neargate"):
             p = os.path.join(d, f"{name}.csv")
             if os.path.exists(p):
                 for line in open(p):
                     t, ev, detail = line.rstrip("\n").split(",", 2)
                     if ev in ("accept", "close", "forward", "connect", "error", "refused",
-                              "serve", "tarpit", "done"):
+                              "serve", "tarpit", "done", "return", "down", "listen"):
                         w.writerow([name, round(float(t) - meta["t0"], 3), ev, detail])
     shutil.copy(os.path.join(d, "meta.json"), os.path.join(out, "meta.json"))
     if os.path.exists(os.path.join(d, "source-controller.env")):
