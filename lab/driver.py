@@ -40,14 +40,21 @@ class Api:
         with urllib.request.urlopen(req, context=self.ctx, timeout=timeout) as r:
             return json.load(r)
 
-    def create(self, path, body):
-        """POST; an object that already exists is fine (re-runs of a step)."""
-        try:
-            return self.request("POST", path, body)
-        except urllib.error.HTTPError as e:
-            if e.code == 409:
-                return None
-            raise RuntimeError(f"POST {path}: {e.code} {e.read()[:300]!r}") from e
+    def create(self, path, body, attempts=3):
+        """POST; an object that already exists is fine (re-runs of a step, or an earlier attempt
+        that timed out after the API server had stored it). A timeout is tried again, at most
+        `attempts` times in all: on a loaded machine one slow answer must not end a run."""
+        for attempt in range(attempts):
+            try:
+                return self.request("POST", path, body)
+            except urllib.error.HTTPError as e:
+                if e.code == 409:
+                    return None
+                raise RuntimeError(f"POST {path}: {e.code} {e.read()[:300]!r}") from e
+            except (TimeoutError, urllib.error.URLError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1)
 
 
 def namespace(api, name):
@@ -261,7 +268,14 @@ def cmd_sample(api, args):
                               "sc_cpu_seconds": cpu, "sc_rss_kib": rss, "load1": load1}) + "\n")
         n += 1
         time.sleep(max(0.0, min(args.sample_interval - (time.time() - now), end - time.time())))
-    items = api.request("GET", f"/apis/{GROUP}/v1/gitrepositories")
+    for attempt in range(3):
+        try:
+            items = api.request("GET", f"/apis/{GROUP}/v1/gitrepositories")
+            break
+        except (TimeoutError, urllib.error.URLError):
+            if attempt == 2:
+                raise
+            time.sleep(1)
     with open(args.final, "w") as f:
         json.dump(items, f)
     print(json.dumps({"samples": n, "probes_created": len(created)}))

@@ -6,10 +6,13 @@
   netlab.py proxy  --port P --log FILE --map HOST:PORT=HOST:PORT ... [--host ADDR] [--only-mapped]
                                                        HTTP proxy (absolute-form and CONNECT)
   netlab.py farhost --port P --log FILE --upstream HOST:PORT
-                   (--outage-end-file FILE | --success-fraction F --seed S | --down-file FILE)
-                                                       the far Git host when it is not simply
-                                                       down: tarpits some connections and relays
-                                                       the others to the Git server (see farhost)
+                   (--outage-end-file FILE [--return-after-probe S | --return-before-probe S]
+                    | --success-fraction F --seed S
+                    | --outage-window-file FILE [--down-mode tarpit|refuse] | --down-file FILE)
+                                                       a Git host when it is not simply down:
+                                                       tarpits (or refuses) some connections and
+                                                       relays the others to the Git server (see
+                                                       farhost)
   netlab.py committer --root DIR --repo PATH ... --every S --log FILE [--max-commits N]
                                                        adds a commit to each of those repositories
                                                        every S seconds (see committer)
@@ -272,27 +275,80 @@ async def farhost(args):
       .../git-upload-pack on a new connection (HTTP/1.0 upstream); the GET decides, by
       attempt_served, and the POSTs of that repository follow the decision of its last GET.
 
+    - with --outage-window-file: down between the two unix times written in that file (no file
+      yet: up), up before and after; down means tarpitted (--down-mode tarpit) or, with
+      --down-mode refuse, no listening socket at all, so connections are refused.
+
+    With --return-after-probe S (or --return-before-probe S) the host does not come back at the
+    outage's end itself but S seconds after the first probe of fluxgate (a request whose
+    User-Agent says "host probe") it receives from then on (or S seconds before the next probe is
+    due: that probe's time plus the shortest gap between the probes seen so far, minus S). The
+    time it comes back is logged as the event "return".
+
     The request head is read before deciding; a tarpitted connection gets no byte back, like the
     plain tarpit, and a relayed one is answered by the real Git server, which holds every
-    repository under its far-host path too."""
+    repository under its far-host path too. Requests from fluxgate's probe are logged with
+    " probe" after the path."""
     log = EventLog(args.log)
     up_host, _, up_port = args.upstream.rpartition(":")
     attempts = {}
     decided = {}
     outage_end = [None]
+    window = [None]
+    # When the host comes back (f with --return-*-probe: set by a probe), and the probes seen.
+    returns_at = [None]
+    probe_times = []
 
-    def down_now():
+    def read_floats(path):
+        try:
+            with open(path) as f:
+                return [float(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            return None
+
+    def in_window(now):
+        if window[0] is None:
+            w = read_floats(args.outage_window_file)
+            if not w or len(w) != 2:
+                return False
+            window[0] = w
+        return window[0][0] <= now < window[0][1]
+
+    def down_now(probe=False):
+        now = time.time()
+        if returns_at[0] is not None:
+            return now < returns_at[0]
         if outage_end[0] is None:
-            try:
-                with open(args.outage_end_file) as f:
-                    outage_end[0] = float(f.read().strip())
-            except (OSError, ValueError):
+            end = read_floats(args.outage_end_file)
+            if not end:
                 return True
-        return time.time() < outage_end[0]
+            outage_end[0] = end[0]
+        if probe:
+            probe_times.append(now)
+        if now < outage_end[0]:
+            return True
+        if args.return_after_probe is None and args.return_before_probe is None:
+            returns_at[0] = outage_end[0]
+            log.write("return", f"{returns_at[0]:.3f} at the outage's end")
+            return False
+        if not probe:
+            return True
+        if args.return_after_probe is not None:
+            returns_at[0] = now + args.return_after_probe
+            how = f"{args.return_after_probe}s after a probe"
+        else:
+            gaps = [b - a for a, b in zip(probe_times, probe_times[1:])]
+            gap = min(gaps[-5:]) if gaps else 3.0
+            returns_at[0] = now + max(0.0, gap - args.return_before_probe)
+            how = f"{args.return_before_probe}s before the next probe (shortest gap {gap:.3f}s)"
+        log.write("return", f"{returns_at[0]:.3f} {how}")
+        return now < returns_at[0]
 
-    def decide(method, path):
+    def decide(method, path, probe=False):
+        if args.outage_window_file:
+            return not (args.down_mode == "tarpit" and in_window(time.time()))
         if args.outage_end_file:
-            return not down_now()
+            return not down_now(probe)
         if args.down_file:
             return not os.path.exists(args.down_file)
         repo = path.split("?", 1)[0]
@@ -348,8 +404,10 @@ async def farhost(args):
                 if "://" in path:
                     s = urlsplit(path)
                     path = s.path + ("?" + s.query if s.query else "")
-                served = bool(head) and decide(method, path)
-                log.write("serve" if served else "tarpit", f"{who} {method} {path.split('?', 1)[0]}")
+                probe = b"host probe" in head.lower() and b"\r\nuser-agent:" in head.lower()
+                served = bool(head) and decide(method, path, probe)
+                log.write("serve" if served else "tarpit",
+                          f"{who} {method} {path.split('?', 1)[0]}" + (" probe" if probe else ""))
                 if not served:
                     # As the tarpit: read and discard, answer nothing, until the client gives up.
                     while True:
@@ -373,10 +431,25 @@ async def farhost(args):
         sent, back = await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
         log.write("done", f"{who} {time.monotonic() - start:.3f}s {received + sent}B {back}B")
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=512)
-    log.write("listen", f"127.0.0.1:{args.port}")
-    async with srv:
-        await srv.serve_forever()
+    if not (args.outage_window_file and args.down_mode == "refuse"):
+        srv = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=512)
+        log.write("listen", f"127.0.0.1:{args.port}")
+        async with srv:
+            await srv.serve_forever()
+        return
+    # Refusing: no listening socket while the window lasts (checked every 50 ms; the process
+    # ends after --max-seconds whatever happens).
+    srv = None
+    while True:
+        down = in_window(time.time())
+        if down and srv is not None:
+            srv.close()
+            srv = None
+            log.write("down", "refusing")
+        elif not down and srv is None:
+            srv = await asyncio.start_server(handle, "127.0.0.1", args.port, backlog=512, reuse_address=True)
+            log.write("listen", f"127.0.0.1:{args.port}")
+        await asyncio.sleep(0.05)
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,8 +530,14 @@ def main():
             mode = s.add_mutually_exclusive_group(required=True)
             mode.add_argument("--outage-end-file", help="holds the unix time the host comes back")
             mode.add_argument("--success-fraction", type=float, help="share of attempts answered")
+            mode.add_argument("--outage-window-file", help="holds the unix times the host is down between")
             mode.add_argument("--down-file", help="down while this file exists")
             s.add_argument("--seed", default="fluxgate-lab", help="for --success-fraction")
+            s.add_argument("--down-mode", choices=("tarpit", "refuse"), default="tarpit",
+                           help="for --outage-window-file: how the host is down")
+            ret = s.add_mutually_exclusive_group()
+            ret.add_argument("--return-after-probe", type=float, help="for --outage-end-file, seconds")
+            ret.add_argument("--return-before-probe", type=float, help="for --outage-end-file, seconds")
         if name == "committer":
             s.add_argument("--root", required=True)
             s.add_argument("--repo", action="append", required=True,

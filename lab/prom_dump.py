@@ -41,6 +41,10 @@ QUERIES = {
     "fg_breaker_transitions": "sum by (host, from, to) (fluxgate_host_breaker_transitions_total)",
     "fg_breaker_probes": "sum by (host, outcome) (fluxgate_host_breaker_probes_total)",
     "fg_breaker_actions": "sum by (action, outcome) (fluxgate_host_breaker_actions_total)",
+    # the cluster-wide failure guard, and the expression of the alert FluxGitEgressFailing
+    # (its `for: 5m` is applied by analyze.py, at the lab's scale)
+    "fg_cluster_wide_failure": "max by (cluster) (fluxgate_breaker_cluster_wide_failure)",
+    "fg_egress_alert_expr": "max by (cluster) (fluxgate_breaker_cluster_wide_failure) == 1",
     # mirror rules (setup m)
     "fg_mirror_rewrites": "sum by (rule) (fluxgate_mirror_rewrites_total)",
     "fg_up": 'up{job="fluxgate"}',

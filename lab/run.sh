@@ -37,6 +37,10 @@
 #   In g, lg and ag the Git server gets a new commit on every far-host repository every
 #   LAB_COMMIT_EVERY seconds, so the runs count the revisions that reach the far-host
 #   GitRepositories.
+#   h  (not run by default) the cluster's egress fails for every host, then recovers: the far
+#      host and the in-house Git host both refuse (or tarpit, LAB_EGRESS_MODE) between two
+#      fractions of the run (LAB_EGRESS_WINDOW), and answer before and after; webhook (5m) and
+#      breaker. Nothing should be quarantined (fluxgate_breaker_cluster_wide_failure)
 #
 # Knobs (environment):
 #   LAB_RUN_SECONDS       length of each setup's run, wall-clock seconds (default 450)
@@ -51,6 +55,12 @@
 #   LAB_TOTAL / LAB_HEALTHY  GitRepositories and how many of them are healthy (130 / 17)
 #   LAB_BREAKER_RUN_SECONDS  run length of f and g (default 900)
 #   LAB_OUTAGE_END        f: when the far host comes back, as a fraction of the run (default 0.7)
+#   LAB_RETURN_AFTER_PROBE / LAB_RETURN_BEFORE_PROBE  f: come back not at LAB_OUTAGE_END itself
+#                         but this many lab seconds after the first probe of fluxgate the far host
+#                         receives from then on / before the next one is due (see netlab.py)
+#   LAB_EGRESS_RUN_SECONDS   run length of h (default 600)
+#   LAB_EGRESS_WINDOW     h: when every host is down, two fractions of the run (default 0.3,0.6)
+#   LAB_EGRESS_MODE       h: refuse (default) or tarpit
 #   LAB_FLAKY_SUCCESS     g: share of clone attempts the far host answers (default 0.3)
 #   LAB_FLAKY_SEED        g: seed of those answers (default fluxgate-lab)
 #   LAB_COMMIT_EVERY      g, lg, ag: lab seconds between two commits of one far-host repository
@@ -61,9 +71,14 @@
 #                         300, the 5m floor; 60 leaves Flux's default timeout in place)
 #   LAB_BREAKER_PASS      f, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
 #   LAB_BREAKER_PROBE_MAX f, g: --breaker-probe-interval-max in platform seconds (default 600)
-#   The breaker's durations are platform values scaled like the timeouts: window 10m, probe 5m
-#   (max 10m; 1h once flapping), canary timeout 10m, release every 30s; its counts (4 failing,
-#   ratio 0.5, batch 20) stay.
+#   LAB_BREAKER_PROBE     f, g, h: --breaker-probe-interval in platform seconds (default 60)
+#   LAB_BREAKER_PROBE_TIMEOUT  --breaker-probe-timeout in platform seconds (default 10)
+#   LAB_BREAKER_RELEASE_EVERY  --breaker-release-every in platform seconds (default 0)
+#   The breaker's durations are platform values scaled like the timeouts: window 10m, probe
+#   every 1m (canary waits up to 10m; 1h once flapping), probe timeout 10s, canary timeout 10m,
+#   release every 0s (paced by source-controller); its counts (4 failing, ratio 0.5, batch 20)
+#   stay. fluxgate runs with the lab's host names (the same private /etc/hosts as
+#   source-controller) wherever the breaker is on, so its probes reach the lab's hosts.
 #   LAB_DIR               working state (default target/lab)
 #   LAB_RESULTS           table, data and plots (default lab/results/)
 set -euo pipefail
@@ -87,6 +102,14 @@ COMMIT_EVERY="${LAB_COMMIT_EVERY:-60}"
 LANE_FLOOR="${LAB_LANE_FLOOR:-300}"
 BREAKER_PASS="${LAB_BREAKER_PASS:-1s}"
 BREAKER_PROBE_MAX="${LAB_BREAKER_PROBE_MAX:-600}"
+BREAKER_PROBE="${LAB_BREAKER_PROBE:-60}"
+BREAKER_PROBE_TIMEOUT="${LAB_BREAKER_PROBE_TIMEOUT:-10}"
+BREAKER_RELEASE_EVERY="${LAB_BREAKER_RELEASE_EVERY:-0}"
+RETURN_AFTER_PROBE="${LAB_RETURN_AFTER_PROBE:-}"
+RETURN_BEFORE_PROBE="${LAB_RETURN_BEFORE_PROBE:-}"
+EGRESS_RUN_SECONDS="${LAB_EGRESS_RUN_SECONDS:-600}"
+EGRESS_WINDOW="${LAB_EGRESS_WINDOW:-0.3,0.6}"
+EGRESS_MODE="${LAB_EGRESS_MODE:-refuse}"
 TOTAL="${LAB_TOTAL:-130}"
 HEALTHY="${LAB_HEALTHY:-17}"
 LAB_DIR="${LAB_DIR:-$repo/target/lab}"
@@ -111,9 +134,10 @@ scaled() {
 }
 TIMEOUT_DEFAULT="$(scaled 60)"
 TIMEOUT_WEBHOOK="$(scaled 300)"
-BREAKER_FLAGS=(--breaker=true --breaker-window "$(scaled 600)" --breaker-probe-interval "$(scaled 300)"
+BREAKER_FLAGS=(--breaker=true --breaker-window "$(scaled 600)" --breaker-probe-interval "$(scaled "$BREAKER_PROBE")"
   --breaker-probe-interval-max "$(scaled "$BREAKER_PROBE_MAX")" --breaker-flapping-probe-interval-max "$(scaled 3600)" --breaker-canary-timeout "$(scaled 600)"
-  --breaker-release-every "$(scaled 30)" --breaker-pass-interval "$BREAKER_PASS")
+  --breaker-probe-timeout "$(scaled "$BREAKER_PROBE_TIMEOUT")"
+  --breaker-release-every "$(scaled "$BREAKER_RELEASE_EVERY")" --breaker-pass-interval "$BREAKER_PASS")
 
 free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -230,7 +254,7 @@ run_setup() {
   # "f-2": setup f, run label 2 (its own state and results directories).
   local setup="${1%%-*}" dir="$LAB_DIR/run-$1"
   local run_seconds="$RUN_SECONDS"
-  case "$setup" in f | g | lg | ag) run_seconds="$BREAKER_RUN_SECONDS" ;; esac
+  case "$setup" in f | g | lg | ag) run_seconds="$BREAKER_RUN_SECONDS" ;; h) run_seconds="$EGRESS_RUN_SECONDS" ;; esac
   local lane=false commits=0
   case "$setup" in l | lg) lane=true ;; esac
   case "$setup" in g | lg | ag) commits="$COMMIT_EVERY" ;; esac
@@ -245,13 +269,17 @@ run_setup() {
   "${kubectl[@]}" create namespace flux-system >/dev/null
   "${kubectl[@]}" create namespace fluxgate >/dev/null
 
-  local git_port tarpit_port proxy_port sc_metrics sc_health sc_storage fg_webhook fg_metrics prom_port
+  local git_port tarpit_port proxy_port near_port sc_metrics sc_health sc_storage fg_webhook fg_metrics prom_port
   local lane_metrics lane_health lane_storage
   git_port="$(free_port)"; tarpit_port="$(free_port)"; proxy_port="$(free_port)"
   sc_metrics="$(free_port)"; sc_health="$(free_port)"; sc_storage="$(free_port)"
   lane_metrics="$(free_port)"; lane_health="$(free_port)"; lane_storage="$(free_port)"
   fg_webhook="$(free_port)"; fg_metrics="$(free_port)"; prom_port="$(free_port)"
   local bound=$((run_seconds + 600))
+  # The port the healthy GitRepositories' URLs name: the Git server itself, or in h a gate in
+  # front of it that goes down with the far host.
+  near_port="$git_port"
+  [[ "$setup" == h ]] && near_port="$(free_port)"
 
   log "setup $1: git server :$git_port, far host :$tarpit_port"
   start_bg git "$dir/git.out" "$PY" "$here/netlab.py" git --port "$git_port" \
@@ -259,10 +287,19 @@ run_setup() {
   # The far host: down for good (a tarpit), down until the outage ends (f; the end is written
   # once t=0 is known), or answering a share of the attempts (g). Both relay what they answer to
   # the Git server, which holds every far-host repository under its GitHub path.
+  local -a return_opt=()
+  [[ -n "$RETURN_AFTER_PROBE" ]] && return_opt=(--return-after-probe "$RETURN_AFTER_PROBE")
+  [[ -n "$RETURN_BEFORE_PROBE" ]] && return_opt=(--return-before-probe "$RETURN_BEFORE_PROBE")
   case "$setup" in
     f) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
          --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
-         --outage-end-file "$dir/outage-end" ;;
+         --outage-end-file "$dir/outage-end" "${return_opt[@]}" ;;
+    h) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
+         --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
+         --outage-window-file "$dir/outage-window" --down-mode "$EGRESS_MODE"
+       start_bg neargate "$dir/neargate.out" "$PY" "$here/netlab.py" farhost --port "$near_port" \
+         --log "$dir/neargate.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
+         --outage-window-file "$dir/outage-window" --down-mode "$EGRESS_MODE" ;;
     g | lg | ag) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
          --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
          --success-fraction "$FLAKY_SUCCESS" --seed "$FLAKY_SEED" ;;
@@ -281,15 +318,23 @@ run_setup() {
   case "$setup" in
     c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
     c2) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR_SHORT") ;;
-    f | g | n) fg+=("${BREAKER_FLAGS[@]}") ;;
+    f | g | h | n) fg+=("${BREAKER_FLAGS[@]}") ;;
     m) fg+=("${BREAKER_FLAGS[@]}" --mirror "http://$FAR_HOST:$tarpit_port/=http://$MIRROR_HOST:$git_port/") ;;
     l | lg) fg+=(--lane "$FAR_HOST=far") ;;
   esac
-  # JSON logs: analyze.py reads the breaker's state changes from them.
-  start_bg fluxgate "$dir/fluxgate.log" env KUBECONFIG="$KUBECONFIG" FLUXGATE_LOG_FORMAT=json "${fg[@]}"
+  # The lab's host names, for source-controller and, where the breaker probes hosts, fluxgate.
+  printf '127.0.0.1 localhost\n127.0.0.1 %s %s %s\n' "$FAR_HOST" "$NEAR_HOST" "$MIRROR_HOST" >"$dir/hosts"
+  # JSON logs: analyze.py reads the breaker's state changes from them. With the breaker, fluxgate
+  # gets source-controller's view of the lab's names (a private mount namespace, as below): its
+  # probe takes the path source-controller's clones take.
+  local -a fg_ns=()
+  case "$setup" in
+    f | g | h | m | n) fg_ns=(unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$dir/hosts") ;;
+  esac
+  start_bg fluxgate "$dir/fluxgate.log" "${fg_ns[@]}" env KUBECONFIG="$KUBECONFIG" FLUXGATE_LOG_FORMAT=json "${fg[@]}"
   wait_http "http://127.0.0.1:$fg_metrics/healthz" fluxgate
   case "$setup" in
-    b | e | f | g | m | n | l | lg)
+    b | e | f | g | h | m | n | l | lg)
       "$PY" "$here/driver.py" --api "$api" --pki "$pki" webhook \
         --url "https://127.0.0.1:$fg_webhook/mutate" --ca "$LAB_DIR/certs/ca.crt"
       ;;
@@ -362,7 +407,7 @@ EOF
   # the setup from depending on that, and lane-check below shows the webhook's own labelling.
   [[ $lane == true ]] && populate_extra+=(--failing-label sharding.fluxcd.io/key=far)
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" populate \
-    --healthy-url "http://$NEAR_HOST:$git_port" --failing-url "http://$FAR_HOST:$tarpit_port" \
+    --healthy-url "http://$NEAR_HOST:$near_port" --failing-url "http://$FAR_HOST:$tarpit_port" \
     --total "$TOTAL" --healthy "$HEALTHY" --timeout "$repo_timeout" "${populate_extra[@]}" >"$dir/populate.json"
   if [[ $lane == true ]]; then
     "$PY" "$here/driver.py" --api "$api" --pki "$pki" lane-check --namespace proj-001 \
@@ -370,7 +415,6 @@ EOF
       || die "the webhook did not put a new far-host GitRepository into the lane ($(cat "$dir/lane-check.json"))"
   fi
 
-  printf '127.0.0.1 localhost\n127.0.0.1 %s %s %s\n' "$FAR_HOST" "$NEAR_HOST" "$MIRROR_HOST" >"$dir/hosts"
   mkdir -p "$dir/storage"
   local -a sc=("$SC_BIN" --concurrent=2 --storage-path="$dir/storage"
     --storage-addr="127.0.0.1:$sc_storage" --storage-adv-addr="127.0.0.1:$sc_storage"
@@ -388,11 +432,15 @@ EOF
       --enable-leader-election=false --watch-all-namespaces=true --log-level=info --log-encoding=json)
   fi
   log "setup $1: source-controller $SC_VERSION starts (t=0); run ${run_seconds}s"
-  local t0 outage_end=null
+  local t0 outage_end=null egress_window=null
   t0="$(date +%s.%N)"
   if [[ "$setup" == f ]]; then
     outage_end="$(awk -v t="$t0" -v f="$OUTAGE_END" -v r="$run_seconds" 'BEGIN { printf "%.3f", f * r }')"
     awk -v t="$t0" -v o="$outage_end" 'BEGIN { printf "%.3f\n", t + o }' >"$dir/outage-end"
+  fi
+  if [[ "$setup" == h ]]; then
+    egress_window="$(awk -v w="$EGRESS_WINDOW" -v r="$run_seconds" 'BEGIN { split(w, a, ","); printf "[%.3f, %.3f]", a[1] * r, a[2] * r }')"
+    awk -v t="$t0" -v w="$EGRESS_WINDOW" -v r="$run_seconds" 'BEGIN { split(w, a, ","); printf "%.3f %.3f\n", t + a[1] * r, t + a[2] * r }' >"$dir/outage-window"
   fi
   # A private mount namespace gives source-controller its own /etc/hosts (the lab's host names)
   # without touching the machine's.
@@ -421,7 +469,7 @@ EOF
   local probes_abs
   probes_abs="$(awk -v p="$PROBES" -v r="$run_seconds" 'BEGIN { n = split(p, a, ","); for (i = 1; i <= n; i++) printf "%s%.1f", (i > 1 ? "," : ""), a[i] * r }')"
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" sample \
-    --healthy-url "http://$NEAR_HOST:$git_port" --timeout "$repo_timeout" "${probe_extra[@]}" \
+    --healthy-url "http://$NEAR_HOST:$near_port" --timeout "$repo_timeout" "${probe_extra[@]}" \
     "${pids[@]}" --start "$t0" --duration "$run_seconds" --probes "$probes_abs" \
     --first-probe $((TOTAL + 1)) --out "$dir/samples.jsonl" --final "$dir/final.json" >"$dir/sample.out"
 
@@ -436,9 +484,10 @@ EOF
  "total": $TOTAL, "healthy": $HEALTHY, "probes": "$probes_abs",
  "source_controller": "$SC_VERSION", "far_host": "$FAR_HOST", "mirror_host": "$MIRROR_HOST",
  "mirror_rule": "$( [[ $setup == m ]] && echo "http://$FAR_HOST:$tarpit_port/=http://$MIRROR_HOST:$git_port/")",
- "fluxgate": "$("$FLUXGATE" --version)", "commit": "$(git -C "$repo" rev-parse --short HEAD)", "apiserver_port": "${APISERVER_URL##*:}",
- "outage_end": $outage_end, "flaky_success": $( [[ $setup == g || $setup == lg || $setup == ag ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
- "breaker": "$( [[ $setup == [fgmn] ]] && echo "${BREAKER_FLAGS[*]}")",
+ "fluxgate": "$("$FLUXGATE" --version)", "commit": "$(git -C "$repo" rev-parse --short HEAD)", "fluxgate_src_commit": "$(git -C "$repo" log -1 --format=%h -- src Cargo.toml Cargo.lock)", "apiserver_port": "${APISERVER_URL##*:}",
+ "outage_end": $outage_end, "return_after_probe": ${RETURN_AFTER_PROBE:-null}, "return_before_probe": ${RETURN_BEFORE_PROBE:-null},
+ "egress_window": $egress_window, "egress_mode": "$EGRESS_MODE", "near_host": "$NEAR_HOST", "flaky_success": $( [[ $setup == g || $setup == lg || $setup == ag ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
+ "breaker": "$( [[ $setup == [fghmn] ]] && echo "${BREAKER_FLAGS[*]}")",
  "lane": $lane, "lane_args": "${sc_lane[*]:1}", "lane_storage_port": "$lane_storage", "storage_port": "$sc_storage",
  "commit_every": $commits, "lane_floor": "$( [[ $lane == true ]] && scaled "$LANE_FLOOR")",
  "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
@@ -449,9 +498,9 @@ EOF
 
 prepare
 for s in "${SETUPS[@]}"; do
-  case "${s%%-*}" in a | b | c | c2 | d | e | f | g | m | n | l | lg | ag) ;; *) die "unknown setup '$s' (a b c c2 d e f g m n l lg ag)" ;; esac
+  case "${s%%-*}" in a | b | c | c2 | d | e | f | g | h | m | n | l | lg | ag) ;; *) die "unknown setup '$s' (a b c c2 d e f g h m n l lg ag)" ;; esac
 done
-log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, g, lg, ag: ${BREAKER_RUN_SECONDS}s), scale 1/$SCALE"
+log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, g, lg, ag: ${BREAKER_RUN_SECONDS}s; h: ${EGRESS_RUN_SECONDS}s), scale 1/$SCALE"
 for s in "${SETUPS[@]}"; do
   run_setup "$s"
 done
