@@ -196,11 +196,14 @@ enum Held {
     Quarantined,
     /// Moved into the breaker's lane: reconciled there, never suspended by the breaker.
     InLane,
+    /// Carries the lane mark, but someone removed the shard label: moved back by a person.
+    LeftLane,
 }
 
 impl Held {
     fn of(marks: &RecordMarks) -> Self {
         match (marks.quarantined, marks.laned) {
+            (_, true) if marks.lane_left => Self::LeftLane,
             (_, true) => Self::InLane,
             (true, false) => Self::Quarantined,
             (false, false) => Self::No,
@@ -216,6 +219,10 @@ fn condition(
     failing_since: Option<OffsetDateTime>,
     quarantined_at: Option<OffsetDateTime>,
 ) -> Condition {
+    if held == Held::LeftLane {
+        // Like an unsuspend of a quarantined object: acknowledged, and left alone.
+        return Condition::QuarantineOverridden;
+    }
     if held == Held::InLane {
         // Held in the lane whatever it shows there, unless someone suspended it.
         return match state {
@@ -616,6 +623,12 @@ mod tests {
         assert_eq!(
             condition_of(true, laned, ready("False", "i/o timeout")),
             Condition::SuspendedByOthers
+        );
+        // Someone moved it back to the main source-controller: their word, acknowledged.
+        let left = json!({ crate::marks::lane::MOVED_LABEL: "true" });
+        assert_eq!(
+            condition_of(false, left, ready("False", "i/o timeout")),
+            Condition::QuarantineOverridden
         );
     }
 }

@@ -85,6 +85,8 @@ pub struct RecordMarks {
     pub quarantined: bool,
     /// Held in the breaker's lane rather than suspended.
     pub laned: bool,
+    /// Carries the breaker's lane mark but no shard label any more: someone moved it back.
+    pub lane_left: bool,
     /// `fluxgate.io/breaker: "false"`.
     pub opted_out: bool,
     pub quarantined_at: i64,
@@ -107,6 +109,10 @@ impl RecordMarks {
         let marks = Self {
             quarantined: found.quarantine.is_some() || found.lane_move.is_some(),
             laned: found.lane_move.is_some(),
+            lane_left: found
+                .lane_move
+                .as_ref()
+                .is_some_and(|m| m.shard.as_deref().is_none_or(str::is_empty)),
             opted_out: found.opt_out.breaker,
             quarantined_at: time(
                 found

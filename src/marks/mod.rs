@@ -362,9 +362,10 @@ impl Change {
                 patch["metadata"]["annotations"][stamps::RELEASED_AT_ANNOTATION] = json!(stamp);
                 patch
             }
-            // Only fluxgate's own marks change: whoever lifted the suspend keeps it lifted.
+            // Only fluxgate's own marks change: whoever lifted the suspend (or moved the object
+            // out of the lane) keeps it so.
             Self::AcknowledgeOverride { .. } => {
-                let mut patch = lift(&[Family::Quarantine], None);
+                let mut patch = lift(&[Family::Quarantine, Family::LaneMarks], None);
                 patch["metadata"]["annotations"][stamps::OVERRIDDEN_AT_ANNOTATION] = json!(stamp);
                 patch
             }
@@ -528,7 +529,10 @@ impl Change {
 enum Family {
     Archive,
     Quarantine,
+    /// The lane move's marks and the shard label it set.
     Lane,
+    /// The lane move's marks alone: whoever moved the object out of the lane decided its shard.
+    LaneMarks,
 }
 
 /// A merge patch that removes the families' marks and, with `run_now` (the time to stamp),
@@ -554,7 +558,7 @@ fn lift(families: &[Family], run_now: Option<&str>) -> Value {
                     quarantine::REASON_ANNOTATION,
                 ],
             ),
-            Family::Lane => (
+            Family::Lane | Family::LaneMarks => (
                 lane::MOVED_LABEL,
                 &[
                     lane::HOST_ANNOTATION,

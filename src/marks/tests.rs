@@ -393,3 +393,21 @@ fn a_restore_leaves_a_lane_only_when_fluxgate_put_it_there() {
         json!({ crate::flux::SHARD_LABEL: "far" })
     );
 }
+
+#[test]
+fn acknowledging_a_move_out_of_the_lane_keeps_whatever_shard_the_person_chose() {
+    // Someone took it out of the breaker's lane (the shard label removed or changed).
+    let moved_out = json!({ "metadata": { "labels": { lane::MOVED_LABEL: "true", crate::flux::SHARD_LABEL: "mine" },
+        "annotations": { lane::HOST_ANNOTATION: "github.com" } }, "spec": {} });
+    let ack = Change::AcknowledgeOverride {
+        host: "github.com".into(),
+    };
+    let after = merged(&moved_out, &ack.patch(NOW).unwrap());
+    assert_eq!(
+        after["metadata"]["labels"],
+        json!({ crate::flux::SHARD_LABEL: "mine" })
+    );
+    let m = marks_after(&after);
+    assert_eq!(m.lane_move, None);
+    assert_eq!(m.overridden_at, Some(datetime!(2026-12-06 10:00 UTC)));
+}
