@@ -231,6 +231,18 @@ impl Release {
     }
 }
 
+/// What let a canary out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum CanaryCause {
+    /// The host answered a probe after the canary's delay.
+    Answered,
+    /// The host answered every probe for `probe_interval_max`, before the delay ran out.
+    Steady,
+    /// No answer for `flapping_probe_interval_max`: the probe's path may be the one broken.
+    #[default]
+    Blind,
+}
+
 /// The breaker of one host. Its memory is small and can be rebuilt: the first [`Self::step`] of a
 /// fresh breaker (a new leader) takes over from the marks on the members:
 ///
@@ -254,10 +266,11 @@ impl Release {
 ///   enough of them that one unlucky repository is not an outage);
 /// - the probe delay survives closing: tripping again within `probe_interval_max` of closing
 ///   doubles the last delay instead of starting over;
-/// - a host that answered a probe and then failed again in the same episode is flapping: its
-///   delay may grow to `flapping_probe_interval_max` (1h) instead of `probe_interval_max` (10m),
-///   so the probes of a flaky host thin out to a few an hour, while a host that is plainly down
-///   is still probed often enough to be back within minutes of its return.
+/// - a host that answered a probe and then failed again in the same episode (its canary or its
+///   release) is flapping: its delay starts at `canary_timeout` and may grow to
+///   `flapping_probe_interval_max` (1h) instead of `probe_interval_max` (10m), so the canaries
+///   of a flaky host thin out to a few an hour, while a host that is plainly down is still
+///   probed often enough to be back within minutes of its return.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostBreaker {
     phase: Phase,
@@ -274,6 +287,12 @@ pub struct HostBreaker {
     answered_since: Option<OffsetDateTime>,
     /// When the last canary went out.
     last_canary_at: Option<OffsetDateTime>,
+    /// Why the canary out now went: its failure after an answer means the host answers but its
+    /// clones fail.
+    canary_cause: CanaryCause,
+    /// A canary sent on steady answers failed in this episode: for this host the probe's answers
+    /// do not say that clones work, so they no longer cut a wait short.
+    steady_misled: bool,
     /// The last pass held by a cluster-wide failure: failures from before it are the egress's,
     /// not this host's, so the trip window counts from here.
     held_at: Option<OffsetDateTime>,
@@ -332,7 +351,10 @@ impl HostBreaker {
                 episode,
                 next_probe_at,
             } => {
-                if self.may_send_canary(inputs.check, episode, next_probe_at, &mut pass) {
+                if let Some(cause) =
+                    self.may_send_canary(inputs.check, episode, next_probe_at, &mut pass)
+                {
+                    self.canary_cause = cause;
                     self.probe(episode, &mut pass);
                 }
             }
@@ -471,10 +493,10 @@ impl HostBreaker {
         episode: OffsetDateTime,
         next_probe_at: OffsetDateTime,
         pass: &mut Pass,
-    ) -> bool {
+    ) -> Option<CanaryCause> {
         let (now, settings) = (pass.now, pass.settings);
         let report = match check {
-            HostCheck::Unchecked => return now >= next_probe_at,
+            HostCheck::Unchecked => return (now >= next_probe_at).then_some(CanaryCause::Blind),
             HostCheck::Probed(report) => report,
         };
         if let Some(report) = report.filter(|r| self.probe_judged_at.is_none_or(|t| r.at > t)) {
@@ -493,12 +515,19 @@ impl HostBreaker {
             && self
                 .probe_judged_at
                 .is_some_and(|t| elapsed(t, now) <= recent);
-        let steady = self
-            .answered_since
-            .is_some_and(|t| elapsed(t, now) >= settings.probe_interval_max);
+        let steady = !self.steady_misled
+            && self
+                .answered_since
+                .is_some_and(|t| elapsed(t, now) >= settings.probe_interval_max);
         let unseen = elapsed(self.last_canary_at.unwrap_or(episode), now);
         let blind = now >= next_probe_at && unseen >= settings.flapping_probe_interval_max;
-        (answering && (now >= next_probe_at || steady)) || blind
+        if answering && now >= next_probe_at {
+            Some(CanaryCause::Answered)
+        } else if answering && steady {
+            Some(CanaryCause::Steady)
+        } else {
+            blind.then_some(CanaryCause::Blind)
+        }
     }
 
     /// The probe delay in force, within the settings' bounds whatever they are.
@@ -519,10 +548,20 @@ impl HostBreaker {
 
     /// Doubles the delay within the cap in force now, so a cap raised later (the host turned out
     /// to flap) continues from the delay actually used.
+    ///
+    /// A flapping host's canaries wait at least `canary_timeout`, what each of them may hold a
+    /// worker for: with probes a minute apart, doubling from one minute would send most of an
+    /// episode's canaries in its first half hour, each a state change and a held worker.
     fn back_off(&mut self, settings: &Settings) {
+        let floor = if self.flapping {
+            settings.canary_timeout
+        } else {
+            Duration::ZERO
+        };
         self.probe_delay = self
             .delay(settings)
             .saturating_mul(2)
+            .max(floor)
             .min(self.delay_cap(settings));
     }
 
@@ -534,6 +573,17 @@ impl HostBreaker {
             episode,
             next_probe_at: after(pass.now, self.delay(pass.settings)),
         };
+    }
+
+    /// A canary sent on the host's answer that fails shows a host that answers but fails
+    /// clones: it flaps. A blind one says nothing new: the probe already found no answer.
+    fn fail_canary(&mut self, episode: OffsetDateTime, pass: &mut Pass) {
+        match self.canary_cause {
+            CanaryCause::Answered => self.flapping = true,
+            CanaryCause::Steady => (self.flapping, self.steady_misled) = (true, true),
+            CanaryCause::Blind => {}
+        }
+        self.fail_probe(episode, ProbeOutcome::Failed, pass);
     }
 
     fn fail_probe(&mut self, episode: OffsetDateTime, outcome: ProbeOutcome, pass: &mut Pass) {
@@ -672,7 +722,7 @@ impl HostBreaker {
             self.flapping = true;
             self.back_off(settings);
         } else {
-            self.flapping = false;
+            (self.flapping, self.steady_misled) = (false, false);
             self.probe_delay = settings.probe_interval;
         }
         self.open(episode.unwrap_or_else(|| whole_seconds(now)), pass);
@@ -732,12 +782,12 @@ impl HostBreaker {
             }
             // A 429 or 502/503 answer is the host asking for fewer attempts, not a return.
             Condition::TransportFailing { .. } | Condition::Throttled if fresh => {
-                self.fail_probe(episode, ProbeOutcome::Failed, pass);
+                self.fail_canary(episode, pass);
             }
             Condition::SuspendedByOthers | Condition::QuarantineOverridden => {
                 self.probe(episode, pass);
             }
-            _ if timed_out => self.fail_probe(episode, ProbeOutcome::Failed, pass),
+            _ if timed_out => self.fail_canary(episode, pass),
             Condition::Quarantined { .. } => {
                 // The release has not been seen yet: ask again (a stale resourceVersion makes a
                 // repeat harmless).
@@ -1957,6 +2007,95 @@ mod tests {
         );
     }
 
+    /// The lab's flaky host with fluxgate's own probe, one pass every 30 seconds: a probe a
+    /// minute answered with `chance`, and each GitRepository not quarantined tried every
+    /// `retry` (10 seconds after a release), a success Ready at once, a failure shown only when
+    /// its 5m timeout has run out, as a hanging clone does. Returns the state changes.
+    fn probed_flaky_run(
+        seed: u64,
+        hours: i64,
+        settings: &Settings,
+        chance: f64,
+    ) -> Vec<(OffsetDateTime, (BreakerState, BreakerState))> {
+        let (size, retry, timeout) = (40, minutes(2), minutes(5));
+        let mut simulation = Simulation::new(size);
+        simulation.seed = seed;
+        let mut breaker = HostBreaker::default();
+        // When each member's attempt under way shows its result, and what it shows.
+        let mut pending: Vec<Option<(OffsetDateTime, Condition)>> = vec![None; size];
+        let mut transitions = Vec::new();
+        let mut report = None;
+        let mut now = T0;
+        while now < T0 + time::Duration::hours(hours) {
+            for (i, attempt) in pending.iter_mut().enumerate() {
+                let member = &mut simulation.members[i];
+                if let Some((at, condition)) = attempt.filter(|(at, _)| *at <= now) {
+                    *attempt = None;
+                    if !member.is_quarantined() {
+                        member.condition = condition;
+                        member.attempted_at = Some(at);
+                    }
+                }
+                let idle = attempt.is_none() && simulation.next_attempt[i] <= now;
+                if idle && !simulation.members[i].is_quarantined() {
+                    let ok = simulation.draw() < chance;
+                    *attempt = Some(if ok {
+                        (now, Condition::Ready)
+                    } else {
+                        (now + timeout, FAILING)
+                    });
+                    simulation.next_attempt[i] = now + retry;
+                }
+            }
+            if (now - T0).whole_seconds() % 60 == 0 {
+                let answered = simulation.draw() < chance;
+                report = Some(ProbeReport { at: now, answered });
+            }
+            let inputs = Inputs {
+                check: HostCheck::Probed(report),
+                ..Inputs::default()
+            };
+            let step = breaker.step_checked(&simulation.members, now, settings, inputs);
+            transitions.extend(step.transition.map(|t| (now, t)));
+            for action in &step.actions {
+                let i = simulation
+                    .members
+                    .iter()
+                    .position(|m| m.key == *action.key())
+                    .unwrap();
+                match action {
+                    Action::Quarantine { .. } => {
+                        simulation.members[i].condition = Condition::Quarantined { at: Some(now) };
+                        pending[i] = None;
+                    }
+                    Action::Release { .. } => {
+                        simulation.members[i].condition = FAILING;
+                        simulation.members[i].released_at = Some(now);
+                        simulation.next_attempt[i] = now + time::Duration::seconds(10);
+                    }
+                    Action::AcknowledgeOverride { .. } => unreachable!("nobody overrides"),
+                }
+            }
+            now += time::Duration::seconds(30);
+        }
+        transitions
+    }
+
+    #[test]
+    fn a_probed_flaky_host_changes_state_at_most_four_times_an_hour() {
+        let settings = Settings::default();
+        let mut rates = Vec::new();
+        for seed in 1..=40 {
+            let transitions = probed_flaky_run(seed, 5, &settings, 0.3);
+            let first = transitions.first().expect("a flaky host trips").0;
+            let hours = (T0 + time::Duration::hours(5) - first).as_seconds_f64() / 3600.0;
+            rates.push(transitions.len() as f64 / hours);
+        }
+        rates.sort_by(f64::total_cmp);
+        eprintln!("state changes per hour from the first opening: {rates:?}");
+        assert!(rates.iter().all(|&r| r <= 4.0), "{rates:?}");
+    }
+
     fn probed(at: OffsetDateTime, answered: bool) -> Inputs {
         Inputs {
             check: HostCheck::Probed(Some(ProbeReport { at, answered })),
@@ -2059,6 +2198,65 @@ mod tests {
         let stale = T0 + minutes(11);
         let step = breaker.step_checked(&members, T0 + minutes(14), &settings, probed(stale, true));
         assert!(step.actions.is_empty(), "{:?}", step.actions);
+    }
+
+    /// Runs minute by minute from T0 + 11m to `until` with probes answered from `answers_from`;
+    /// each canary fails half a minute after it goes out. Returns the minutes of the canaries.
+    fn canaries_until(
+        breaker: &mut HostBreaker,
+        members: &mut [Member],
+        answers_from: i64,
+        until: i64,
+        settings: &Settings,
+    ) -> Vec<i64> {
+        let mut canaries = Vec::new();
+        for minute in 11..=until {
+            let now = T0 + minutes(minute);
+            let inputs = probed(now, minute >= answers_from);
+            let step = breaker.step_checked(members, now, settings, inputs);
+            apply(members, &step.actions, now);
+            if let Some(canary) = step.actions.iter().find(|a| is_canary(a)) {
+                canaries.push(minute);
+                let canary = canary.key().clone();
+                find(members, &canary).attempted_at = Some(now + time::Duration::seconds(30));
+            }
+        }
+        canaries
+    }
+
+    #[test]
+    fn a_canary_that_fails_on_an_answer_makes_the_next_wait_a_canary_timeout() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        // The host answers every probe, and every clone fails: it flaps.
+        let canaries = canaries_until(&mut breaker, &mut members, 0, 200, &settings);
+        assert_eq!(
+            canaries[0], 11,
+            "the first canary on the first answer: {canaries:?}"
+        );
+        let gaps: Vec<i64> = canaries.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter().all(|&g| g >= 10),
+            "at least a canary timeout: {gaps:?}"
+        );
+        // Steady answers cut a wait short once; after that canary fails too, they no longer do.
+        assert!(
+            gaps.iter().rev().take(2).all(|&g| g >= 60),
+            "up to an hour: {gaps:?}"
+        );
+        assert!(canaries.len() <= 7, "{canaries:?}");
+    }
+
+    #[test]
+    fn a_failed_blind_canary_does_not_slow_the_return() {
+        let settings = Settings::default();
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        // Down (no answer) until the blind canary at T0 + 70m fails; back at T0 + 72m.
+        let canaries = canaries_until(&mut breaker, &mut members, 72, 80, &settings);
+        // The failure is seen at 71m: the next canary waits 2m, not a flapping host's 10m.
+        assert_eq!(canaries, [70, 73], "{canaries:?}");
     }
 
     #[test]
