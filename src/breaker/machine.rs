@@ -1776,6 +1776,10 @@ mod tests {
             }
         }
 
+        fn index_of(&self, key: &ObjectKey) -> usize {
+            self.members.iter().position(|m| m.key == *key).unwrap()
+        }
+
         fn draw(&mut self) -> f64 {
             self.seed = self
                 .seed
@@ -1810,11 +1814,7 @@ mod tests {
                         .push((now, transition, step.snapshot.probe_delay));
                 }
                 for action in &step.actions {
-                    let i = self
-                        .members
-                        .iter()
-                        .position(|m| m.key == *action.key())
-                        .unwrap();
+                    let i = self.index_of(action.key());
                     match action {
                         Action::Quarantine { .. } => {
                             self.members[i].condition = Condition::Quarantined { at: Some(now) };
@@ -2058,11 +2058,7 @@ mod tests {
             let step = breaker.step_checked(&simulation.members, now, settings, inputs);
             transitions.extend(step.transition.map(|t| (now, t)));
             for action in &step.actions {
-                let i = simulation
-                    .members
-                    .iter()
-                    .position(|m| m.key == *action.key())
-                    .unwrap();
+                let i = simulation.index_of(action.key());
                 match action {
                     Action::Quarantine { .. } => {
                         simulation.members[i].condition = Condition::Quarantined { at: Some(now) };
