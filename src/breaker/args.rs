@@ -37,12 +37,14 @@ pub struct TripArgs {
     #[arg(long, env = "FLUXGATE_BREAKER_PROBE_INTERVAL_MAX", default_value = "10m", value_parser = parse_flag)]
     pub breaker_probe_interval_max: Duration,
 
-    /// The longest wait between two canaries of a flapping host, one whose canary passed and
-    /// whose release then failed; also how long a host must stay closed to count as recovered.
+    /// The longest wait between two canaries of a flapping host, one that answered the probe
+    /// and then failed its canary or its release; also how long a host must stay closed to
+    /// count as recovered.
     #[arg(long, env = "FLUXGATE_BREAKER_FLAPPING_PROBE_INTERVAL_MAX", default_value = "1h", value_parser = parse_flag)]
     pub breaker_flapping_probe_interval_max: Duration,
 
-    /// How long a released canary may take to become Ready before the probe counts as failed.
+    /// How long a released canary may take to become Ready before the probe counts as failed;
+    /// also the least wait before the next canary of a flapping host.
     #[arg(long, env = "FLUXGATE_BREAKER_CANARY_TIMEOUT", default_value = "10m", value_parser = parse_flag)]
     pub breaker_canary_timeout: Duration,
 

@@ -40,10 +40,12 @@ pub struct Settings {
     /// Cap of the canary wait of a host whose canaries failed; a host that answers every probe
     /// for this long gets its canary whatever its wait.
     pub probe_interval_max: Duration,
-    /// Cap of the canary wait of a flapping host (its canary passed and the release failed), and
-    /// how long a host must stay closed before a new episode starts again from `probe_interval`.
+    /// Cap of the canary wait of a flapping host (it answered, then its canary or its release
+    /// failed), and how long a host must stay closed before a new episode starts again from
+    /// `probe_interval`.
     pub flapping_probe_interval_max: Duration,
-    /// How long a released canary may take to become Ready before it counts as failed.
+    /// How long a released canary may take to become Ready before it counts as failed; also
+    /// the least wait before a flapping host's next canary.
     pub canary_timeout: Duration,
     /// GitRepositories released together once the host answers again.
     pub release_batch: usize,
