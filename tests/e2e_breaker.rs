@@ -747,7 +747,7 @@ fn probed_trip() -> TripArgs {
     TripArgs {
         breaker_probe_interval: Duration::from_secs(1),
         breaker_probe_interval_max: Duration::from_secs(8),
-        // No canary unless the probe answered, for as long as the tests run.
+        // A host that flaps here (a canary failing after an answer) waits past the test.
         breaker_flapping_probe_interval_max: Duration::from_secs(600),
         breaker_release_every: Duration::ZERO,
         ..trip_args(Duration::ZERO)

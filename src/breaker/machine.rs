@@ -238,9 +238,9 @@ enum CanaryCause {
     Answered,
     /// The host answered every probe for `probe_interval_max`, before the delay ran out.
     Steady,
-    /// No answer for `flapping_probe_interval_max`: the probe's path may be the one broken.
+    /// No probe runs ([`HostCheck::Unchecked`]): the delay alone lets the canary out.
     #[default]
-    Blind,
+    Unprobed,
 }
 
 /// The breaker of one host. Its memory is small and can be rebuilt: the first [`Self::step`] of a
@@ -285,8 +285,6 @@ pub struct HostBreaker {
     probe_judged_at: Option<OffsetDateTime>,
     /// Since when every probe of the host has answered, without a break.
     answered_since: Option<OffsetDateTime>,
-    /// When the last canary went out.
-    last_canary_at: Option<OffsetDateTime>,
     /// Why the canary out now went: its failure after an answer means the host answers but its
     /// clones fail.
     canary_cause: CanaryCause,
@@ -351,9 +349,7 @@ impl HostBreaker {
                 episode,
                 next_probe_at,
             } => {
-                if let Some(cause) =
-                    self.may_send_canary(inputs.check, episode, next_probe_at, &mut pass)
-                {
+                if let Some(cause) = self.may_send_canary(inputs.check, next_probe_at, &mut pass) {
                     self.canary_cause = cause;
                     self.probe(episode, &mut pass);
                 }
@@ -482,21 +478,22 @@ impl HostBreaker {
     /// probe for `probe_interval_max` (a host that flapped and then came back for good is not
     /// held for the rest of a long delay: the latch lasts only as long as its reason).
     ///
-    /// One exception bounds what a wrong probe can cost: fluxgate's probe leaves from fluxgate's
-    /// Pod, not source-controller's, and a path only the probe lacks (a NetworkPolicy, a port
-    /// not allowed) would otherwise hold the host's GitRepositories for good. So once
-    /// `flapping_probe_interval_max` (1h) has passed without a canary, one goes out anyway: at
-    /// most one worker held for one timeout an hour.
+    /// A host whose probe never answers releases nothing, however long: a canary would hold a
+    /// source-controller worker for a whole timeout on a host that is down. A path only the
+    /// probe lacks (a NetworkPolicy, a port not allowed) holds the host as well; the
+    /// `FluxGitHostBreakerOpen` alert and the probe outcomes say so, and a person's restore
+    /// lifts it.
     fn may_send_canary(
         &mut self,
         check: HostCheck,
-        episode: OffsetDateTime,
         next_probe_at: OffsetDateTime,
         pass: &mut Pass,
     ) -> Option<CanaryCause> {
         let (now, settings) = (pass.now, pass.settings);
         let report = match check {
-            HostCheck::Unchecked => return (now >= next_probe_at).then_some(CanaryCause::Blind),
+            HostCheck::Unchecked => {
+                return (now >= next_probe_at).then_some(CanaryCause::Unprobed);
+            }
             HostCheck::Probed(report) => report,
         };
         if let Some(report) = report.filter(|r| self.probe_judged_at.is_none_or(|t| r.at > t)) {
@@ -519,14 +516,12 @@ impl HostBreaker {
             && self
                 .answered_since
                 .is_some_and(|t| elapsed(t, now) >= settings.probe_interval_max);
-        let unseen = elapsed(self.last_canary_at.unwrap_or(episode), now);
-        let blind = now >= next_probe_at && unseen >= settings.flapping_probe_interval_max;
-        if answering && now >= next_probe_at {
+        if !answering {
+            None
+        } else if now >= next_probe_at {
             Some(CanaryCause::Answered)
-        } else if answering && steady {
-            Some(CanaryCause::Steady)
         } else {
-            blind.then_some(CanaryCause::Blind)
+            steady.then_some(CanaryCause::Steady)
         }
     }
 
@@ -576,12 +571,12 @@ impl HostBreaker {
     }
 
     /// A canary sent on the host's answer that fails shows a host that answers but fails
-    /// clones: it flaps. A blind one says nothing new: the probe already found no answer.
+    /// clones: it flaps. Without a probe, nothing tells a flaky host from a down one.
     fn fail_canary(&mut self, episode: OffsetDateTime, pass: &mut Pass) {
         match self.canary_cause {
             CanaryCause::Answered => self.flapping = true,
             CanaryCause::Steady => (self.flapping, self.steady_misled) = (true, true),
-            CanaryCause::Blind => {}
+            CanaryCause::Unprobed => {}
         }
         self.fail_probe(episode, ProbeOutcome::Failed, pass);
     }
@@ -741,7 +736,6 @@ impl HostBreaker {
                     canary: true,
                 }) {
                     pass.release_room -= 1;
-                    self.last_canary_at = Some(pass.now);
                     self.phase = Phase::HalfOpen {
                         episode,
                         canary: canary.key.uid.clone(),
@@ -2139,28 +2133,17 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_that_never_answers_still_lets_one_canary_out_an_hour() {
+    fn a_probe_that_never_answers_releases_nothing_however_long() {
         let settings = Settings::default();
         let mut members = host(&[(12, FAILING)]);
         let mut breaker = tripped(&mut members, &settings);
-        let mut canaries = Vec::new();
-        for minute in 11..=190 {
-            let now = T0 + minutes(minute);
-            let step = breaker.step_checked(&members, now, &settings, probed(now, false));
-            apply(&mut members, &step.actions, now);
-            if let Some(canary) = step.actions.iter().find(|a| is_canary(a)) {
-                canaries.push(minute);
-                // It fails half a minute later, as the host is down.
-                let canary = canary.key().clone();
-                find(&mut members, &canary).attempted_at = Some(now + time::Duration::seconds(30));
-            }
-        }
-        // Opened at T0 + 10m: the first blind canary an hour later, then at most one an hour.
-        assert!(!canaries.is_empty(), "never released a blind canary");
-        assert_eq!(canaries[0], 70, "{canaries:?}");
-        for pair in canaries.windows(2) {
-            assert!(pair[1] - pair[0] >= 60, "{canaries:?}");
-        }
+        // Opened at T0 + 10m; no answer for five hours: no worker is ever held by a canary.
+        let canaries = canaries_over(&mut breaker, &mut members, 11..=300, i64::MAX, &settings);
+        assert!(canaries.is_empty(), "{canaries:?}");
+        assert_eq!(breaker.state(), Open);
+        // The host returns after all that: found at the next probe, no wait grown meanwhile.
+        let canaries = canaries_over(&mut breaker, &mut members, 301..=301, 301, &settings);
+        assert_eq!(canaries, [301], "{canaries:?}");
     }
 
     #[test]
@@ -2196,17 +2179,18 @@ mod tests {
         assert!(step.actions.is_empty(), "{:?}", step.actions);
     }
 
-    /// Runs minute by minute from T0 + 11m to `until` with probes answered from `answers_from`;
-    /// each canary fails half a minute after it goes out. Returns the minutes of the canaries.
-    fn canaries_until(
+    /// Runs minute by minute over `run` (minutes after T0) with probes answered from
+    /// `answers_from`; each canary fails half a minute after it goes out. Returns the minutes
+    /// of the canaries.
+    fn canaries_over(
         breaker: &mut HostBreaker,
         members: &mut [Member],
+        run: std::ops::RangeInclusive<i64>,
         answers_from: i64,
-        until: i64,
         settings: &Settings,
     ) -> Vec<i64> {
         let mut canaries = Vec::new();
-        for minute in 11..=until {
+        for minute in run {
             let now = T0 + minutes(minute);
             let inputs = probed(now, minute >= answers_from);
             let step = breaker.step_checked(members, now, settings, inputs);
@@ -2226,7 +2210,7 @@ mod tests {
         let mut members = host(&[(12, FAILING)]);
         let mut breaker = tripped(&mut members, &settings);
         // The host answers every probe, and every clone fails: it flaps.
-        let canaries = canaries_until(&mut breaker, &mut members, 0, 200, &settings);
+        let canaries = canaries_over(&mut breaker, &mut members, 11..=200, 0, &settings);
         assert_eq!(
             canaries[0], 11,
             "the first canary on the first answer: {canaries:?}"
@@ -2242,17 +2226,6 @@ mod tests {
             "up to an hour: {gaps:?}"
         );
         assert!(canaries.len() <= 7, "{canaries:?}");
-    }
-
-    #[test]
-    fn a_failed_blind_canary_does_not_slow_the_return() {
-        let settings = Settings::default();
-        let mut members = host(&[(12, FAILING)]);
-        let mut breaker = tripped(&mut members, &settings);
-        // Down (no answer) until the blind canary at T0 + 70m fails; back at T0 + 72m.
-        let canaries = canaries_until(&mut breaker, &mut members, 72, 80, &settings);
-        // The failure is seen at 71m: the next canary waits 2m, not a flapping host's 10m.
-        assert_eq!(canaries, [70, 73], "{canaries:?}");
     }
 
     #[test]
