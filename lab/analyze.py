@@ -693,6 +693,8 @@ def breaker_summary(label, meta, samples, final, prom, conns, summary):
     return {
         "label": label, "setup": setup, "run_seconds": run, "scale": k, "outage_end": outage_end,
         "outage_end_planned": planned_end, **own,
+        # With --return-after-probe the host comes back only at a probe; without one, never.
+        "returned": bool(returns) or meta.get("return_after_probe") is None,
         "flaky_success": meta.get("flaky_success"),
         "far_conns_per_min_total": round(len(accepts) / (run / 60), 1),
         "far_conns_per_min_before_open": round(baseline, 1) if baseline is not None else None,
@@ -770,7 +772,8 @@ def breaker_table(summaries, bsums):
     ws = lambda c, st, key: by[c][st][key] if by[c][st] else None  # noqa: E731
     row("run length (lab s)", lambda c: by[c]["run_seconds"])
     row("far host", lambda c: {"f": f"down until t = {bs(c, 'outage_end')} s, then serving",
-                                "fl": f"down until t = {bs(c, 'outage_end')} s, then serving",
+                                "fl": f"down until t = {bs(c, 'outage_end')} s, then serving" if bs(c, "returned")
+                                else f"down to the end: due back at fluxgate's first probe after t = {bs(c, 'outage_end')} s, none came",
                                 "g": f"answers {bs(c, 'flaky_success')} of the attempts"}.get(
         base(c), "flaky (as g)" if base(c) in ("lg", "ag") else "down for good"))
     def bound(c, st, key, flag):
