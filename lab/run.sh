@@ -70,12 +70,12 @@
 #   LAB_FLAKY_SEED        g: seed of those answers (default fluxgate-lab)
 #   LAB_COMMIT_EVERY      g, lg, ag: lab seconds between two commits of one far-host repository
 #                         (default 60; 0: none)
-#   LAB_LANE_CONCURRENT   l, lg, fl: the lane's source-controller's --concurrent (default 4, the
-#                         settings measured in l and lg before 2026-12-06 evening)
+#   LAB_LANE_CONCURRENT   l, lg, fl: the lane's source-controller's --concurrent (default 16, as
+#                         deploy/lanes/component; l-1, l-2, lg-1, lg-2 and lg-nf ran with 4)
 #   LAB_LANE_MIN_RETRY / LAB_LANE_MAX_RETRY  l, lg, fl: the lane's --min-retry-delay and
 #                         --max-retry-delay in platform seconds, scaled like the timeouts (default
-#                         30 and 1800: 1.5s and 90s at the default scale; Flux's defaults are 0.75
-#                         and 900)
+#                         0.75 and 900, Flux's defaults as in deploy/lanes/component: 37ms and 45s
+#                         at the default scale; the runs before lg-3 had 30 and 1800)
 #   LAB_LANE_FLOOR        l, lg, fl: fluxgate's --gitrepository-timeout in platform seconds (default
 #                         300, the 5m floor; 60 leaves Flux's default timeout in place)
 #   LAB_BREAKER_PASS      f, fl, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
@@ -109,9 +109,9 @@ FLAKY_SUCCESS="${LAB_FLAKY_SUCCESS:-0.3}"
 FLAKY_SEED="${LAB_FLAKY_SEED:-fluxgate-lab}"
 COMMIT_EVERY="${LAB_COMMIT_EVERY:-60}"
 LANE_FLOOR="${LAB_LANE_FLOOR:-300}"
-LANE_CONCURRENT="${LAB_LANE_CONCURRENT:-4}"
-LANE_MIN_RETRY="${LAB_LANE_MIN_RETRY:-30}"
-LANE_MAX_RETRY="${LAB_LANE_MAX_RETRY:-1800}"
+LANE_CONCURRENT="${LAB_LANE_CONCURRENT:-16}"
+LANE_MIN_RETRY="${LAB_LANE_MIN_RETRY:-0.75}"
+LANE_MAX_RETRY="${LAB_LANE_MAX_RETRY:-900}"
 BREAKER_PASS="${LAB_BREAKER_PASS:-1s}"
 BREAKER_PROBE_MAX="${LAB_BREAKER_PROBE_MAX:-600}"
 BREAKER_PROBE="${LAB_BREAKER_PROBE:-60}"
