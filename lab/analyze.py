@@ -34,6 +34,7 @@ TITLES = {
     "d": "d: proxy injected",
     "e": "e: webhook 5m + janitor",
     "f": "f: webhook 5m + breaker, outage that ends",
+    "fl": "fl: webhook 5m + breaker moving into a lane, outage that ends",
     "g": "g: webhook 5m + breaker, flaky host",
     "h": "h: webhook 5m + breaker, egress fails for every host",
     "m": "m: webhook 5m + breaker + mirror rule",
@@ -44,10 +45,11 @@ TITLES = {
 }
 SHORT = {"a": "a\ndefaults", "b": "b\ntimeout 5m", "c": "c\njanitor 3m", "c2": "c2\njanitor 1m",
          "d": "d\nproxy", "e": "e\n5m + janitor", "f": "f\n5m + breaker\noutage ends",
+         "fl": "fl\n5m + breaker lane\noutage ends",
          "g": "g\n5m + breaker\nflaky", "h": "h\n5m + breaker\negress down", "m": "m\n5m + breaker\n+ mirror", "n": "n\n5m + breaker\nno mirror",
          "l": "l\n5m + lane\nhost down", "lg": "lg\n5m + lane\nflaky", "ag": "ag\ndefaults\nflaky"}
 COLORS = {"a": "#d62728", "b": "#9467bd", "c": "#8c564b", "c2": "#2ca02c", "d": "#1f77b4", "e": "#ff7f0e",
-          "f": "#17becf", "g": "#bcbd22", "h": "#aec7e8", "m": "#e377c2", "n": "#7f7f7f",
+          "f": "#17becf", "fl": "#9edae5", "g": "#bcbd22", "h": "#aec7e8", "m": "#e377c2", "n": "#7f7f7f",
           "l": "#393b79", "lg": "#637939", "ag": "#843c39"}
 FAR_SERVERS = ("tarpit", "farhost")
 
@@ -230,7 +232,7 @@ def summarise(setup, meta, samples, final, prom, conns):
         "title": title(setup),
         "run_seconds": run,
         "scale": meta["scale"],
-        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "g", "h", "m", "n", "l", "lg") else meta["timeout_webhook"],
+        "timeout_far": meta["timeout_default"] if base(setup) not in ("b", "e", "f", "fl", "g", "h", "m", "n", "l", "lg") else meta["timeout_webhook"],
         "probes": waits,
         "new_wait": wait_stats(waits),
         "existing": existing,
@@ -691,6 +693,8 @@ def breaker_summary(label, meta, samples, final, prom, conns, summary):
     return {
         "label": label, "setup": setup, "run_seconds": run, "scale": k, "outage_end": outage_end,
         "outage_end_planned": planned_end, **own,
+        # With --return-after-probe the host comes back only at a probe; without one, never.
+        "returned": bool(returns) or meta.get("return_after_probe") is None,
         "flaky_success": meta.get("flaky_success"),
         "far_conns_per_min_total": round(len(accepts) / (run / 60), 1),
         "far_conns_per_min_before_open": round(baseline, 1) if baseline is not None else None,
@@ -768,6 +772,8 @@ def breaker_table(summaries, bsums):
     ws = lambda c, st, key: by[c][st][key] if by[c][st] else None  # noqa: E731
     row("run length (lab s)", lambda c: by[c]["run_seconds"])
     row("far host", lambda c: {"f": f"down until t = {bs(c, 'outage_end')} s, then serving",
+                                "fl": f"down until t = {bs(c, 'outage_end')} s, then serving" if bs(c, "returned")
+                                else f"down to the end: due back at fluxgate's first probe after t = {bs(c, 'outage_end')} s, none came",
                                 "g": f"answers {bs(c, 'flaky_success')} of the attempts"}.get(
         base(c), "flaky (as g)" if base(c) in ("lg", "ag") else "down for good"))
     def bound(c, st, key, flag):
@@ -781,7 +787,7 @@ def breaker_table(summaries, bsums):
         row(f"… as a multiple of {ref['setup']}'s median",
             lambda c: ("≥ " if ws(c, "existing_wait", "median_lower_bound") else "")
             + f"{ws(c, 'existing_wait', 'median') / ref['existing_wait']['median']:.2f}×"
-            + (" (target ≤ 1.5×)" if base(c) == "f" else ""))
+            + (" (target ≤ 1.5×)" if base(c) in ("f", "fl") else ""))
     row("… max (lab s)", lambda c: bound(c, "existing_wait", "max", "max_lower_bound"))
     row("… Ready within the run", lambda c: f"{ws(c, 'existing_wait', 'ready')} of {ws(c, 'existing_wait', 'n')}")
     row("new healthy GitRepository → Ready: median / max (lab s)",
@@ -809,17 +815,19 @@ def breaker_table(summaries, bsums):
     row("… per platform hour, whole run", lambda c: bs(c, "breaker_transitions_per_platform_hour"))
     row("… per platform hour, from the first opening", lambda c: bs(c, "breaker_transitions_per_platform_hour_after_open"))
     row("host back at t (lab s) / after the last probe before it (lab s)",
-        lambda c: f"{bs(c, 'outage_end')} / {fmt(bs(c, 'return_after_last_probe_s'))}" if base(c) == "f" else "-")
+        lambda c: f"{bs(c, 'outage_end')} / {fmt(bs(c, 'return_after_last_probe_s'))}" if base(c) in ("f", "fl") else "-")
     row("host back → first probe answered / first release (lab s)",
-        lambda c: f"{fmt(bs(c, 'first_answered_probe_after_return_s'))} / {fmt(bs(c, 'first_release_after_return_s'))}" if base(c) == "f" else "-")
+        lambda c: f"{fmt(bs(c, 'first_answered_probe_after_return_s'))} / {fmt(bs(c, 'first_release_after_return_s'))}" if base(c) in ("f", "fl") else "-")
     row("host back → every far-host GitRepository Ready, from their Ready times (lab s)", lambda c: bs(c, "all_ready_after_return_s")
-        if base(c) == "f" and bs(c, "all_ready_after_return_s") is not None
-        else (f"not by the end ({bs(c, 'not_ready_end')} not Ready)" if base(c) == "f" else "-"))
+        if base(c) in ("f", "fl") and bs(c, "all_ready_after_return_s") is not None
+        else (f"not by the end ({bs(c, 'not_ready_end')} not Ready)" if base(c) in ("f", "fl") else "-"))
     row("… in platform minutes (target ≤ 10)", lambda c: round(bs(c, "all_ready_after_return_s") * by[c]["scale"] / 60, 1)
-        if base(c) == "f" and bs(c, "all_ready_after_return_s") is not None else "-")
+        if base(c) in ("f", "fl") and bs(c, "all_ready_after_return_s") is not None else "-")
     row("… first 5 s sample with every GitRepository Ready, after the return (lab s)",
         lambda c: round(bs(c, "all_ready_first_sample_t") - bs(c, "outage_end"), 1)
-        if base(c) == "f" and bs(c, "all_ready_first_sample_t") is not None else "-")
+        if base(c) in ("f", "fl") and bs(c, "all_ready_first_sample_t") is not None else "-")
+    if any(base(c) == "fl" for c in cols):
+        lane_rows(row, bs, cols)
     row("far-host clone attempts answered / tarpitted", lambda c: f"{bs(c, 'far_clones_answered')} / {bs(c, 'far_clones_tarpitted')}"
         if c in bsums else "-")
     row("far-host GitRepositories Ready after the first opening: mean / min", lambda c:
@@ -833,6 +841,83 @@ def breaker_table(summaries, bsums):
     lines = ["| figure | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(str(x) for x in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def lane_return_summary(d, meta, samples, final, bsum):
+    """fl: the breaker moves the far host's GitRepositories into the lane and back. When each
+    was back on the main source-controller after the host returned: no shard label, Ready, its
+    artifact on the main instance's storage (the first artifact event with that address)."""
+    far, t0 = meta["far_host"], meta["t0"]
+    ret = bsum.get("outage_end")
+    main_addr = f"127.0.0.1:{meta['storage_port']}"
+    lane_addr = f"127.0.0.1:{meta['lane_storage_port']}"
+    far_objs = {f"{o['metadata']['namespace']}/{o['metadata']['name']}": o for o in final
+                if url_host(o["spec"]["url"]).split(":")[0] == far}
+    existed = {k for k, o in far_objs.items() if ret is not None and ts(o["metadata"]["creationTimestamp"]) - t0 <= ret}
+    back_at, on_lane_storage = {}, set()
+    for line in open(os.path.join(d, "samples.jsonl")):
+        e = json.loads(line)
+        if e.get("event") != "artifact" or e["name"] not in far_objs:
+            continue
+        addr = e["url"].split("/", 3)[2] if e.get("url") else None
+        if addr == lane_addr:
+            on_lane_storage.add(e["name"])
+        if addr == main_addr and ret is not None and e["t"] >= ret:
+            back_at.setdefault(e["name"], e["t"])
+
+    def on_main(o):
+        labels = o["metadata"].get("labels") or {}
+        art = (o.get("status") or {}).get("artifact") or {}
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in (o.get("status") or {}).get("conditions") or [])
+        return (not labels.get("sharding.fluxcd.io/key") and labels.get("fluxgate.io/laned") != "true"
+                and ready and art.get("url", "").split("/", 3)[2:3] == [main_addr])
+
+    good = [x for x in samples if "error" not in x["cluster"]]
+    hosts = [(x["t"], x["cluster"].get("hosts", {}).get(far, {})) for x in good]
+    laned = [h.get("laned", 0) for _, h in hosts]
+    sharded = [h.get("sharded", 0) for _, h in hosts]
+    first_clear = next((t for t, h in hosts if ret is not None and t >= ret and h.get("sharded", 0) == 0
+                        and h.get("ready", 0) == h.get("total", -1)), None)
+    missing = sorted(existed - set(back_at))
+    all_back = max((back_at[k] for k in existed), default=None) if not missing else None
+    k = meta["scale"]
+    return {
+        "lane_moved_max": max(laned, default=0),
+        "lane_moved_end": laned[-1] if laned else None,
+        "lane_sharded_max": max(sharded, default=0),
+        "far_ever_on_lane_storage": len(on_lane_storage),
+        "suspended_max": max((x["cluster"].get("suspended", 0) for x in good), default=None),
+        "far_on_main_end": sum(1 for o in far_objs.values() if on_main(o)),
+        "far_total_end": len(far_objs),
+        "far_existing_at_return": len(existed),
+        "all_back_on_main_after_return_s": round(all_back - ret, 1) if all_back is not None else None,
+        "all_back_on_main_platform_min": round((all_back - ret) * k / 60, 1) if all_back is not None else None,
+        "not_back_on_main": missing[:10],
+        "not_back_on_main_n": len(missing),
+        "back_on_main_after_return_median_s": round(statistics.median(back_at[x] - ret for x in existed if x in back_at), 1)
+        if any(x in back_at for x in existed) else None,
+        "first_sample_all_back_after_return_s": round(first_clear - ret, 1) if first_clear is not None else None,
+    }
+
+
+def lane_rows(row, bs, cols):
+    """fl's rows of the breaker table."""
+    fl = lambda c, f: f(c) if base(c) == "fl" else "-"  # noqa: E731
+    row("breaker's lane: far-host GitRepositories moved there at once, max / at the end",
+        lambda c: fl(c, lambda c: f"{bs(c, 'lane_moved_max')} / {bs(c, 'lane_moved_end')}"))
+    row("… with an artifact on the lane's storage at some point", lambda c: fl(c, lambda c: bs(c, "far_ever_on_lane_storage")))
+    row("suspended: max in the run", lambda c: fl(c, lambda c: bs(c, "suspended_max")))
+    row("host back → every far-host GitRepository back on the main source-controller (no shard label, Ready, "
+        "artifact on main's storage): last / median (lab s)",
+        lambda c: fl(c, lambda c: f"{bs(c, 'all_back_on_main_after_return_s')} / {bs(c, 'back_on_main_after_return_median_s')}"
+                     if bs(c, "all_back_on_main_after_return_s") is not None
+                     else f"not by the end ({bs(c, 'not_back_on_main_n')} not back)"))
+    row("… in platform minutes (target ≤ 10)", lambda c: fl(c, lambda c: bs(c, "all_back_on_main_platform_min")
+                                                             if bs(c, "all_back_on_main_platform_min") is not None else "-"))
+    row("… first 5 s sample with no far-host GitRepository in the lane and all Ready, after the return (lab s)",
+        lambda c: fl(c, lambda c: bs(c, "first_sample_all_back_after_return_s")))
+    row("far-host GitRepositories on the main source-controller at the end",
+        lambda c: fl(c, lambda c: f"{bs(c, 'far_on_main_end')} of {bs(c, 'far_total_end')}"))
 
 
 def url_host(url):
@@ -947,8 +1032,12 @@ def lane_summary(label, d, meta, final, prom, summary):
     if os.path.exists(lc) and os.path.getsize(lc):
         lane_check = json.load(open(lc))
     timeouts = sorted({(o.get("spec") or {}).get("timeout", "60s") for o in far_objs.values()})
+    lane_args = (meta.get("lane_args") or "").split()
+    settings = [a.split("=", 1)[1] for a in lane_args
+                if a.split("=", 1)[0] in ("--concurrent", "--min-retry-delay", "--max-retry-delay")]
     return {
         "setup": label,
+        "lane_settings": " / ".join(settings) if settings else None,
         "far_timeouts": timeouts,
         "lane": bool(meta.get("lane")),
         "commit_every": meta.get("commit_every", 0),
@@ -998,6 +1087,8 @@ def lane_table(lsums):
     row("run length (lab s)", lambda m: str(m["run_seconds"]))
     row("host lane (far host's GitRepositories labelled / of)", lambda m: f"yes ({m['far_labelled']} / {m['far_total']})" if m["lane"] else "no")
     row("spec.timeout of the far-host GitRepositories (lab)", lambda m: ", ".join(m["far_timeouts"]))
+    row("lane's source-controller: --concurrent / --min-retry-delay / --max-retry-delay (lab)",
+        lambda m: m.get("lane_settings") or "-")
     row("webhook's label on a new far-host GitRepository (dryRun create)",
         lambda m: (m["lane_check"] or {}).get("labels", {}).get("sharding.fluxcd.io/key", "-") if m["lane_check"] else "-")
     row("healthy GitRepository present at the start → Ready: median / max (lab s)",
@@ -1141,9 +1232,11 @@ def main():
         s = summarise(setup, *runs[setup])
         summaries.append(s)
         export_data(setup, d, a.results, runs[setup][0], runs[setup][1], s)
-        if base(setup) in ("f", "g"):
+        if base(setup) in ("f", "fl", "g"):
             meta, samples, final, prom, conns = runs[setup]
             bsums[setup] = breaker_summary(setup, meta, samples, final, prom, conns, s)
+            if base(setup) == "fl":
+                bsums[setup].update(lane_return_summary(d, meta, samples, final, bsums[setup]))
             s["breaker"] = bsums[setup]
             plot_breaker(setup, meta, samples, conns, bsums[setup], os.path.join(a.results, setup, "breaker.png"))
             with open(os.path.join(a.results, setup, "far_host_per_minute.csv"), "w", newline="") as f:

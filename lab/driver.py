@@ -176,13 +176,22 @@ def url_host(url):
 
 def summarise(items):
     s = {"total": len(items), "unobserved": 0, "no_conditions": 0, "ready": 0, "failing": 0,
-         "suspended": 0, "archived": 0, "quarantined": 0, "hosts": {}}
+         "suspended": 0, "archived": 0, "quarantined": 0, "laned": 0, "sharded": 0, "hosts": {}}
     for o in items:
         # Per Git host: how many, Ready, with an artifact (served to consumers even when the
         # latest fetch failed), quarantined by fluxgate's breaker.
         h = s["hosts"].setdefault(url_host((o.get("spec") or {}).get("url", "")),
-                                  {"total": 0, "ready": 0, "artifact": 0, "quarantined": 0})
+                                  {"total": 0, "ready": 0, "artifact": 0, "quarantined": 0,
+                                   "laned": 0, "sharded": 0})
         h["total"] += 1
+        labels = (o.get("metadata") or {}).get("labels") or {}
+        # In a host lane (Flux's shard label), and moved there by fluxgate's breaker.
+        if labels.get("sharding.fluxcd.io/key"):
+            h["sharded"] += 1
+            s["sharded"] += 1
+        if labels.get("fluxgate.io/laned") == "true":
+            h["laned"] += 1
+            s["laned"] += 1
         if (o.get("status") or {}).get("artifact"):
             h["artifact"] += 1
         if ((o.get("metadata") or {}).get("labels") or {}).get("fluxgate.io/quarantined") == "true":

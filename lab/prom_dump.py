@@ -23,6 +23,8 @@ QUERIES = {
     "lane_active_workers": 'controller_runtime_active_workers{job="source-controller-far",controller="gitrepository"}',
     "lane_up": 'up{job="source-controller-far"}',
     "fg_lane_assignments": "sum by (shard) (fluxgate_lane_assignments_total)",
+    "fg_lane_pending": 'sum by (lane) (fluxgate_lane_gitrepositories{state="pending"})',
+    "fg_lane_oldest_pending_age": "time() - min by (lane) (fluxgate_lane_oldest_pending_timestamp_seconds)",
     # fluxgate's gauges (one replica here, so no deduplication is needed)
     # `or vector(0)`: the exporter drops a namespace's series when its count falls to zero.
     "fg_ready": 'sum(fluxgate_gitrepositories{state="ready"}) or vector(0)',

@@ -33,6 +33,11 @@
 #      for objects the platform labelled, or created after the rule); a dryRun create checks that
 #      the webhook labels a new far-host GitRepository
 #   lg (not run by default) l with g's flaky far host
+#   fl (not run by default) f with a dynamic lane: the far host down until LAB_OUTAGE_END, then
+#      serving; fluxgate's webhook (5m) and breaker with --breaker-lane far, which moves the far
+#      host's GitRepositories into the lane (l's two source-controllers) instead of suspending
+#      them, and back once its probe finds the host answering. No --lane rule: the 113 start
+#      unlabelled, on the main source-controller
 #   ag (not run by default) a (Flux defaults, no remedy) with g's flaky far host
 #   In g, lg and ag the Git server gets a new commit on every far-host repository every
 #   LAB_COMMIT_EVERY seconds, so the runs count the revisions that reach the far-host
@@ -53,9 +58,9 @@
 #   LAB_FAILING_FOR_SHORT janitor threshold in setup c2 (default 1m)
 #   LAB_JANITOR_INTERVAL  janitor period in setups c/e (default 30s)
 #   LAB_TOTAL / LAB_HEALTHY  GitRepositories and how many of them are healthy (130 / 17)
-#   LAB_BREAKER_RUN_SECONDS  run length of f and g (default 900)
-#   LAB_OUTAGE_END        f: when the far host comes back, as a fraction of the run (default 0.7)
-#   LAB_RETURN_AFTER_PROBE / LAB_RETURN_BEFORE_PROBE  f: come back not at LAB_OUTAGE_END itself
+#   LAB_BREAKER_RUN_SECONDS  run length of f, fl, g, lg and ag (default 900)
+#   LAB_OUTAGE_END        f, fl: when the far host comes back, as a fraction of the run (default 0.7)
+#   LAB_RETURN_AFTER_PROBE / LAB_RETURN_BEFORE_PROBE  f, fl: come back not at LAB_OUTAGE_END itself
 #                         but this many lab seconds after the first probe of fluxgate the far host
 #                         receives from then on / before the next one is due (see netlab.py)
 #   LAB_EGRESS_RUN_SECONDS   run length of h (default 600)
@@ -65,13 +70,17 @@
 #   LAB_FLAKY_SEED        g: seed of those answers (default fluxgate-lab)
 #   LAB_COMMIT_EVERY      g, lg, ag: lab seconds between two commits of one far-host repository
 #                         (default 60; 0: none)
-#   The lane's source-controller (l, lg): --concurrent=4, --min-retry-delay 30s and
-#   --max-retry-delay 30m scaled like the timeouts (1.5s and 90s at the default scale).
-#   LAB_LANE_FLOOR        l, lg: fluxgate's --gitrepository-timeout in platform seconds (default
+#   LAB_LANE_CONCURRENT   l, lg, fl: the lane's source-controller's --concurrent (default 16, as
+#                         deploy/lanes/component; l-1, l-2, lg-1, lg-2 and lg-nf ran with 4)
+#   LAB_LANE_MIN_RETRY / LAB_LANE_MAX_RETRY  l, lg, fl: the lane's --min-retry-delay and
+#                         --max-retry-delay in platform seconds, scaled like the timeouts (default
+#                         0.75 and 900, Flux's defaults as in deploy/lanes/component: 37ms and 45s
+#                         at the default scale; the runs before lg-3 had 30 and 1800)
+#   LAB_LANE_FLOOR        l, lg, fl: fluxgate's --gitrepository-timeout in platform seconds (default
 #                         300, the 5m floor; 60 leaves Flux's default timeout in place)
-#   LAB_BREAKER_PASS      f, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
-#   LAB_BREAKER_PROBE_MAX f, g: --breaker-probe-interval-max in platform seconds (default 600)
-#   LAB_BREAKER_PROBE     f, g, h: --breaker-probe-interval in platform seconds (default 60)
+#   LAB_BREAKER_PASS      f, fl, g: the breaker's --breaker-pass-interval, not scaled (default 1s)
+#   LAB_BREAKER_PROBE_MAX f, fl, g: --breaker-probe-interval-max in platform seconds (default 600)
+#   LAB_BREAKER_PROBE     f, fl, g, h: --breaker-probe-interval in platform seconds (default 60)
 #   LAB_BREAKER_PROBE_TIMEOUT  --breaker-probe-timeout in platform seconds (default 10)
 #   LAB_BREAKER_RELEASE_EVERY  --breaker-release-every in platform seconds (default 0)
 #   The breaker's durations are platform values scaled like the timeouts: window 10m, probe
@@ -100,6 +109,9 @@ FLAKY_SUCCESS="${LAB_FLAKY_SUCCESS:-0.3}"
 FLAKY_SEED="${LAB_FLAKY_SEED:-fluxgate-lab}"
 COMMIT_EVERY="${LAB_COMMIT_EVERY:-60}"
 LANE_FLOOR="${LAB_LANE_FLOOR:-300}"
+LANE_CONCURRENT="${LAB_LANE_CONCURRENT:-16}"
+LANE_MIN_RETRY="${LAB_LANE_MIN_RETRY:-0.75}"
+LANE_MAX_RETRY="${LAB_LANE_MAX_RETRY:-900}"
 BREAKER_PASS="${LAB_BREAKER_PASS:-1s}"
 BREAKER_PROBE_MAX="${LAB_BREAKER_PROBE_MAX:-600}"
 BREAKER_PROBE="${LAB_BREAKER_PROBE:-60}"
@@ -254,9 +266,11 @@ run_setup() {
   # "f-2": setup f, run label 2 (its own state and results directories).
   local setup="${1%%-*}" dir="$LAB_DIR/run-$1"
   local run_seconds="$RUN_SECONDS"
-  case "$setup" in f | g | lg | ag) run_seconds="$BREAKER_RUN_SECONDS" ;; h) run_seconds="$EGRESS_RUN_SECONDS" ;; esac
-  local lane=false commits=0
-  case "$setup" in l | lg) lane=true ;; esac
+  case "$setup" in f | fl | g | lg | ag) run_seconds="$BREAKER_RUN_SECONDS" ;; h) run_seconds="$EGRESS_RUN_SECONDS" ;; esac
+  # lane: two source-controllers (l, lg, fl); lane_rule: fluxgate's --lane puts the far host's
+  # GitRepositories there from their creation (l, lg), where in fl the breaker moves them.
+  local lane=false lane_rule=false commits=0
+  case "$setup" in l | lg) lane=true; lane_rule=true ;; fl) lane=true ;; esac
   case "$setup" in g | lg | ag) commits="$COMMIT_EVERY" ;; esac
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -291,7 +305,7 @@ run_setup() {
   [[ -n "$RETURN_AFTER_PROBE" ]] && return_opt=(--return-after-probe "$RETURN_AFTER_PROBE")
   [[ -n "$RETURN_BEFORE_PROBE" ]] && return_opt=(--return-before-probe "$RETURN_BEFORE_PROBE")
   case "$setup" in
-    f) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
+    f | fl) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
          --log "$dir/farhost.csv" --max-seconds "$bound" --upstream "127.0.0.1:$git_port" \
          --outage-end-file "$dir/outage-end" "${return_opt[@]}" ;;
     h) start_bg farhost "$dir/farhost.out" "$PY" "$here/netlab.py" farhost --port "$tarpit_port" \
@@ -319,6 +333,7 @@ run_setup() {
     c | e) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR") ;;
     c2) fg+=(--janitor=true --janitor-interval "$JANITOR_INTERVAL" --failing-for "$FAILING_FOR_SHORT") ;;
     f | g | h | n) fg+=("${BREAKER_FLAGS[@]}") ;;
+    fl) fg+=("${BREAKER_FLAGS[@]}" --breaker-lane far) ;;
     m) fg+=("${BREAKER_FLAGS[@]}" --mirror "http://$FAR_HOST:$tarpit_port/=http://$MIRROR_HOST:$git_port/") ;;
     l | lg) fg+=(--lane "$FAR_HOST=far") ;;
   esac
@@ -329,12 +344,12 @@ run_setup() {
   # probe takes the path source-controller's clones take.
   local -a fg_ns=()
   case "$setup" in
-    f | g | h | m | n) fg_ns=(unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$dir/hosts") ;;
+    f | fl | g | h | m | n) fg_ns=(unshare -m sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' sh "$dir/hosts") ;;
   esac
   start_bg fluxgate "$dir/fluxgate.log" "${fg_ns[@]}" env KUBECONFIG="$KUBECONFIG" FLUXGATE_LOG_FORMAT=json "${fg[@]}"
   wait_http "http://127.0.0.1:$fg_metrics/healthz" fluxgate
   case "$setup" in
-    b | e | f | g | h | m | n | l | lg)
+    b | e | f | fl | g | h | m | n | l | lg)
       "$PY" "$here/driver.py" --api "$api" --pki "$pki" webhook \
         --url "https://127.0.0.1:$fg_webhook/mutate" --ca "$LAB_DIR/certs/ca.crt"
       ;;
@@ -405,11 +420,11 @@ EOF
   # as if the platform had labelled them (kubectl label; the webhook acts on CREATE only). The lab
   # registers the webhook before populating, so it would label them too; the explicit label keeps
   # the setup from depending on that, and lane-check below shows the webhook's own labelling.
-  [[ $lane == true ]] && populate_extra+=(--failing-label sharding.fluxcd.io/key=far)
+  [[ $lane_rule == true ]] && populate_extra+=(--failing-label sharding.fluxcd.io/key=far)
   "$PY" "$here/driver.py" --api "$api" --pki "$pki" populate \
     --healthy-url "http://$NEAR_HOST:$near_port" --failing-url "http://$FAR_HOST:$tarpit_port" \
     --total "$TOTAL" --healthy "$HEALTHY" --timeout "$repo_timeout" "${populate_extra[@]}" >"$dir/populate.json"
-  if [[ $lane == true ]]; then
+  if [[ $lane_rule == true ]]; then
     "$PY" "$here/driver.py" --api "$api" --pki "$pki" lane-check --namespace proj-001 \
       --url "http://$FAR_HOST:$tarpit_port/example-org/proj-001.git" --expect far >"$dir/lane-check.json" \
       || die "the webhook did not put a new far-host GitRepository into the lane ($(cat "$dir/lane-check.json"))"
@@ -425,7 +440,8 @@ EOF
   if [[ $lane == true ]]; then
     sc+=(--watch-label-selector='!sharding.fluxcd.io/key')
     mkdir -p "$dir/storage-far"
-    sc_lane=("$SC_BIN" --concurrent=4 --min-retry-delay="$(scaled 30)" --max-retry-delay="$(scaled 1800)"
+    sc_lane=("$SC_BIN" --concurrent="$LANE_CONCURRENT" --min-retry-delay="$(scaled "$LANE_MIN_RETRY")"
+      --max-retry-delay="$(scaled "$LANE_MAX_RETRY")"
       --watch-label-selector=sharding.fluxcd.io/key=far --storage-path="$dir/storage-far"
       --storage-addr="127.0.0.1:$lane_storage" --storage-adv-addr="127.0.0.1:$lane_storage"
       --metrics-addr="127.0.0.1:$lane_metrics" --health-addr="127.0.0.1:$lane_health"
@@ -434,7 +450,7 @@ EOF
   log "setup $1: source-controller $SC_VERSION starts (t=0); run ${run_seconds}s"
   local t0 outage_end=null egress_window=null
   t0="$(date +%s.%N)"
-  if [[ "$setup" == f ]]; then
+  if [[ "$setup" == f || "$setup" == fl ]]; then
     outage_end="$(awk -v t="$t0" -v f="$OUTAGE_END" -v r="$run_seconds" 'BEGIN { printf "%.3f", f * r }')"
     awk -v t="$t0" -v o="$outage_end" 'BEGIN { printf "%.3f\n", t + o }' >"$dir/outage-end"
   fi
@@ -487,7 +503,7 @@ EOF
  "fluxgate": "$("$FLUXGATE" --version)", "commit": "$(git -C "$repo" rev-parse --short HEAD)", "fluxgate_src_commit": "$(git -C "$repo" log -1 --format=%h -- src Cargo.toml Cargo.lock)", "apiserver_port": "${APISERVER_URL##*:}",
  "outage_end": $outage_end, "return_after_probe": ${RETURN_AFTER_PROBE:-null}, "return_before_probe": ${RETURN_BEFORE_PROBE:-null},
  "egress_window": $egress_window, "egress_mode": "$EGRESS_MODE", "near_host": "$NEAR_HOST", "flaky_success": $( [[ $setup == g || $setup == lg || $setup == ag ]] && echo "$FLAKY_SUCCESS" || echo null), "flaky_seed": "$FLAKY_SEED",
- "breaker": "$( [[ $setup == [fghmn] ]] && echo "${BREAKER_FLAGS[*]}")",
+ "breaker": "$( [[ $setup == [fghmn] || $setup == fl ]] && echo "${BREAKER_FLAGS[*]}")", "breaker_lane": "$( [[ $setup == fl ]] && echo far)",
  "lane": $lane, "lane_args": "${sc_lane[*]:1}", "lane_storage_port": "$lane_storage", "storage_port": "$sc_storage",
  "commit_every": $commits, "lane_floor": "$( [[ $lane == true ]] && scaled "$LANE_FLOOR")",
  "loadavg_end": "$(cut -d' ' -f1-3 /proc/loadavg)", "nproc": $(nproc)}
@@ -498,9 +514,9 @@ EOF
 
 prepare
 for s in "${SETUPS[@]}"; do
-  case "${s%%-*}" in a | b | c | c2 | d | e | f | g | h | m | n | l | lg | ag) ;; *) die "unknown setup '$s' (a b c c2 d e f g h m n l lg ag)" ;; esac
+  case "${s%%-*}" in a | b | c | c2 | d | e | f | fl | g | h | m | n | l | lg | ag) ;; *) die "unknown setup '$s' (a b c c2 d e f fl g h m n l lg ag)" ;; esac
 done
-log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, g, lg, ag: ${BREAKER_RUN_SECONDS}s; h: ${EGRESS_RUN_SECONDS}s), scale 1/$SCALE"
+log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${#SETUPS[@]} setups x ${RUN_SECONDS}s (f, fl, g, lg, ag: ${BREAKER_RUN_SECONDS}s; h: ${EGRESS_RUN_SECONDS}s), scale 1/$SCALE"
 for s in "${SETUPS[@]}"; do
   run_setup "$s"
 done

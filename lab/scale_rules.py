@@ -18,6 +18,7 @@ import yaml
 SECOND_THRESHOLDS = {
     "FluxGitRepositoryStarvation": [(") > 900", 900)],
     "FluxGitRepositoryFirstReconcileSlow": [(") > 300", 300)],
+    "FluxLaneStarvation": [(") > 3600", 3600)],
 }
 # Left alone: certificate lifetimes are not part of the lab's clock.
 UNSCALED = {"FluxgateWebhookCertificateExpiring"}

@@ -746,6 +746,16 @@ impl HostBreaker {
             None if would_trip(pass.members, pass.settings) => {
                 self.fail_probe(episode, ProbeOutcome::Failed, pass);
             }
+            // In a lane the host's GitRepositories are still being tried, by the lane's
+            // source-controller: one Ready there is the canary. Until then only an answer to
+            // fluxgate's own probe says the host is back; a due canary without a probe, with
+            // nothing Ready in the lane, is no reason to close while they all still fail there.
+            None if pass.settings.lane
+                && self.answered_since.is_none()
+                && pass
+                    .members
+                    .iter()
+                    .any(|m| matches!(m.condition, Condition::Quarantined { .. })) => {}
             None => self.close(episode, None, pass),
         }
     }
@@ -2351,11 +2361,53 @@ mod tests {
             "{:?}",
             step.actions
         );
-        // The lane's source-controller got two of them: those two move back, and only those.
+        assert_eq!(
+            step.snapshot.state, Open,
+            "nothing in the lane says the host is back"
+        );
+        // The lane's source-controller got two of them: the first is the canary.
         members[3].ready_in_lane = true;
         members[5].ready_in_lane = true;
         let step = breaker.step(&members, T0 + minutes(16), &settings);
-        assert_eq!(names(&step.actions, is_release), ["repo-003", "repo-005"]);
+        assert_eq!(names(&step.actions, is_release), ["repo-003"]);
+        apply(&mut members, &step.actions, T0 + minutes(16));
+        // Back on the main source-controller and Ready there: the other one follows, and only it.
+        let canary = find(&mut members, &step.actions[0].key().clone());
+        canary.condition = Condition::Ready;
+        canary.attempted_at = Some(T0 + minutes(17));
+        let step = breaker.step(&members, T0 + minutes(17), &settings);
+        assert_eq!(step.transition, Some((HalfOpen, Closed)));
+        assert_eq!(names(&step.actions, is_release), ["repo-005"]);
+    }
+
+    #[test]
+    fn a_lane_stays_open_until_the_host_answers() {
+        // The lab's setup fl: fluxgate's probes go unanswered for two hours. In a lane nothing
+        // is Ready, so there is no canary, and the host is still down.
+        let settings = Settings {
+            lane: true,
+            ..pinned()
+        };
+        let mut members = host(&[(12, FAILING)]);
+        let mut breaker = tripped(&mut members, &settings);
+        let mut at = T0 + minutes(10);
+        while at < T0 + minutes(130) {
+            at += minutes(1);
+            let step = breaker.step_checked(&members, at, &settings, probed(at, false));
+            assert_eq!(
+                step.snapshot.state, Open,
+                "closed at {at} with the host down"
+            );
+            assert!(step.actions.is_empty(), "{:?}", step.actions);
+        }
+        // The host answers: with nothing Ready in the lane yet, the breaker closes and each
+        // GitRepository moves back once the lane has it Ready.
+        at += minutes(5);
+        let step = breaker.step_checked(&members, at, &settings, probed(at, true));
+        assert_eq!(step.transition, Some((Open, Closed)));
+        members[0].ready_in_lane = true;
+        let step = breaker.step(&members, at + minutes(1), &settings);
+        assert_eq!(names(&step.actions, is_release), ["repo-000"]);
     }
 
     #[test]

@@ -130,6 +130,14 @@ impl Collector for StoreCollector {
         )?;
         gauge_family(
             &mut encoder,
+            "lane_oldest_pending_timestamp_seconds",
+            "Creation time of the oldest GitRepository without any status condition in a host lane (waiting for that lane's source-controller), by lane.",
+            agg.lane_oldest_pending
+                .iter()
+                .map(|(lane, t)| ([("lane", &**lane)], *t)),
+        )?;
+        gauge_family(
+            &mut encoder,
             "gitrepositories_unobserved",
             "GitRepositories whose observedGeneration is missing, -1 or behind their generation.",
             agg.unobserved
@@ -139,7 +147,7 @@ impl Collector for StoreCollector {
         gauge_family(
             &mut encoder,
             "gitrepositories_oldest_pending_timestamp_seconds",
-            "Creation time of the oldest GitRepository without any status condition, by namespace.",
+            "Creation time of the oldest GitRepository without any status condition, outside host lanes, by namespace.",
             agg.oldest_pending
                 .iter()
                 .map(|(ns, t)| ([("namespace", &**ns)], *t)),

@@ -438,11 +438,13 @@ fluxgate_gitrepositories_failed{namespace="proj-b",host="github.com",reason="aut
 # TYPE fluxgate_gitrepositories_quarantined gauge
 # HELP fluxgate_lane_gitrepositories GitRepositories in a host lane (Flux's sharding.fluxcd.io/key label, served by that lane's source-controller), by lane and state.
 # TYPE fluxgate_lane_gitrepositories gauge
+# HELP fluxgate_lane_oldest_pending_timestamp_seconds Creation time of the oldest GitRepository without any status condition in a host lane (waiting for that lane's source-controller), by lane.
+# TYPE fluxgate_lane_oldest_pending_timestamp_seconds gauge
 # HELP fluxgate_gitrepositories_unobserved GitRepositories whose observedGeneration is missing, -1 or behind their generation.
 # TYPE fluxgate_gitrepositories_unobserved gauge
 fluxgate_gitrepositories_unobserved{namespace="proj-a"} 1
 fluxgate_gitrepositories_unobserved{namespace="proj-b"} 1
-# HELP fluxgate_gitrepositories_oldest_pending_timestamp_seconds Creation time of the oldest GitRepository without any status condition, by namespace.
+# HELP fluxgate_gitrepositories_oldest_pending_timestamp_seconds Creation time of the oldest GitRepository without any status condition, outside host lanes, by namespace.
 # TYPE fluxgate_gitrepositories_oldest_pending_timestamp_seconds gauge
 # HELP fluxgate_watcher_objects GitRepositories in the exporter's cache.
 # TYPE fluxgate_watcher_objects gauge

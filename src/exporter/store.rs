@@ -242,10 +242,13 @@ struct Counts {
     /// Per host: its records, those failing with a transport error, and those carrying the
     /// quarantine label. The breaker looks closer only at hosts where these say it might act.
     hosts: BTreeMap<Arc<str>, HostTally>,
-    /// Pending records by namespace and creation time, with how many share each: the oldest
-    /// of a namespace (its first entry) must be known again when any one of them goes. One map
-    /// for all namespaces, not a small map per namespace: thousands of those cost megabytes.
+    /// Pending records outside host lanes by namespace and creation time, with how many share
+    /// each: the oldest of a namespace (its first entry) must be known again when any one of them
+    /// goes. One map for all namespaces, not a small map per namespace: thousands of those cost
+    /// megabytes. Those of a lane wait for the lane's own source-controller: `lane_pending_created`.
     pending_created: BTreeMap<(Arc<str>, i64), i64>,
+    /// Pending records in a host lane, by lane and creation time.
+    lane_pending_created: BTreeMap<(Arc<str>, i64), i64>,
 }
 
 /// What the breaker needs to know of a host without looking at its records.
@@ -282,10 +285,11 @@ impl Counts {
 
     /// Adds (`delta` 1) or takes away (-1) one record's part in every count.
     fn change(&mut self, r: &Record, delta: i64) {
-        if let Some(lane) = usize::from(r.lane)
+        let lane = usize::from(r.lane)
             .checked_sub(1)
             .and_then(|i| self.lanes.get(i))
-        {
+            .cloned();
+        if let Some(lane) = &lane {
             bump(&mut self.by_lane, (lane.clone(), r.state), delta);
         }
         let transport_failing =
@@ -319,13 +323,14 @@ impl Counts {
                     delta,
                 );
             }
-            State::Pending if r.created > 0 => {
-                bump(
+            State::Pending if r.created > 0 => match lane {
+                Some(lane) => bump(&mut self.lane_pending_created, (lane, r.created), delta),
+                None => bump(
                     &mut self.pending_created,
                     (r.namespace.clone(), r.created),
                     delta,
-                );
-            }
+                ),
+            },
             _ => {}
         }
     }
@@ -465,7 +470,8 @@ impl Store {
     /// time) when a repository this watch already holds as `pending` (no conditions) arrives with
     /// a condition. Objects that had conditions when they were (re-)listed are never observed:
     /// their wait happened before fluxgate looked and would skew the histogram after every
-    /// restart. Suspended ones are not `pending`, so time spent suspended is not counted either.
+    /// restart. Suspended ones are not `pending`, so time spent suspended is not counted either,
+    /// and a host lane's are left out: they wait for the lane's own source-controller.
     pub fn apply(&self, scope: u16, health: &Health, now: i64) {
         let mut inner = self.lock();
         let mut record = Self::record(&mut inner, scope, health);
@@ -484,6 +490,7 @@ impl Store {
         let previous = inner.insert(health.uid.as_str().into(), record);
         if let Some(previous) = previous {
             if previous.state == State::Pending
+                && previous.lane == 0
                 && let (Some(created), Some(first)) = (health.created, health.first_condition_at)
             {
                 // Clocks of the API server and the controller may disagree by a little.
@@ -557,18 +564,22 @@ pub struct Aggregate {
     pub by_state: BTreeMap<(Arc<str>, State), i64>,
     pub failed: BTreeMap<(Arc<str>, Arc<str>, FailureClass), i64>,
     pub unobserved: BTreeMap<Arc<str>, i64>,
+    /// Outside host lanes, by namespace.
     pub oldest_pending: BTreeMap<Arc<str>, i64>,
     pub quarantined: BTreeMap<(Arc<str>, Arc<str>), i64>,
     pub by_lane: BTreeMap<(Arc<str>, State), i64>,
+    /// In host lanes, by lane.
+    pub lane_oldest_pending: BTreeMap<Arc<str>, i64>,
     pub objects: i64,
 }
 
-/// The first (oldest) creation time of each namespace, from entries sorted by namespace, then time.
-fn oldest_per_namespace(pending: &BTreeMap<(Arc<str>, i64), i64>) -> BTreeMap<Arc<str>, i64> {
+/// The first (oldest) creation time of each key (namespace or lane), from entries sorted by key,
+/// then time.
+fn oldest_per_key(pending: &BTreeMap<(Arc<str>, i64), i64>) -> BTreeMap<Arc<str>, i64> {
     let mut oldest: Vec<(Arc<str>, i64)> = Vec::new();
-    for (ns, created) in pending.keys() {
-        if oldest.last().is_none_or(|(last, _)| last != ns) {
-            oldest.push((ns.clone(), *created));
+    for (key, created) in pending.keys() {
+        if oldest.last().is_none_or(|(last, _)| last != key) {
+            oldest.push((key.clone(), *created));
         }
     }
     oldest.into_iter().collect()
@@ -587,9 +598,10 @@ impl Store {
             by_state: counts.by_state.clone(),
             failed: counts.failed.clone(),
             unobserved: counts.unobserved.clone(),
-            oldest_pending: oldest_per_namespace(&counts.pending_created),
+            oldest_pending: oldest_per_key(&counts.pending_created),
             quarantined: counts.quarantined.clone(),
             by_lane: counts.by_lane.clone(),
+            lane_oldest_pending: oldest_per_key(&counts.lane_pending_created),
             objects: i64::try_from(inner.records.len()).unwrap_or(i64::MAX),
         }
     }
@@ -1071,8 +1083,15 @@ mod tests {
     /// kept up to date must always equal.
     fn counted_from_scratch(store: &Store) -> Aggregate {
         let mut agg = Aggregate::default();
+        let lanes = store.lock().counts.lanes.clone();
         for r in store.records() {
             agg.objects += 1;
+            let lane = usize::from(r.lane)
+                .checked_sub(1)
+                .and_then(|i| lanes.get(i).cloned());
+            if let Some(lane) = &lane {
+                *agg.by_lane.entry((lane.clone(), r.state)).or_default() += 1;
+            }
             *agg.by_state
                 .entry((r.namespace.clone(), r.state))
                 .or_default() += 1;
@@ -1087,10 +1106,11 @@ mod tests {
                         .or_default() += 1;
                 }
                 State::Pending if r.created > 0 => {
-                    let oldest = agg
-                        .oldest_pending
-                        .entry(r.namespace.clone())
-                        .or_insert(r.created);
+                    let oldest = match lane {
+                        Some(lane) => agg.lane_oldest_pending.entry(lane),
+                        None => agg.oldest_pending.entry(r.namespace.clone()),
+                    }
+                    .or_insert(r.created);
                     *oldest = (*oldest).min(r.created);
                 }
                 _ => {}
@@ -1124,13 +1144,18 @@ mod tests {
         let ns = format!("ns-{ns}");
         let name = format!("r-{uid}");
         let uid = format!("u{uid}");
-        let created = format!("2026-11-28T10:{:02}:00Z", created % 60);
+        let minute = created % 60;
+        let created = format!("2026-11-28T10:{minute:02}:00Z");
         let mut object = json!({
             "metadata": { "name": name, "namespace": ns, "uid": uid, "generation": 2,
                           "creationTimestamp": created },
             "spec": { "url": if status == 2 { "https://gitlab.com/o/r" } else { "https://github.com/o/r" },
                       "interval": "1m", "suspend": status == 4 },
         });
+        // Some in a host lane, named by the object's minute.
+        if minute.is_multiple_of(3) {
+            object["metadata"]["labels"] = json!({ crate::flux::SHARD_LABEL: if minute.is_multiple_of(2) { "far" } else { "slow" } });
+        }
         match status {
             0 => object["status"] = ready().unwrap(),
             1 | 2 => object["status"] = failing("context deadline exceeded").unwrap(),
@@ -1298,6 +1323,56 @@ mod tests {
         store.relist_apply(0, &in_lane("b", "u2", ready(), "far"));
         store.relist_done(0, true, NOW);
         assert_eq!(lanes(&store), [("far".into(), "ready", 1)]);
+    }
+
+    #[test]
+    fn a_lanes_waiting_records_are_apart_from_the_main_controllers() {
+        let at = |minute: i64| NOW + 60 * minute;
+        let pending = |name: &str, uid: &str, lane: Option<&str>, minute: i64| {
+            let mut health = repo("proj-1", name, uid, None);
+            health.lane = lane.map(str::to_owned);
+            health.created = time::OffsetDateTime::from_unix_timestamp(at(minute)).ok();
+            health
+        };
+        let store = Arc::new(Store::default());
+        store.relist_start(0);
+        store.relist_apply(0, &pending("main", "u1", None, 10));
+        store.relist_apply(0, &pending("far-old", "u2", Some("far"), 1));
+        store.relist_apply(0, &pending("far-new", "u3", Some("far"), 5));
+        store.relist_apply(0, &pending("slow", "u4", Some("slow"), 7));
+        store.relist_done(0, true, NOW);
+        let agg = store.aggregate();
+        let oldest = |m: &BTreeMap<Arc<str>, i64>| -> Vec<(String, i64)> {
+            m.iter().map(|(k, t)| (k.to_string(), *t)).collect()
+        };
+        // The main source-controller's oldest waits since minute 10, whatever the lanes hold.
+        assert_eq!(oldest(&agg.oldest_pending), [("proj-1".into(), at(10))]);
+        assert_eq!(
+            oldest(&agg.lane_oldest_pending),
+            [("far".into(), at(1)), ("slow".into(), at(5 + 2))]
+        );
+        let text = encode(&store);
+        assert!(
+            text.contains(&format!(
+                "fluxgate_lane_oldest_pending_timestamp_seconds{{lane=\"far\"}} {}",
+                at(1)
+            )),
+            "{text}"
+        );
+        // Picked up by the lane's source-controller: the lane's oldest is the next one, and the
+        // first-reconcile histogram (the main source-controller's) does not count the wait.
+        let mut started = repo("proj-1", "far-old", "u2", failing("i/o timeout"));
+        started.lane = Some("far".to_owned());
+        store.apply(0, &started, NOW);
+        assert_eq!(
+            oldest(&store.aggregate().lane_oldest_pending),
+            [("far".into(), at(5)), ("slow".into(), at(7))]
+        );
+        assert!(
+            encode(&store).contains("fluxgate_gitrepository_first_reconcile_seconds_count 0"),
+            "{}",
+            encode(&store)
+        );
     }
 
     #[test]

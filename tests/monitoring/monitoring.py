@@ -75,6 +75,7 @@ FLUXGATE_METRICS = {
     "fluxgate_quarantined_without_breaker",
     "fluxgate_breaker_cluster_wide_failure",
     "fluxgate_lane_gitrepositories",
+    "fluxgate_lane_oldest_pending_timestamp_seconds",
 }
 FLUXGATE_HISTOGRAMS = {
     "fluxgate_admission_duration_seconds",
