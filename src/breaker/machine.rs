@@ -337,6 +337,7 @@ impl HostBreaker {
             probe: None,
             hold: inputs.cluster_wide_failure,
             release_room: inputs.release_room,
+            answered: self.answered_since.is_some(),
         };
         match &mut self.phase {
             // Taken, not copied: a release remembers every member it released, up to a host's
@@ -349,7 +350,9 @@ impl HostBreaker {
                 episode,
                 next_probe_at,
             } => {
-                if let Some(cause) = self.may_send_canary(inputs.check, next_probe_at, &mut pass) {
+                let canary = self.may_send_canary(inputs.check, next_probe_at, &mut pass);
+                pass.answered = self.answered_since.is_some();
+                if let Some(cause) = canary {
                     self.canary_cause = cause;
                     self.probe(episode, &mut pass);
                 }
@@ -817,6 +820,8 @@ struct Pass<'a> {
     hold: bool,
     /// See [`Inputs::release_room`]; what is left of it in this pass.
     release_room: usize,
+    /// fluxgate's probe found the host answering in this episode: see [`Pass::releasable`].
+    answered: bool,
 }
 
 impl<'a> Pass<'a> {
@@ -830,12 +835,15 @@ impl<'a> Pass<'a> {
 
     /// The first `limit` quarantined members the breaker may release, oldest quarantine first,
     /// then by name.
-    /// In a lane (`Settings::lane`) only those Ready there: one the lane's source-controller
-    /// still fails on would only fail on the main one too, and it is served where it is.
+    /// In a lane (`Settings::lane`), until fluxgate's probe finds the host answering, only those
+    /// Ready there: one the lane's source-controller still fails on would only fail on the main
+    /// one too, and it is served where it is. Once the host answers, any of them, as a release
+    /// after suspending: the lane's workers may still be held by attempts hanging until their
+    /// timeout, and the main source-controller clones a GitRepository moved back at once.
     fn releasable(&self, limit: usize) -> Vec<&'a Member> {
-        let lane = self.settings.lane;
+        let only_ready = self.settings.lane && !self.answered;
         first_by_key(self.members, limit, |m| match m.condition {
-            Condition::Quarantined { at } if !m.opted_out && (!lane || m.ready_in_lane) => {
+            Condition::Quarantined { at } if !m.opted_out && (!only_ready || m.ready_in_lane) => {
                 Some((at, &m.key))
             }
             _ => None,
@@ -2400,14 +2408,21 @@ mod tests {
             );
             assert!(step.actions.is_empty(), "{:?}", step.actions);
         }
-        // The host answers: with nothing Ready in the lane yet, the breaker closes and each
-        // GitRepository moves back once the lane has it Ready.
+        // The host answers: with nothing Ready in the lane yet, one GitRepository moves back as
+        // the canary, without waiting for the lane's workers.
         at += minutes(5);
         let step = breaker.step_checked(&members, at, &settings, probed(at, true));
-        assert_eq!(step.transition, Some((Open, Closed)));
-        members[0].ready_in_lane = true;
+        assert_eq!(step.transition, Some((Open, HalfOpen)));
+        assert_eq!(names(&step.actions, is_canary), ["repo-000"]);
+        apply(&mut members, &step.actions, at);
+        // Ready on the main source-controller: the rest follow in batches, Ready in the lane or
+        // not.
+        let canary = find(&mut members, &step.actions[0].key().clone());
+        canary.condition = Condition::Ready;
+        canary.attempted_at = Some(at + minutes(1));
         let step = breaker.step(&members, at + minutes(1), &settings);
-        assert_eq!(names(&step.actions, is_release), ["repo-000"]);
+        assert_eq!(step.transition, Some((HalfOpen, Closed)));
+        assert_eq!(names(&step.actions, is_release), ["repo-001", "repo-002"]);
     }
 
     #[test]
