@@ -179,9 +179,15 @@ impl Breakers {
         let tallies = store.host_tallies();
         // A host with no GitRepositories left is forgotten, with its series.
         self.forget_hosts_without_members(&tallies);
+        // An excluded host never trips, so its failures alone are no reason to look: only
+        // quarantines left from before it was excluded (to release) are. Skipping it keeps a
+        // pass from holding a member for each of its GitRepositories.
         let mut hosts: BTreeSet<Arc<str>> = tallies
             .iter()
-            .filter(|(_, t)| t.transport_failing >= min_failing || t.quarantine_marked > 0)
+            .filter(|(host, t)| {
+                t.quarantine_marked > 0
+                    || (t.transport_failing >= min_failing && !self.trip.excludes(host))
+            })
             .map(|(host, _)| host.clone())
             .collect();
         hosts.extend(
@@ -742,6 +748,23 @@ mod tests {
         };
         let plan = Breakers::new(excluded, BreakerMetrics::default()).plan(&store, now);
         assert!(plan.actions.is_empty());
+    }
+
+    #[test]
+    fn an_excluded_host_is_not_looked_at_unless_it_holds_quarantines() {
+        let now = time::macros::datetime!(2026-12-06 14:00 UTC);
+        let excluded = TripArgs {
+            breaker_exclude_hosts: vec!["10.0.0.1".into()],
+            ..trip()
+        };
+        let mut breakers = Breakers::new(excluded, BreakerMetrics::default());
+        let plan = breakers.plan(&cluster(2), now);
+        let hosts: BTreeSet<&str> = plan.actions.iter().map(|(h, _)| &**h).collect();
+        assert_eq!(hosts, BTreeSet::from(["10.0.0.2"]));
+        assert!(
+            !breakers.breakers.contains_key("10.0.0.1"),
+            "no breaker, no members, for a host that never trips"
+        );
     }
 
     #[test]
