@@ -273,7 +273,9 @@ fn quarantined(index: usize, health: Health) -> bool {
 fn object(namespace: &str, name: &str, index: usize, health: Health) -> DynamicObject {
     let mut object = object_json(namespace, name, index);
     if quarantined(index, health) {
-        let at = rfc3339(3_600);
+        // Ten minutes ago: an hour without a canary would send one out unprobed (the breaker's
+        // bound on a probe that never answers), and the release would not wait for the probe.
+        let at = rfc3339(600);
         object["metadata"]["labels"]["fluxgate.io/quarantined"] = json!("true");
         let annotations = &mut object["metadata"]["annotations"];
         annotations["fluxgate.io/quarantined-host"] = json!(host_of(index));

@@ -248,7 +248,9 @@ async fn main() -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                if let (Event::InitDone, Some(addr)) = (&event, git_host.take()) {
+                if matches!(event, Event::InitDone)
+                    && let Some(addr) = git_host.take()
+                {
                     eprintln!("listed; the Git host stand-in answers on {addr} from now on");
                     tokio::spawn(async move {
                         if let Err(err) = serve_git_host(addr, deadline).await {
