@@ -71,7 +71,23 @@ struct CreateArgs {
     /// Objects in the probe namespace (all failing); 0 creates none.
     #[arg(long, default_value_t = 10)]
     probe_objects: usize,
+    /// GitRepositories of this host get `http://` URLs instead of `https://`, so that a
+    /// benchmark can route that host to a local stand-in through an HTTP proxy setting.
+    #[arg(long)]
+    plain_http_host: Option<String>,
+    /// GitRepositories of this host that its breaker would quarantine (failing with a transport
+    /// error, or never reconciled) are created quarantined already, with the breaker's marks and
+    /// `spec.suspend: true`, as an earlier leader would have left them: a benchmark of the
+    /// release can start from there.
+    #[arg(long)]
+    quarantined_host: Option<String>,
 }
+
+/// `--quarantined-host`, set once before any object is built.
+static QUARANTINED_HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `--plain-http-host`, set once before any object is built.
+static PLAIN_HTTP_HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Exporter {
@@ -163,7 +179,7 @@ fn gitrepository_resource() -> ApiResource {
 // ---------------------------------------------------------------------------------------------
 // create
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Health {
     /// Never reconciled: no status at all.
     Pending,
@@ -226,18 +242,53 @@ fn hex40(seed: u64) -> String {
 }
 
 fn spec_of(name: &str, index: usize) -> Value {
+    let host = host_of(index);
+    let scheme = if PLAIN_HTTP_HOST.get().is_some_and(|h| h == host) {
+        "http"
+    } else {
+        "https"
+    };
     // As fluxgate's webhook admits them: timeout 5m, suspend false.
     json!({
         "interval": "5m",
         "timeout": "5m",
         "suspend": false,
-        "url": format!("https://{}/example-org/{name}", host_of(index)),
+        "url": format!("{scheme}://{host}/example-org/{name}"),
         "ref": { "branch": "main" },
     })
 }
 
-fn object(namespace: &str, name: &str, index: usize) -> DynamicObject {
-    serde_json::from_value(json!({
+/// Whether `--quarantined-host`'s breaker would have quarantined this object: a transport
+/// failure (see [`failure`]) or never reconciled.
+fn quarantined(index: usize, health: Health) -> bool {
+    let transport = (mix(index as u64) >> 24) % 10 <= 7;
+    QUARANTINED_HOST.get().is_some_and(|h| h == host_of(index))
+        && match health {
+            Health::Pending => true,
+            Health::FailingNew | Health::FailingStale => transport,
+            Health::Ready => false,
+        }
+}
+
+fn object(namespace: &str, name: &str, index: usize, health: Health) -> DynamicObject {
+    let mut object = object_json(namespace, name, index);
+    if quarantined(index, health) {
+        // Ten minutes ago: an hour without a canary would send one out unprobed (the breaker's
+        // bound on a probe that never answers), and the release would not wait for the probe.
+        let at = rfc3339(600);
+        object["metadata"]["labels"]["fluxgate.io/quarantined"] = json!("true");
+        let annotations = &mut object["metadata"]["annotations"];
+        annotations["fluxgate.io/quarantined-host"] = json!(host_of(index));
+        annotations["fluxgate.io/quarantined-at"] = json!(at);
+        annotations["fluxgate.io/quarantine-reason"] =
+            json!("created quarantined by the benchmark's population");
+        object["spec"]["suspend"] = json!(true);
+    }
+    serde_json::from_value(object).expect("static object shape")
+}
+
+fn object_json(namespace: &str, name: &str, index: usize) -> Value {
+    json!({
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "GitRepository",
         "metadata": {
@@ -247,8 +298,7 @@ fn object(namespace: &str, name: &str, index: usize) -> DynamicObject {
             "annotations": { "reconcile.fluxcd.io/requestedAt": rfc3339(31 * 86_400) },
         },
         "spec": spec_of(name, index),
-    }))
-    .expect("static object shape")
+    })
 }
 
 fn artifact(namespace: &str, name: &str, index: usize, age_secs: u64) -> Value {
@@ -387,6 +437,12 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
     if args.failing_percent + args.pending_percent > 100 {
         bail!("--failing-percent + --pending-percent exceeds 100");
     }
+    if let Some(host) = &args.plain_http_host {
+        PLAIN_HTTP_HOST.set(host.clone()).ok();
+    }
+    if let Some(host) = &args.quarantined_host {
+        QUARANTINED_HOST.set(host.clone()).ok();
+    }
     let client = kube::Client::try_default().await?;
     let started = Instant::now();
 
@@ -457,7 +513,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
                 Api::namespaced_with(client.clone(), &namespace, &resource);
             let done = done.clone();
             async move {
-                let obj = object(&namespace, &name, index);
+                let obj = object(&namespace, &name, index, health);
                 let post = PostParams::default();
                 let created = with_retry(&format!("create {namespace}/{name}"), || {
                     api.create(&post, &obj)

@@ -179,10 +179,27 @@ impl Breakers {
         let tallies = store.host_tallies();
         // A host with no GitRepositories left is forgotten, with its series.
         self.forget_hosts_without_members(&tallies);
+        let worth_a_look = |t: &HostTally| t.transport_failing >= min_failing;
+        // An excluded host never trips, so its failures alone are no reason to build a member
+        // for each of its GitRepositories: it is published closed, as a step would leave it.
+        // Quarantines left from before it was excluded still get a step, which releases them.
+        let resting: Vec<Arc<str>> = tallies
+            .iter()
+            .filter(|(host, t)| {
+                t.quarantine_marked == 0 && worth_a_look(t) && self.trip.excludes(host)
+            })
+            .filter(|(host, _)| self.breakers.get(*host).is_none_or(HostBreaker::at_rest))
+            .map(|(host, _)| host.clone())
+            .collect();
+        for host in &resting {
+            self.breakers.entry(host.clone()).or_default();
+            self.publish_state(host, BreakerState::Closed);
+        }
         let mut hosts: BTreeSet<Arc<str>> = tallies
             .iter()
-            .filter(|(_, t)| t.transport_failing >= min_failing || t.quarantine_marked > 0)
+            .filter(|(_, t)| worth_a_look(t) || t.quarantine_marked > 0)
             .map(|(host, _)| host.clone())
+            .filter(|host| !resting.contains(host))
             .collect();
         hosts.extend(
             self.breakers
@@ -345,14 +362,18 @@ impl Breakers {
                 })
                 .inc();
         }
+        self.publish_state(host, step.snapshot.state);
+    }
+
+    fn publish_state(&self, host: &str, current: BreakerState) {
         for state in BreakerState::ALL {
             self.metrics
                 .state
                 .get_or_create(&HostStateLabels {
-                    host: host.to_string(),
+                    host: host.to_owned(),
                     state: state.as_str(),
                 })
-                .set(i64::from(state == step.snapshot.state));
+                .set(i64::from(state == current));
         }
     }
 }
@@ -742,6 +763,21 @@ mod tests {
         };
         let plan = Breakers::new(excluded, BreakerMetrics::default()).plan(&store, now);
         assert!(plan.actions.is_empty());
+    }
+
+    #[test]
+    fn an_excluded_host_is_not_looked_at_unless_it_holds_quarantines() {
+        let now = time::macros::datetime!(2026-12-06 14:00 UTC);
+        let excluded = TripArgs {
+            breaker_exclude_hosts: vec!["10.0.0.1".into()],
+            ..trip()
+        };
+        let mut breakers = Breakers::new(excluded, BreakerMetrics::default());
+        let plan = breakers.plan(&cluster(2), now);
+        let hosts: BTreeSet<&str> = plan.actions.iter().map(|(h, _)| &**h).collect();
+        assert_eq!(hosts, BTreeSet::from(["10.0.0.2"]));
+        // Published closed, as a step over its members would leave it.
+        assert!(breakers.breakers["10.0.0.1"].at_rest());
     }
 
     #[test]

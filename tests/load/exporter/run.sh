@@ -35,6 +35,18 @@
 #                         an outage of github.com: what it costs to sync, to quarantine, and to
 #                         hold the host open for BENCH_BREAKER_OPEN_SECONDS (120); the
 #                         quarantine changes the objects, so the population is built again after
+#   BENCH_RELEASE_RATE    with BENCH_BREAKER=1: after the open phase, github.com comes back and a
+#                         simulated source-controller (examples/simulated_source_controller.rs)
+#                         reconciles what the breaker releases at this many GitRepositories a
+#                         second; measures the release until every quarantined one is Ready.
+#                         github.com's URLs are http:// here and fluxgate's HTTP proxy setting
+#                         points at the simulation's loopback Git host stand-in, which answers
+#                         only once the release phase starts (refused until then)
+#   BENCH_RELEASE_TIMEOUT bound of the release phase (40m)
+#   BENCH_PREQUARANTINED  1: with BENCH_BREAKER=1, github.com's GitRepositories that the breaker
+#                         would quarantine are created quarantined already (its marks and
+#                         spec.suspend), and the breaker takes the open host over from the
+#                         marks on start instead of quarantining for minutes (0)
 # Output: the table on stdout; raw samples, logs and results.tsv in $FLUXGATE_E2E_DIR/results/.
 set -euo pipefail
 
@@ -61,6 +73,8 @@ ONLY="${BENCH_ONLY:-}"
 BREAKER="${BENCH_BREAKER:-0}"
 BREAKER_OPEN_SECONDS="${BENCH_BREAKER_OPEN_SECONDS:-120}"
 KEEP_DATA="${BENCH_KEEP:-1}"
+RELEASE_RATE="${BENCH_RELEASE_RATE:-}"
+RELEASE_TIMEOUT="${BENCH_RELEASE_TIMEOUT:-40m}"
 PROBE_OBJECTS=10
 # Prometheus' Accept header (2.49 and later): /metrics answers OpenMetrics to it.
 PROMETHEUS_ACCEPT='application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2'
@@ -98,11 +112,15 @@ else
 fi
 log "building fluxgate and the populate tool (release) in $build_dir"
 (cd "$build_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release --locked --bin fluxgate \
-  --example populate >&2)
+  --example populate --example simulated_source_controller >&2)
 FLUXGATE="$target_dir/release/fluxgate"
 POPULATE="$target_dir/release/examples/populate"
-KSM="$("$here/build-ksm.sh")"
+SIMULATION="$target_dir/release/examples/simulated_source_controller"
 KSM_CONFIG="$here/ksm-gitrepository.yaml"
+# Only the comparison runs kube-state-metrics.
+if [[ "$BREAKER" != 1 && "$ONLY" != fluxgate ]]; then
+  KSM="$("$here/build-ksm.sh")"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # process probes
@@ -176,6 +194,18 @@ trap finish EXIT
 # control plane and population
 
 want_population="size=$SIZE namespaces=$NAMESPACES probe=$PROBE_OBJECTS"
+# The breaker's run routes its dead host to a local stand-in through an HTTP proxy setting
+# (fluxgate's probe, like Go, sends http:// URLs through HTTP_PROXY and https:// ones through
+# HTTPS_PROXY): that host's URLs are plain http://.
+populate_layout=()
+if [[ "$BREAKER" == 1 ]]; then
+  want_population+=" plain-http=github.com"
+  populate_layout=(--plain-http-host github.com)
+  if [[ "${BENCH_PREQUARANTINED:-0}" == 1 ]]; then
+    want_population+=" quarantined=github.com"
+    populate_layout+=(--quarantined-host github.com)
+  fi
+fi
 have_population="$(cat "$POPULATION_MARKER" 2>/dev/null || true)"
 if [[ "$have_population" == "$want_population" ]] \
   && { [[ -f "$STATE/data-kept" ]] || "$CONTROLPLANE" status 2>/dev/null; }; then
@@ -198,7 +228,7 @@ if [[ -z "$populate_line" ]]; then
   a0="$(cpu_ticks "$APISERVER_PID")" e0="$(cpu_ticks "$ETCD_PID")"
   host0="$(host_ticks)"
   populate_line="$("$POPULATE" create --count "$SIZE" --namespaces "$NAMESPACES" \
-    --parallel "$PARALLEL" --probe-objects "$PROBE_OBJECTS" 2> >(tee "$OUT/populate.log" >&2) | tail -n 1)"
+    --parallel "$PARALLEL" --probe-objects "$PROBE_OBJECTS" "${populate_layout[@]}" 2> >(tee "$OUT/populate.log" >&2) | tail -n 1)"
   populate_line+=" apiserver_cpu_s=$(secs $(($(cpu_ticks "$APISERVER_PID") - a0)))"
   populate_line+=" etcd_cpu_s=$(secs $(($(cpu_ticks "$ETCD_PID") - e0)))"
   populate_line+=" host_busy_pct=$(busy_pct "$host0")"
@@ -422,11 +452,14 @@ measure_breaker() {
   load_line="$(machine_load)"
   audit0="$(stat -c %s "$AUDIT" 2>/dev/null || echo 0)"
   t0="$(now_ms)"
-  # fluxgate probes an open host itself; here its probe goes through a "proxy" on a closed
-  # loopback port, which refuses: the benchmark reaches no Git host, and github.com stays open.
+  # fluxgate probes an open host itself. github.com's URLs are http:// here, so its probe goes
+  # through the HTTP proxy setting, to a loopback port where nothing listens until the release
+  # phase starts the Git host stand-in: refused until then, and github.com stays open. No probe
+  # reaches any real Git host.
+  git_port="$(free_port)"
   "$FLUXGATE" serve --no-webhook --metrics-addr "127.0.0.1:$port" --shutdown-delay 0s \
     --drain-timeout 1s --breaker=true --namespace fluxgate-bench --identity bench \
-    --https-proxy http://127.0.0.1:9 \
+    --http-proxy "http://127.0.0.1:$git_port" --https-proxy http://127.0.0.1:9 \
     --breaker-exclude-hosts gitlab.com,git.corp.example.com >"$OUT/breaker.log" 2>&1 &
   EXPORTER_PID=$!
   sample "$EXPORTER_PID" "$OUT/breaker.samples.tsv" &
@@ -465,8 +498,9 @@ measure_breaker() {
   passes2="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_count)"
   pass_sum2="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_sum)"
   rss_open="$(status_kib "$EXPORTER_PID" VmRSS)"
-  local actions hwm audit_end
+  local actions hwm audit_end release_line=""
   audit_end="$(stat -c %s "$AUDIT")"
+  [[ -n "$RELEASE_RATE" ]] && release_line="$(measure_release)"
   actions="$(curl -fsS --max-time 60 "$metrics_url" | awk '/^fluxgate_host_breaker_actions_total\{/ && $NF > 0 { printf "%s%s", sep, $0; sep = "; " }')"
   hwm="$(status_kib "$EXPORTER_PID" VmHWM)"
   stop_exporter
@@ -488,7 +522,57 @@ measure_breaker() {
     printf 'requests until synced and quarantined: %s\n' "$(breaker_requests "$audit0" "$audit_sync")"
     printf 'requests while open (%ss): %s\n' "$BREAKER_OPEN_SECONDS" "$(breaker_requests "$audit_sync" "$audit_end")"
     printf 'actions: %s\n' "$actions"
+    [[ -n "$release_line" ]] && printf '%s\n' "$release_line"
   } | tee "$OUT/breaker.txt" >&2
+}
+
+# max_rss_since MS: the highest VmRSS (KiB) the sampler saw from MS (since the start) on.
+max_rss_since() {
+  awk -v from="$1" 'NR > 1 && $1 >= from && $2 > m { m = $2 } END { print m + 0 }' "$OUT/breaker.samples.tsv"
+}
+
+# measure_release: github.com answers again; a simulated source-controller reconciles what the
+# breaker releases at RELEASE_RATE a second. Prints one line of figures.
+measure_release() {
+  local quarantined t_start c0 passes0 pass_sum0 audit0 sim_line first last count
+  quarantined="$(metric_sum "$metrics_url" fluxgate_gitrepositories 'state="quarantined"' | cut -d. -f1)"
+  ((quarantined > 0)) || { echo "release: nothing quarantined"; return; }
+  t_start="$(now_ms)"
+  c0="$(cpu_ticks "$EXPORTER_PID")"
+  passes0="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_count)"
+  pass_sum0="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_sum)"
+  audit0="$(stat -c %s "$AUDIT")"
+  log "release: $quarantined quarantined; simulated source-controller at $RELEASE_RATE/s, Git host stand-in on 127.0.0.1:$git_port (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  sim_line="$("$SIMULATION" --per-second "$RELEASE_RATE" --count "$quarantined" \
+    --timeout "$RELEASE_TIMEOUT" --git-host-listen "127.0.0.1:$git_port" 2>"$OUT/simulation.log")" \
+    || die "the simulated source-controller failed (log: $OUT/simulation.log)"
+  local t_end audit1 c1 passes1 pass_sum1 left
+  t_end="$(now_ms)"
+  c1="$(cpu_ticks "$EXPORTER_PID")"
+  # The last status write reaches fluxgate's store through its watch: give it a moment.
+  sleep 5
+  left="$(metric_sum "$metrics_url" fluxgate_gitrepositories 'state="quarantined"' | cut -d. -f1)"
+  passes1="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_count)"
+  pass_sum1="$(metric_sum "$metrics_url" fluxgate_host_breaker_pass_duration_seconds_sum)"
+  audit1="$(stat -c %s "$AUDIT")"
+  first="$(field first_release_ms "$sim_line")"
+  last="$(field last_ready_ms "$sim_line")"
+  count="$(field reconciled "$sim_line")"
+  printf 'release: quarantined=%s reconciled=%s left_quarantined=%s rate=%s ' \
+    "$quarantined" "$count" "$left" "$RELEASE_RATE"
+  printf 'until_first_release_s=%s release_s=%s allowed_s=%s ratio=%s ' \
+    "$(awk -v a="$first" -v b="$t_start" 'BEGIN { printf "%.1f", (a - b) / 1000 }')" \
+    "$(awk -v a="$first" -v b="$last" 'BEGIN { printf "%.1f", (b - a) / 1000 }')" \
+    "$(awk -v n="$quarantined" -v r="$RELEASE_RATE" 'BEGIN { printf "%.1f", n / r }')" \
+    "$(awk -v a="$first" -v b="$last" -v n="$quarantined" -v r="$RELEASE_RATE" 'BEGIN { printf "%.3f", (b - a) / 1000 / (n / r) }')"
+  printf 'release_cpu_s=%s passes=%s pass_mean_ms=%s release_max_rss_mib=%s hwm_mib=%s load=%s\n' \
+    "$(secs $((c1 - c0)))" "$(awk -v a="$passes0" -v b="$passes1" 'BEGIN { printf "%d", b - a }')" \
+    "$(awk -v a="$pass_sum0" -v b="$pass_sum1" -v x="$passes0" -v y="$passes1" 'BEGIN { printf "%.2f", (y > x ? 1000 * (b - a) / (y - x) : 0) }')" \
+    "$(mib "$(max_rss_since $((t_start - t0)))")" "$(mib "$(status_kib "$EXPORTER_PID" VmHWM)")" \
+    "$(cut -d' ' -f1 /proc/loadavg)"
+  printf 'simulation: %s\n' "$sim_line"
+  printf 'requests during the release (%ss): %s\n' "$(((t_end - t_start) / 1000))" \
+    "$(breaker_requests "$audit0" "$audit1")"
 }
 
 if [[ "$BREAKER" == 1 ]]; then
