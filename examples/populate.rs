@@ -273,8 +273,7 @@ fn quarantined(index: usize, health: Health) -> bool {
 fn object(namespace: &str, name: &str, index: usize, health: Health) -> DynamicObject {
     let mut object = object_json(namespace, name, index);
     if quarantined(index, health) {
-        // Ten minutes ago: an hour without a canary would send one out unprobed (the breaker's
-        // bound on a probe that never answers), and the release would not wait for the probe.
+        // Ten minutes ago: recent, as a quarantine of the outage the benchmark stands for.
         let at = rfc3339(600);
         object["metadata"]["labels"]["fluxgate.io/quarantined"] = json!("true");
         let annotations = &mut object["metadata"]["annotations"];
