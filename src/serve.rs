@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use crate::breaker::args::BreakerArgs;
 use crate::breaker::probe::{Prober, ProberConfig, ProxyRoutes};
-use crate::breaker::runtime::{BreakerDuty, Breakers, ProbeBook};
+use crate::breaker::runtime::{BreakerDuty, Breakers};
 use crate::certs::{CertArgs, bootstrap};
 use crate::discovery;
 use crate::election::{self, Candidate, Leadership};
@@ -291,17 +291,9 @@ fn start_breaker(
     let trip = args.breaker.trip.clone();
     tracing::info!(settings = ?trip.settings(), excluded = ?trip.breaker_exclude_hosts, lane = ?args.breaker.breaker_lane, "host circuit breaker enabled");
     let prober = host_prober(args)?;
-    let book = Arc::new(ProbeBook::default());
-    let duty = BreakerDuty {
-        client: client.clone(),
-        store,
-        breakers: Breakers::new(trip, metrics.breaker.clone())
-            .probed(book.clone())
-            .in_lane(args.breaker.breaker_lane.clone()),
-        instance: args.identity(),
-        prober: Some((prober, book)),
-        probed: Arc::default(),
-    };
+    let breakers =
+        Breakers::new(trip, metrics.breaker.clone()).in_lane(args.breaker.breaker_lane.clone());
+    let duty = BreakerDuty::probed(client.clone(), store, breakers, args.identity(), prober);
     let every = args.breaker.breaker_pass_interval;
     let run = election::run_while_leading("breaker", leadership, every, duty);
     tasks.spawn(log_end("breaker", run));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use fluxgate::breaker::args::TripArgs;
 use fluxgate::breaker::probe::{Prober, ProberConfig};
-use fluxgate::breaker::runtime::{BreakerDuty, Breakers, ProbeBook};
+use fluxgate::breaker::runtime::{BreakerDuty, Breakers};
 use fluxgate::election::Leadership;
 use fluxgate::exporter::{Exporter, ExporterConfig};
 use fluxgate::flux;
@@ -724,17 +724,14 @@ fn start_probed_breaker_in(
         ..ProberConfig::default()
     })
     .expect("a prober");
-    let book = Arc::new(ProbeBook::default());
-    let duty = BreakerDuty {
-        client: client.clone(),
+    let breakers = Breakers::new(trip, metrics.breaker.clone()).in_lane(lane.map(str::to_owned));
+    let duty = BreakerDuty::probed(
+        client.clone(),
         store,
-        breakers: Breakers::new(trip, metrics.breaker.clone())
-            .probed(book.clone())
-            .in_lane(lane.map(str::to_owned)),
-        instance: "e2e-probed".to_owned(),
-        prober: Some((prober, book)),
-        probed: Arc::default(),
-    };
+        breakers,
+        "e2e-probed".to_owned(),
+        prober,
+    );
     let every = Duration::from_millis(500);
     let run =
         fluxgate::election::run_while_leading("breaker", Leadership::fixed(true), every, duty);

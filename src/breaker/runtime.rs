@@ -501,6 +501,26 @@ pub struct BreakerDuty {
 }
 
 impl BreakerDuty {
+    /// The breaker as `serve` runs it: `prober` probes each open host, and `breakers` read its
+    /// verdicts from the same book before any canary.
+    pub fn probed(
+        client: kube::Client,
+        store: Arc<Store>,
+        breakers: Breakers,
+        instance: String,
+        prober: Prober,
+    ) -> Self {
+        let book = Arc::new(ProbeBook::default());
+        Self {
+            client,
+            store,
+            breakers: breakers.probed(book.clone()),
+            instance,
+            prober: Some((prober, book)),
+            probed: Arc::default(),
+        }
+    }
+
     /// Probes each host in the background (the prober bounds how many at once and how long
     /// each takes); the verdict lands in the book and wakes a pass.
     fn start_probes(&self, probes: Vec<(Arc<str>, Box<str>)>) {
