@@ -1,199 +1,297 @@
 //! The exporter's metric families, encoded from the store at scrape time: the gauges from the
-//! counts the store keeps, and the per-object failing-since family in chunks.
+//! counts the store keeps (and the watcher's own), then the per-object failing-since family.
+//!
+//! Both are [`ChunkedFamily`]s. Each takes its copy from the store only when the scrape reaches
+//! it, and writes its text a chunk at a time as the client reads. At 100k GitRepositories a
+//! scrape then holds one copy and one chunk at a time (some 5 MB), where building the gauges' text
+//! whole while the per-object copy was already taken held 20 MB: what the exporter's memory
+//! target could not afford next to a breaker pass.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::gauge::ConstGauge;
 
-use super::store::{FailingSeries, Store};
+use super::store::{Aggregate, FailingSeries, Store};
 use crate::metrics::{CHUNK_BYTES, ChunkedFamily, write_descriptor, write_labels};
 
-/// Full name of the per-object family, which is not in the registry (so carries its prefix).
+/// Full name of the per-object family.
 pub const FAILING_SINCE_FAMILY: &str = "fluxgate_gitrepository_failing_since_timestamp_seconds";
 pub(crate) const FAILING_SINCE_HELP: &str = "When each failed GitRepository started failing (the earlier of \
      its Ready and FetchFailed conditions' lastTransitionTime).";
 
-/// The per-object family, one series per failed GitRepository: at 100k objects it is 90 % of
-/// a scrape. It is encoded here rather than through the registry so that a scrape sends it in
-/// chunks made as the client reads, instead of building the whole text (18 MB at 100k) first.
+/// The per-object family, one series per failed GitRepository: at 100k objects it is most of a
+/// scrape.
 #[derive(Debug, Clone)]
 pub struct FailingSinceFamily(pub Arc<Store>);
 
 impl ChunkedFamily for FailingSinceFamily {
     fn chunks(&self) -> Box<dyn Iterator<Item = Bytes> + Send> {
-        Box::new(FailingSinceChunks {
-            series: self.0.failing_since().into_iter(),
-            header: true,
-        })
+        let store = self.0.clone();
+        Box::new(Chunks::new(move || {
+            vec![FamilyText::gauge(
+                FAILING_SINCE_FAMILY,
+                FAILING_SINCE_HELP,
+                store.failing_since().into_iter().map(|s| {
+                    let since = s.since;
+                    (s, since)
+                }),
+                |s: &FailingSeries| {
+                    [
+                        ("namespace", &*s.namespace),
+                        ("name", &*s.name),
+                        ("host", &*s.host),
+                        ("reason", s.class.as_str()),
+                    ]
+                },
+            )]
+        }))
     }
 }
 
-struct FailingSinceChunks {
-    series: std::vec::IntoIter<FailingSeries>,
-    header: bool,
+/// The gauges the store counts, by namespace, host and lane, and the watcher's health.
+#[derive(Debug, Clone)]
+pub struct StoreFamilies(pub Arc<Store>);
+
+impl ChunkedFamily for StoreFamilies {
+    fn chunks(&self) -> Box<dyn Iterator<Item = Bytes> + Send> {
+        let store = self.0.clone();
+        Box::new(Chunks::new(move || store_families(&store)))
+    }
 }
 
-impl Iterator for FailingSinceChunks {
+fn store_families(store: &Store) -> Vec<FamilyText> {
+    let Aggregate {
+        by_state,
+        failed,
+        unobserved,
+        oldest_pending,
+        quarantined,
+        by_lane,
+        lane_oldest_pending,
+        objects,
+    } = store.aggregate();
+    vec![
+        FamilyText::gauge(
+            "fluxgate_gitrepositories",
+            "GitRepositories by namespace and state (ready, failed, pending, suspended, quarantined, progressing).",
+            by_state,
+            |(ns, state)| [("namespace", &**ns), ("state", state.as_str())],
+        ),
+        FamilyText::gauge(
+            "fluxgate_gitrepositories_failed",
+            "Failed GitRepositories (Ready=False, not suspended) by namespace, Git host and failure class.",
+            failed,
+            |(ns, host, class)| {
+                [
+                    ("namespace", &**ns),
+                    ("host", &**host),
+                    ("reason", class.as_str()),
+                ]
+            },
+        ),
+        FamilyText::gauge(
+            "fluxgate_gitrepositories_quarantined",
+            "GitRepositories the host circuit breaker suspended until their host answers again, by namespace and Git host.",
+            quarantined,
+            |(ns, host)| [("namespace", &**ns), ("host", &**host)],
+        ),
+        FamilyText::gauge(
+            "fluxgate_lane_gitrepositories",
+            "GitRepositories in a host lane (Flux's sharding.fluxcd.io/key label, served by that lane's source-controller), by lane and state.",
+            by_lane,
+            |(lane, state)| [("lane", &**lane), ("state", state.as_str())],
+        ),
+        by_key(
+            "fluxgate_lane_oldest_pending_timestamp_seconds",
+            "Creation time of the oldest GitRepository without any status condition in a host lane (waiting for that lane's source-controller), by lane.",
+            "lane",
+            lane_oldest_pending,
+        ),
+        by_key(
+            "fluxgate_gitrepositories_unobserved",
+            "GitRepositories whose observedGeneration is missing, -1 or behind their generation.",
+            "namespace",
+            unobserved,
+        ),
+        by_key(
+            "fluxgate_gitrepositories_oldest_pending_timestamp_seconds",
+            "Creation time of the oldest GitRepository without any status condition, outside host lanes, by namespace.",
+            "namespace",
+            oldest_pending,
+        ),
+        FamilyText::single(
+            "fluxgate_watcher_objects",
+            "GitRepositories in the exporter's cache.",
+            Kind::Gauge,
+            objects,
+        ),
+        FamilyText::single(
+            "fluxgate_watcher_synced",
+            "1 when the initial list is in and the watch is healthy, 0 while it fails or re-lists.",
+            Kind::Gauge,
+            i64::from(store.is_synced()),
+        ),
+        FamilyText::single(
+            "fluxgate_watcher_last_event_timestamp_seconds",
+            "When the watcher last received an event or completed a list.",
+            Kind::Gauge,
+            store.last_event(),
+        ),
+        FamilyText::single(
+            "fluxgate_watcher_restarts",
+            "Times the GitRepository watch failed and was re-established with a fresh list.",
+            Kind::Counter,
+            store.restarts().max(0),
+        ),
+    ]
+}
+
+/// A gauge with one label, from a map keyed by its value.
+fn by_key(
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    series: BTreeMap<Arc<str>, i64>,
+) -> FamilyText {
+    let mut series = series.into_iter();
+    FamilyText {
+        name,
+        help,
+        kind: Kind::Gauge,
+        next_line: Box::new(move |out| {
+            let Some((key, value)) = series.next() else {
+                return false;
+            };
+            write_line(out, name, &[(label, &key)], value);
+            true
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One family's OpenMetrics text: its descriptor, then its series a line at a time, written as
+/// prometheus-client writes them.
+struct FamilyText {
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    next_line: NextLine,
+}
+
+/// Writes a family's next series' line; false once none is left.
+type NextLine = Box<dyn FnMut(&mut Vec<u8>) -> bool + Send>;
+
+impl FamilyText {
+    /// A gauge with a series per item of `series`, labelled by `labels`.
+    fn gauge<K: Send + 'static, const N: usize>(
+        name: &'static str,
+        help: &'static str,
+        series: impl IntoIterator<Item = (K, i64), IntoIter: Send + 'static>,
+        labels: for<'a> fn(&'a K) -> [(&'static str, &'a str); N],
+    ) -> Self {
+        let mut series = series.into_iter();
+        Self {
+            name,
+            help,
+            kind: Kind::Gauge,
+            next_line: Box::new(move |out| {
+                let Some((key, value)) = series.next() else {
+                    return false;
+                };
+                write_line(out, name, &labels(&key), value);
+                true
+            }),
+        }
+    }
+
+    /// A family of one series without labels.
+    fn single(name: &'static str, help: &'static str, kind: Kind, value: i64) -> Self {
+        let mut value = Some(value);
+        Self {
+            name,
+            help,
+            kind,
+            next_line: Box::new(move |out| {
+                let Some(value) = value.take() else {
+                    return false;
+                };
+                match kind {
+                    Kind::Gauge => write_line(out, name, &[], value),
+                    Kind::Counter => {
+                        // OpenMetrics names a counter's sample `<family>_total`.
+                        out.extend_from_slice(name.as_bytes());
+                        write_line(out, "_total", &[], value);
+                    }
+                }
+                true
+            }),
+        }
+    }
+}
+
+fn write_line(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], value: i64) {
+    out.extend_from_slice(name.as_bytes());
+    if !labels.is_empty() {
+        write_labels(out, labels);
+    }
+    out.push(b' ');
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    out.push(b'\n');
+}
+
+/// Families' text in chunks of about [`CHUNK_BYTES`]; the families are taken (`take`) when the
+/// first chunk is pulled, not when the scrape starts.
+struct Chunks<F> {
+    take: Option<F>,
+    families: VecDeque<FamilyText>,
+    /// The front family's descriptor is written.
+    described: bool,
+}
+
+impl<F> Chunks<F> {
+    fn new(take: F) -> Self {
+        Self {
+            take: Some(take),
+            families: VecDeque::new(),
+            described: false,
+        }
+    }
+}
+
+impl<F: FnOnce() -> Vec<FamilyText>> Iterator for Chunks<F> {
     type Item = Bytes;
 
     fn next(&mut self) -> Option<Bytes> {
-        let mut out = Vec::with_capacity(CHUNK_BYTES + 512);
-        if std::mem::take(&mut self.header) {
-            write_descriptor(&mut out, FAILING_SINCE_FAMILY, FAILING_SINCE_HELP, "gauge");
+        if let Some(take) = self.take.take() {
+            self.families = take().into();
         }
-        for s in self.series.by_ref() {
-            out.extend_from_slice(FAILING_SINCE_FAMILY.as_bytes());
-            write_labels(
-                &mut out,
-                &[
-                    ("namespace", &s.namespace),
-                    ("name", &s.name),
-                    ("host", &s.host),
-                    ("reason", s.class.as_str()),
-                ],
-            );
-            out.push(b' ');
-            out.extend_from_slice(itoa::Buffer::new().format(s.since).as_bytes());
-            out.push(b'\n');
+        let mut out = Vec::with_capacity(CHUNK_BYTES + 512);
+        while let Some(family) = self.families.front_mut() {
+            if !std::mem::replace(&mut self.described, true) {
+                let kind = match family.kind {
+                    Kind::Gauge => "gauge",
+                    Kind::Counter => "counter",
+                };
+                write_descriptor(&mut out, family.name, family.help, kind);
+            }
+            while out.len() < CHUNK_BYTES {
+                if !(family.next_line)(&mut out) {
+                    // Done: its copy of the store goes now.
+                    self.families.pop_front();
+                    self.described = false;
+                    break;
+                }
+            }
             if out.len() >= CHUNK_BYTES {
                 break;
             }
         }
         (!out.is_empty()).then(|| Bytes::from(out))
-    }
-}
-
-/// Encodes the store as the exporter's metric families.
-#[derive(Debug, Clone)]
-pub struct StoreCollector(pub Arc<Store>);
-
-pub(crate) fn gauge_family<L: prometheus_client::encoding::EncodeLabelSet>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    series: impl Iterator<Item = (L, i64)>,
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in series {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-impl Collector for StoreCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let store = &self.0;
-        let agg = store.aggregate();
-
-        gauge_family(
-            &mut encoder,
-            "gitrepositories",
-            "GitRepositories by namespace and state (ready, failed, pending, suspended, quarantined, progressing).",
-            agg.by_state
-                .iter()
-                .map(|((ns, state), n)| ([("namespace", &**ns), ("state", state.as_str())], *n)),
-        )?;
-        gauge_family(
-            &mut encoder,
-            "gitrepositories_failed",
-            "Failed GitRepositories (Ready=False, not suspended) by namespace, Git host and failure class.",
-            agg.failed.iter().map(|((ns, host, class), n)| {
-                (
-                    [
-                        ("namespace", &**ns),
-                        ("host", &**host),
-                        ("reason", class.as_str()),
-                    ],
-                    *n,
-                )
-            }),
-        )?;
-        gauge_family(
-            &mut encoder,
-            "gitrepositories_quarantined",
-            "GitRepositories the host circuit breaker suspended until their host answers again, by namespace and Git host.",
-            agg.quarantined
-                .iter()
-                .map(|((ns, host), n)| ([("namespace", &**ns), ("host", &**host)], *n)),
-        )?;
-        gauge_family(
-            &mut encoder,
-            "lane_gitrepositories",
-            "GitRepositories in a host lane (Flux's sharding.fluxcd.io/key label, served by that lane's source-controller), by lane and state.",
-            agg.by_lane
-                .iter()
-                .map(|((lane, state), n)| ([("lane", &**lane), ("state", state.as_str())], *n)),
-        )?;
-        gauge_family(
-            &mut encoder,
-            "lane_oldest_pending_timestamp_seconds",
-            "Creation time of the oldest GitRepository without any status condition in a host lane (waiting for that lane's source-controller), by lane.",
-            agg.lane_oldest_pending
-                .iter()
-                .map(|(lane, t)| ([("lane", &**lane)], *t)),
-        )?;
-        gauge_family(
-            &mut encoder,
-            "gitrepositories_unobserved",
-            "GitRepositories whose observedGeneration is missing, -1 or behind their generation.",
-            agg.unobserved
-                .iter()
-                .map(|(ns, n)| ([("namespace", &**ns)], *n)),
-        )?;
-        gauge_family(
-            &mut encoder,
-            "gitrepositories_oldest_pending_timestamp_seconds",
-            "Creation time of the oldest GitRepository without any status condition, outside host lanes, by namespace.",
-            agg.oldest_pending
-                .iter()
-                .map(|(ns, t)| ([("namespace", &**ns)], *t)),
-        )?;
-        let plain = |encoder: &mut DescriptorEncoder,
-                     name: &str,
-                     help: &str,
-                     kind: MetricType,
-                     value: i64| {
-            let metric = encoder.encode_descriptor(name, help, None, kind)?;
-            match kind {
-                MetricType::Counter => prometheus_client::metrics::counter::ConstCounter::new(
-                    u64::try_from(value).unwrap_or(0),
-                )
-                .encode(metric),
-                _ => ConstGauge::new(value).encode(metric),
-            }
-        };
-        plain(
-            &mut encoder,
-            "watcher_objects",
-            "GitRepositories in the exporter's cache.",
-            MetricType::Gauge,
-            agg.objects,
-        )?;
-        plain(
-            &mut encoder,
-            "watcher_synced",
-            "1 when the initial list is in and the watch is healthy, 0 while it fails or re-lists.",
-            MetricType::Gauge,
-            i64::from(store.is_synced()),
-        )?;
-        plain(
-            &mut encoder,
-            "watcher_last_event_timestamp_seconds",
-            "When the watcher last received an event or completed a list.",
-            MetricType::Gauge,
-            store.last_event(),
-        )?;
-        plain(
-            &mut encoder,
-            "watcher_restarts",
-            "Times the GitRepository watch failed and was re-established with a fresh list.",
-            MetricType::Counter,
-            store.restarts(),
-        )?;
-        Ok(())
     }
 }

@@ -1,8 +1,8 @@
 //! Watches GitRepositories and publishes their health as Prometheus metrics.
 //!
 //! One watch (per configured namespace, or cluster-wide) folds events into compact records via
-//! [`crate::health::classify`] ([`Folder`]); a collector ([`StoreCollector`]) aggregates them at
-//! scrape time. When a watch fails every stream is dropped and started again with a fresh list
+//! [`crate::health::classify`] ([`Folder`]); the store keeps their counts, which a scrape encodes
+//! in chunks ([`StoreFamilies`], [`FailingSinceFamily`]). When a watch fails every stream is dropped and started again with a fresh list
 //! (with backoff), so the gauges equal the cluster again once the API server is back, including
 //! deletions missed meanwhile, and `fluxgate_watcher_synced` has a definite moment to return to 1.
 
@@ -19,7 +19,7 @@ use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher;
 use time::OffsetDateTime;
 
-pub use exposition::{FailingSinceFamily, StoreCollector};
+pub use exposition::{FailingSinceFamily, StoreFamilies};
 pub use store::Store;
 pub use watched::WatchedGitRepository;
 
@@ -182,7 +182,6 @@ impl Exporter {
     /// Registers the exporter's metric families; call before the registry is shared.
     pub fn new(metrics: &mut Metrics, config: ExporterConfig) -> Self {
         let store = Arc::new(Store::default());
-        metrics.register_chunked(Arc::new(FailingSinceFamily(store.clone())));
         let registry = metrics.registry_mut();
         registry.register(
             "gitrepository_first_reconcile_seconds",
@@ -190,7 +189,8 @@ impl Exporter {
              the exporter saw waiting",
             store.first_reconcile(),
         );
-        registry.register_collector(Box::new(StoreCollector(store.clone())));
+        metrics.register_chunked(Arc::new(StoreFamilies(store.clone())));
+        metrics.register_chunked(Arc::new(FailingSinceFamily(store.clone())));
         Self { config, store }
     }
 
