@@ -29,3 +29,4 @@ pub mod restore;
 pub mod serve;
 pub mod server;
 pub mod text;
+pub mod uid;

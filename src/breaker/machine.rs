@@ -7,6 +7,7 @@ use std::time::Duration;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{Condition, Member, ObjectKey, Settings, counts, would_trip};
+use crate::uid::Uid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BreakerState {
@@ -166,7 +167,7 @@ enum Phase {
     },
     HalfOpen {
         episode: OffsetDateTime,
-        canary: Box<str>,
+        canary: Uid,
         released_at: OffsetDateTime,
     },
 }
@@ -182,7 +183,7 @@ impl Default for Phase {
 struct Release {
     episode: OffsetDateTime,
     /// By uid: when each was released (the canary included).
-    released: BTreeMap<Box<str>, OffsetDateTime>,
+    released: BTreeMap<Uid, OffsetDateTime>,
     last_batch_at: Option<OffsetDateTime>,
 }
 
@@ -444,7 +445,7 @@ impl HostBreaker {
         let Some(episode) = oldest_quarantine else {
             return;
         };
-        let released: BTreeMap<Box<str>, OffsetDateTime> = members
+        let released: BTreeMap<Uid, OffsetDateTime> = members
             .iter()
             .filter(|m| !m.is_quarantined())
             .filter_map(|m| Some((m.key.uid.clone(), m.released_at.filter(|t| *t > episode)?)))
@@ -593,7 +594,7 @@ impl HostBreaker {
     fn close(
         &mut self,
         episode: OffsetDateTime,
-        canary: Option<(&str, OffsetDateTime)>,
+        canary: Option<(&Uid, OffsetDateTime)>,
         pass: &mut Pass,
     ) {
         self.closed_at = Some(pass.now);
@@ -602,7 +603,7 @@ impl HostBreaker {
         let release = Release {
             episode,
             released: canary
-                .map(|(uid, at)| (uid.into(), at))
+                .map(|(uid, at)| (uid.clone(), at))
                 .into_iter()
                 .collect(),
             last_batch_at: None,
@@ -766,14 +767,14 @@ impl HostBreaker {
     fn judge_canary(
         &mut self,
         episode: OffsetDateTime,
-        uid: &str,
+        uid: &Uid,
         released_at: OffsetDateTime,
         pass: &mut Pass,
     ) {
         let Some(canary) = pass
             .members
             .iter()
-            .find(|m| &*m.key.uid == uid && !m.opted_out)
+            .find(|m| &m.key.uid == uid && !m.opted_out)
         else {
             // Deleted or opted out: another canary.
             self.probe(episode, pass);
@@ -876,7 +877,7 @@ impl<'a> Pass<'a> {
 
     /// Open or half-open: suspends what would only hold a worker on a dead host, transport
     /// failures first. Ready and other failures are the repositories' own business.
-    fn quarantine_failing(&mut self, episode: OffsetDateTime, canary: Option<&str>) {
+    fn quarantine_failing(&mut self, episode: OffsetDateTime, canary: Option<&Uid>) {
         let members: &'a [Member] = self.members;
         let room = self
             .settings
@@ -889,7 +890,7 @@ impl<'a> Pass<'a> {
                 _ => return None,
             };
             let candidate = !m.opted_out
-                && canary != Some(&*m.key.uid)
+                && canary != Some(&m.key.uid)
                 && m.overridden_at.is_none_or(|t| t < episode);
             candidate.then_some((!transport, &m.key))
         });

@@ -22,6 +22,7 @@ use time::OffsetDateTime;
 
 use crate::exporter::store::{Record, RecordMarks};
 use crate::health::{FailureClass, State};
+use crate::uid::Uid;
 
 pub use machine::{Action, BreakerState, HostBreaker, ProbeOutcome, Snapshot, Step};
 
@@ -79,13 +80,13 @@ impl Default for Settings {
 /// Which object: `uid` tells a re-created object from the one the breaker acted on.
 ///
 /// A pass holds one per GitRepository of each host it looks at (87 000 in an outage of a large
-/// host), so the namespace and name share the exporter's strings instead of copying them; the
-/// uid, the store's map key, is copied without spare capacity.
+/// host), so the namespace and name share the exporter's strings instead of copying them, and
+/// the uid is held inline ([`Uid`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     pub namespace: Arc<str>,
     pub name: Arc<str>,
-    pub uid: Box<str>,
+    pub uid: Uid,
 }
 
 /// What the breaker sees of one GitRepository.
@@ -147,7 +148,7 @@ impl Member {
 }
 
 /// The breaker's view of one GitRepository as the exporter's store keeps it.
-pub fn member_of_record(uid: &str, record: &Record) -> Member {
+pub fn member_of_record(uid: &Uid, record: &Record) -> Member {
     let time = |seconds: i64| {
         (seconds > 0)
             .then(|| OffsetDateTime::from_unix_timestamp(seconds).ok())
@@ -178,7 +179,7 @@ pub fn member_of_record(uid: &str, record: &Record) -> Member {
         key: ObjectKey {
             namespace: record.namespace.clone(),
             name: record.name.clone(),
-            uid: uid.into(),
+            uid: uid.clone(),
         },
         resource_version: record.resource_version,
         condition,
@@ -593,7 +594,7 @@ mod tests {
         assert_eq!(
             (
                 &*member.key.namespace,
-                &*member.key.uid,
+                member.key.uid.to_string().as_str(),
                 member.resource_version
             ),
             ("proj-1", "u-1", 9)

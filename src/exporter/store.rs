@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::histogram::Histogram;
 
 use crate::health::{FailureClass, Health, State};
+use crate::uid::Uid;
 
 /// Shares one allocation per distinct namespace and host: at 100k objects there are a few
 /// hundred of each, not 100k.
@@ -172,18 +173,18 @@ pub struct Store {
 struct Inner {
     /// Changed one record at a time through `insert` and `remove`, which keep `counts` in step,
     /// or wholesale (a re-list) followed by `recount`.
-    records: HashMap<Box<str>, Record>,
+    records: HashMap<Uid, Record>,
     counts: Counts,
     /// Records of re-lists in progress, per scope; swapped in whole when a list completes, so
     /// objects deleted while the watch was down disappear.
-    relisting: HashMap<u16, HashMap<Box<str>, Record>>,
+    relisting: HashMap<u16, HashMap<Uid, Record>>,
     interner: Interner,
     /// One URL per host with records (without userinfo), for fluxgate's own probe of the host.
     probe_urls: HashMap<Arc<str>, Box<str>>,
 }
 
 impl Inner {
-    fn insert(&mut self, uid: Box<str>, record: Record) -> Option<Record> {
+    fn insert(&mut self, uid: Uid, record: Record) -> Option<Record> {
         self.counts.change(&record, 1);
         let previous = self.records.insert(uid, record);
         if let Some(previous) = &previous {
@@ -194,7 +195,7 @@ impl Inner {
     }
 
     fn remove(&mut self, uid: &str) -> Option<Record> {
-        let record = self.records.remove(uid)?;
+        let record = self.records.remove(&Uid::new(uid))?;
         self.counts.change(&record, -1);
         self.forget_url_of_a_gone_host(&record.host);
         Some(record)
@@ -435,7 +436,7 @@ impl Store {
             .relisting
             .entry(scope)
             .or_default()
-            .insert(health.uid.as_str().into(), record);
+            .insert(Uid::new(&health.uid), record);
     }
 
     /// The list of `scope` is complete: its records replace the scope's old ones. `all_synced`
@@ -475,9 +476,10 @@ impl Store {
     pub fn apply(&self, scope: u16, health: &Health, now: i64) {
         let mut inner = self.lock();
         let mut record = Self::record(&mut inner, scope, health);
+        let uid = Uid::new(&health.uid);
         let (state, class) = (record.state, record.class);
         if let Some(marks) = record.marks.as_deref_mut() {
-            let previous = inner.records.get(health.uid.as_str());
+            let previous = inner.records.get(&uid);
             let (failed_at, attempt_seconds) = previous
                 .and_then(|r| Some((r.marks.as_deref()?.transport_failed_at, r.attempt_seconds)))
                 .unwrap_or_default();
@@ -487,7 +489,7 @@ impl Store {
                 record.attempt_seconds = attempt_seconds;
             }
         }
-        let previous = inner.insert(health.uid.as_str().into(), record);
+        let previous = inner.insert(uid, record);
         if let Some(previous) = previous {
             if previous.state == State::Pending
                 && previous.lane == 0
@@ -618,7 +620,7 @@ impl Store {
 
     /// Calls `visit` with the uid and record of every record whose host is in `hosts`, under
     /// the store's lock: keep `visit` short.
-    pub fn visit_hosts(&self, hosts: &BTreeSet<Arc<str>>, mut visit: impl FnMut(&str, &Record)) {
+    pub fn visit_hosts(&self, hosts: &BTreeSet<Arc<str>>, mut visit: impl FnMut(&Uid, &Record)) {
         if hosts.is_empty() {
             return;
         }
