@@ -9,7 +9,7 @@ use fluxgate::{commands, serve};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format, &cli.log_level);
-    keep_allocator_thresholds_fixed();
+    tune_allocator();
     // kube and the webhook both use rustls; pick the provider once for the whole process.
     let _ = rustls::crypto::ring::default_provider().install_default();
 
@@ -75,22 +75,34 @@ impl<W: Write> Write for Stdout<W> {
     }
 }
 
+/// Two settings of glibc's allocator, made before any other thread exists.
+///
 /// glibc raises its mmap threshold to the size of the largest block freed (up to 32 MiB), and its
 /// trim threshold with it. After the first scrape of a large cluster, each scrape's multi-megabyte
 /// buffers then come from the heap and stay resident: at 100k GitRepositories RSS climbed from 53
 /// to 80 MiB over five scrapes. Setting the threshold (to glibc's own starting value) turns that
 /// adjustment off, so large blocks are mapped and given back when freed.
+///
+/// glibc also gives each thread that meets contention an arena of its own, up to eight per core,
+/// and memory freed in one arena serves only that one. A breaker pass, a scrape and the watch
+/// run on different threads, so each kept its own high-water mark: at 100k GitRepositories peak
+/// RSS was 62–64 MiB with the default and 57–60 MiB with one arena (BENCHMARKS.md). Small blocks
+/// still come from per-thread caches without a lock.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_allocator_thresholds_fixed() {
+fn tune_allocator() {
     const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
     // SAFETY: mallopt only sets allocator parameters; no other thread exists yet.
     if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } != 1 {
         tracing::warn!("could not fix the allocator's mmap threshold; RSS may grow after scrapes");
     }
+    // SAFETY: as above.
+    if unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) } != 1 {
+        tracing::warn!("could not limit the allocator to one arena; peak RSS may be higher");
+    }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn keep_allocator_thresholds_fixed() {}
+fn tune_allocator() {}
 
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
