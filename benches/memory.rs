@@ -12,9 +12,7 @@
 //!
 //!   cargo bench --bench memory [-- SIZE]
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fluxgate::breaker::args::TripArgs;
 use fluxgate::breaker::runtime::Breakers;
@@ -25,58 +23,23 @@ use fluxgate::metrics::{BreakerMetrics, Metrics};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-/// The system allocator, counting the bytes it holds for the program and their highest mark.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let live = LIVE.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(live, Ordering::Relaxed);
-}
-
-// SAFETY: every call goes to the system allocator unchanged; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            grew(layout.size());
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-            grew(new_size);
-        }
-        new
-    }
-}
+#[path = "support/counting_allocator.rs"]
+mod counting_allocator;
+use counting_allocator::{Counting, live};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// Live heap now, and the most that `work` added on top of it at any moment.
+/// What `work` returns, and the most it added to the live heap at any moment, in MiB.
 fn peak_of<T>(work: impl FnOnce() -> T) -> (T, f64) {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let out = work();
-    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
-    (out, peak as f64 / MIB)
+    let (out, bytes) = counting_allocator::peak_of(work);
+    (out, bytes as f64 / MIB)
 }
 
 fn live_mib() -> f64 {
-    LIVE.load(Ordering::Relaxed) as f64 / MIB
+    live() as f64 / MIB
 }
 
 /// splitmix64, as the population tool spreads hosts and states.

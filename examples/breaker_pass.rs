@@ -14,8 +14,6 @@
 //!
 //!   cargo run --release --example breaker_pass [SIZE] [PASSES]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fluxgate::breaker::args::TripArgs;
@@ -27,30 +25,12 @@ use fluxgate::metrics::Metrics;
 use serde_json::json;
 use time::OffsetDateTime;
 
+#[path = "../benches/support/counting_allocator.rs"]
+mod counting_allocator;
+
 /// Counts live bytes and their peak, to see what a pass allocates on top of the store.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        // SAFETY: the caller's layout is passed on as it came.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting_allocator::Counting = counting_allocator::Counting;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Situation {
@@ -90,7 +70,7 @@ fn populated(size: usize, situation: Situation, store: &Store) {
         };
         let mut object = json!({
             "metadata": { "name": format!("project-{i:06}"), "namespace": format!("tenant-{:05}", i % namespaces),
-                          "uid": format!("uid-{i}"), "generation": 1, "resourceVersion": format!("{}", 1000 + i),
+                          "uid": format!("{i:08x}-0000-4000-8000-{i:012x}"), "generation": 1, "resourceVersion": format!("{}", 1000 + i),
                           "creationTimestamp": "2026-11-28T10:00:00Z" },
             "spec": { "url": format!("https://{host}/acme/project-{i}"), "interval": "1m", "suspend": quarantined },
             "status": status,
@@ -155,13 +135,13 @@ fn main() {
         let mut actions = 0;
         let mut peak_extra = 0;
         for pass in 0..passes {
-            let before = LIVE.load(Ordering::Relaxed);
-            PEAK.store(before, Ordering::Relaxed);
             let started = Instant::now();
-            let plan = breakers.plan(&store, now + time::Duration::seconds(i64::from(pass)));
+            let (plan, extra) = counting_allocator::peak_of(|| {
+                breakers.plan(&store, now + time::Duration::seconds(i64::from(pass)))
+            });
             times.push(started.elapsed());
             actions = actions.max(plan.actions.len());
-            peak_extra = peak_extra.max(PEAK.load(Ordering::Relaxed) - before);
+            peak_extra = peak_extra.max(extra);
             drop(plan);
         }
         times.sort();
