@@ -86,8 +86,8 @@ impl<W: Write> Write for Stdout<W> {
 /// glibc also gives each thread that meets contention an arena of its own, up to eight per core,
 /// and memory freed in one arena serves only that one. A breaker pass, a scrape and the watch
 /// run on different threads, so each kept its own high-water mark: at 100k GitRepositories peak
-/// RSS was 62–64 MiB with the default and 57–60 MiB with one arena (BENCHMARKS.md). Small blocks
-/// still come from per-thread caches without a lock.
+/// RSS was 62.2–62.5 MiB with the default and 57.9–59.6 MiB with one arena (BENCHMARKS.md).
+/// Small blocks still come from per-thread caches without a lock.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
     const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
