@@ -7,7 +7,7 @@
 //! whole while the per-object copy was already taken held 20 MB: what the exporter's memory
 //! target could not afford next to a breaker pass.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -102,23 +102,23 @@ fn store_families(store: &Store) -> Vec<FamilyText> {
             by_lane,
             |(lane, state)| [("lane", &**lane), ("state", state.as_str())],
         ),
-        by_key(
+        FamilyText::gauge(
             "fluxgate_lane_oldest_pending_timestamp_seconds",
             "Creation time of the oldest GitRepository without any status condition in a host lane (waiting for that lane's source-controller), by lane.",
-            "lane",
             lane_oldest_pending,
+            |lane| [("lane", &**lane)],
         ),
-        by_key(
+        FamilyText::gauge(
             "fluxgate_gitrepositories_unobserved",
             "GitRepositories whose observedGeneration is missing, -1 or behind their generation.",
-            "namespace",
             unobserved,
+            |ns| [("namespace", &**ns)],
         ),
-        by_key(
+        FamilyText::gauge(
             "fluxgate_gitrepositories_oldest_pending_timestamp_seconds",
             "Creation time of the oldest GitRepository without any status condition, outside host lanes, by namespace.",
-            "namespace",
             oldest_pending,
+            |ns| [("namespace", &**ns)],
         ),
         FamilyText::single(
             "fluxgate_watcher_objects",
@@ -145,28 +145,6 @@ fn store_families(store: &Store) -> Vec<FamilyText> {
             store.restarts().max(0),
         ),
     ]
-}
-
-/// A gauge with one label, from a map keyed by its value.
-fn by_key(
-    name: &'static str,
-    help: &'static str,
-    label: &'static str,
-    series: BTreeMap<Arc<str>, i64>,
-) -> FamilyText {
-    let mut series = series.into_iter();
-    FamilyText {
-        name,
-        help,
-        kind: Kind::Gauge,
-        next_line: Box::new(move |out| {
-            let Some((key, value)) = series.next() else {
-                return false;
-            };
-            write_line(out, name, &[(label, &key)], value);
-            true
-        }),
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
