@@ -25,8 +25,9 @@ pub const CHUNK_BYTES: usize = 64 * 1024;
 /// A family too large to encode in one buffer. Its full name (with the `fluxgate_` prefix) must
 /// not be registered in the registry too.
 pub trait ChunkedFamily: Send + Sync + std::fmt::Debug {
-    /// Takes the family's series now; returns their OpenMetrics text (descriptor first) in
-    /// chunks of about [`CHUNK_BYTES`], each encoded when it is pulled.
+    /// The family's OpenMetrics text (descriptor first) in chunks of about [`CHUNK_BYTES`],
+    /// each encoded when it is pulled. A family may take its series when its first chunk is
+    /// pulled rather than now, so that a scrape holds one family's copy at a time.
     fn chunks(&self) -> Box<dyn Iterator<Item = Bytes> + Send>;
 }
 
@@ -506,7 +507,7 @@ impl Metrics {
     }
 
     /// A scrape's OpenMetrics text as chunks: the registry's families (encoded now), each chunked
-    /// family (its series taken now, encoded as the chunks are pulled), then `# EOF`.
+    /// family (encoded as its chunks are pulled), then `# EOF`.
     pub fn exposition(&self) -> impl Iterator<Item = Bytes> + Send + use<> {
         let chunked: Vec<_> = self.chunked.iter().map(|f| f.chunks()).collect();
         let mut head = String::with_capacity(16 * 1024);
