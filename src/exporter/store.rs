@@ -1384,30 +1384,26 @@ mod tests {
         assert_eq!(gauges.matches("\n# HELP ").count() + 1, 7);
     }
 
+    /// The whole text of `family`, when a failing GitRepository named `name` was added after
+    /// the scrape started but before its first chunk was pulled.
+    fn text_with_one_added_meanwhile(
+        family: &dyn ChunkedFamily,
+        store: &Store,
+        name: &str,
+    ) -> String {
+        let chunks = family.chunks();
+        insert_failing(store, name, Arc::from("ns"), name, Arc::from("github.com"));
+        String::from_utf8(chunks.flat_map(|c| c.to_vec()).collect()).unwrap()
+    }
+
     #[test]
     fn a_scrape_copies_the_store_only_when_it_reaches_a_family() {
         let store = Arc::new(Store::default());
-        let mut chunks = FailingSinceFamily(store.clone()).chunks();
-        // Taken after the scrape started: still in its text.
-        insert_failing(
-            &store,
-            "u1",
-            Arc::from("ns"),
-            "late",
-            Arc::from("github.com"),
-        );
-        let text = String::from_utf8(chunks.next().unwrap().to_vec()).unwrap();
+        let failing = FailingSinceFamily(store.clone());
+        let text = text_with_one_added_meanwhile(&failing, &store, "late");
         assert!(text.contains(r#"name="late""#), "{text}");
-        let mut chunks = StoreFamilies(store.clone()).chunks();
-        insert_failing(
-            &store,
-            "u2",
-            Arc::from("ns"),
-            "later",
-            Arc::from("github.com"),
-        );
-        let text: Vec<u8> = chunks.by_ref().flat_map(|c| c.to_vec()).collect();
-        let text = String::from_utf8(text).unwrap();
+        let gauges = StoreFamilies(store.clone());
+        let text = text_with_one_added_meanwhile(&gauges, &store, "later");
         assert!(text.contains("fluxgate_watcher_objects 2\n"), "{text}");
     }
 
